@@ -1,0 +1,225 @@
+//! Gateway configuration, read once at start from one [`Source`] and validated there.
+//!
+//! Every setting is an environment variable (names kept from the original service where it had
+//! one). Tests hand in a map instead of mutating the process environment.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::providers::{ProvidersConfig, Secret};
+
+/// Where settings come from: the process environment, or a map in tests.
+#[derive(Debug, Clone, Default)]
+pub struct Source {
+    vars: HashMap<String, String>,
+}
+
+impl Source {
+    pub fn from_env() -> Self {
+        Self {
+            vars: std::env::vars().collect(),
+        }
+    }
+
+    pub fn from_map(vars: HashMap<String, String>) -> Self {
+        Self { vars }
+    }
+
+    pub fn get(&self, key: &str) -> Option<String> {
+        self.vars.get(key).cloned()
+    }
+
+    pub fn string(&self, key: &str, default: &str) -> String {
+        self.get(key)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| default.to_owned())
+    }
+
+    pub fn number<T: FromStr>(&self, key: &str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: fmt::Display,
+    {
+        match self
+            .get(key)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+        {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .map_err(|e| ConfigError::new(key, format!("'{v}' is not a valid number: {e}"))),
+        }
+    }
+
+    /// A duration given in (possibly fractional) seconds; must be positive.
+    pub fn seconds(&self, key: &str, default: f64) -> Result<Duration, ConfigError> {
+        let secs: f64 = self.number(key, default)?;
+        if !(secs.is_finite() && secs > 0.0) {
+            return Err(ConfigError::new(
+                key,
+                format!("must be a positive number of seconds, got {secs}"),
+            ));
+        }
+        Ok(Duration::from_secs_f64(secs))
+    }
+
+    pub fn flag(&self, key: &str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(key).map(|v| v.trim().to_ascii_lowercase()) {
+            None => Ok(default),
+            Some(v) if v.is_empty() => Ok(default),
+            Some(v) if matches!(v.as_str(), "1" | "true" | "yes" | "on") => Ok(true),
+            Some(v) if matches!(v.as_str(), "0" | "false" | "no" | "off") => Ok(false),
+            Some(v) => Err(ConfigError::new(key, format!("'{v}' is not true or false"))),
+        }
+    }
+
+    /// A comma-separated list, items trimmed, empty items dropped.
+    pub fn list(&self, key: &str, default: &str) -> Vec<String> {
+        self.get(key)
+            .unwrap_or_else(|| default.to_owned())
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// A setting that could not be used; names the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {key}: {message}")]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(key: &str, message: impl Into<String>) -> Self {
+        Self {
+            key: key.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The original service's default CORS origins.
+const DEFAULT_CORS_ORIGINS: &str =
+    "http://localhost:5173,http://localhost:5190,https://mana.how,https://playground.mana.how";
+
+/// Client authentication: off unless a key is configured.
+#[derive(Debug, Clone, Default)]
+pub struct AuthConfig {
+    pub keys: Vec<Secret>,
+}
+
+impl AuthConfig {
+    /// `GPU_API_KEY` (the original's single key) plus `MANA_LLM_API_KEYS` (comma-separated);
+    /// `GPU_REQUIRE_AUTH=false` turns checking off even with keys set, as in the original.
+    fn from_source(src: &Source) -> Result<Self, ConfigError> {
+        let mut keys: Vec<Secret> = Secret::from_env(src.get("GPU_API_KEY"))
+            .into_iter()
+            .collect();
+        keys.extend(
+            src.list("MANA_LLM_API_KEYS", "")
+                .into_iter()
+                .filter_map(|k| Secret::from_env(Some(k))),
+        );
+        let required = src.flag("GPU_REQUIRE_AUTH", !keys.is_empty())?;
+        if !required {
+            keys.clear();
+        } else if keys.is_empty() {
+            return Err(ConfigError::new(
+                "GPU_REQUIRE_AUTH",
+                "auth is required but neither GPU_API_KEY nor MANA_LLM_API_KEYS is set",
+            ));
+        }
+        Ok(Self { keys })
+    }
+
+    pub fn enabled(&self) -> bool {
+        !self.keys.is_empty()
+    }
+}
+
+/// Everything the data plane needs to serve.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub providers: ProvidersConfig,
+    pub auth: AuthConfig,
+    pub cors_origins: Vec<String>,
+    /// Largest accepted request body, in bytes (base64 images make bodies big).
+    pub body_limit: usize,
+    /// Silence after which a stream gets a `: keep-alive` comment.
+    pub keep_alive: Duration,
+}
+
+impl GatewayConfig {
+    pub fn from_source(src: &Source) -> Result<Self, ConfigError> {
+        let body_limit_mb: usize = src.number("MANA_LLM_BODY_LIMIT_MB", 32)?;
+        if body_limit_mb == 0 {
+            return Err(ConfigError::new(
+                "MANA_LLM_BODY_LIMIT_MB",
+                "must be at least 1",
+            ));
+        }
+        Ok(Self {
+            providers: ProvidersConfig::from_source(src)?,
+            auth: AuthConfig::from_source(src)?,
+            cors_origins: src.list("CORS_ORIGINS", DEFAULT_CORS_ORIGINS),
+            body_limit: body_limit_mb * 1024 * 1024,
+            keep_alive: src.seconds("MANA_LLM_SSE_KEEPALIVE", 15.0)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn src(pairs: &[(&str, &str)]) -> Source {
+        Source::from_map(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn defaults() {
+        let c = GatewayConfig::from_source(&src(&[])).unwrap();
+        assert!(!c.auth.enabled());
+        assert_eq!(c.body_limit, 32 * 1024 * 1024);
+        assert_eq!(c.cors_origins.len(), 4);
+        assert_eq!(c.providers.ollama_url, "http://localhost:11434");
+        assert_eq!(c.providers.ollama_timeout, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let e = GatewayConfig::from_source(&src(&[("OLLAMA_TIMEOUT", "soon")])).unwrap_err();
+        assert_eq!(e.key, "OLLAMA_TIMEOUT");
+        let e = GatewayConfig::from_source(&src(&[("MANA_LLM_SSE_KEEPALIVE", "-1")])).unwrap_err();
+        assert_eq!(e.key, "MANA_LLM_SSE_KEEPALIVE");
+    }
+
+    #[test]
+    fn auth_keys_from_both_forms() {
+        let c = GatewayConfig::from_source(&src(&[
+            ("GPU_API_KEY", "a"),
+            ("MANA_LLM_API_KEYS", "b, c,"),
+        ]))
+        .unwrap();
+        assert_eq!(c.auth.keys.len(), 3);
+        let c = GatewayConfig::from_source(&src(&[
+            ("GPU_API_KEY", "a"),
+            ("GPU_REQUIRE_AUTH", "false"),
+        ]))
+        .unwrap();
+        assert!(!c.auth.enabled());
+        assert!(GatewayConfig::from_source(&src(&[("GPU_REQUIRE_AUTH", "true")])).is_err());
+    }
+}

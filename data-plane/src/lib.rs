@@ -1,0 +1,16 @@
+//! mana-llm data plane: the OpenAI-compatible API in front of every provider.
+//!
+//! Read in request order:
+//! - [`config`]: settings from the environment, validated once.
+//! - [`server`]: `App::build(config)`, `router()` and `run(listener, shutdown)`.
+//! - [`api`]: the HTTP handlers, thin: extract, call, map.
+//! - [`openai`]: the wire types and request validation.
+//! - [`providers`]: one module per upstream API behind one trait.
+//! - [`streaming`]: SSE responses with keep-alive and in-band errors.
+//! - [`error`]: the one error type of the HTTP edge, OpenAI-shaped.
+//! - [`metrics`]: this worker's Prometheus registry.
+
+pub mod config;
+pub mod error;
+pub mod openai;
+pub mod providers;

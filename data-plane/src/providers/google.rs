@@ -1,0 +1,62 @@
+//! Gemini REST (stub: being written).
+
+use async_trait::async_trait;
+use mana_llm_shared::ProviderId;
+
+use super::http::Upstream;
+#[allow(unused_imports)]
+use super::Secret;
+use super::{ChunkStream, Provider, UpstreamError};
+use crate::openai::{ChatCompletion, ChatRequest, Embeddings, EmbeddingsRequest, ModelInfo};
+
+#[allow(dead_code)]
+pub struct Google {
+    id: ProviderId,
+    upstream: Upstream,
+    api_key: Secret,
+}
+
+impl Google {
+    pub fn new(upstream: Upstream, api_key: Secret) -> Self {
+        Self {
+            id: ProviderId::new("google"),
+            upstream,
+            api_key,
+        }
+    }
+}
+
+#[async_trait]
+impl Provider for Google {
+    fn id(&self) -> &ProviderId {
+        &self.id
+    }
+
+    async fn chat(
+        &self,
+        _request: &ChatRequest,
+        _model: &str,
+    ) -> Result<ChatCompletion, UpstreamError> {
+        Err(UpstreamError::Protocol("not yet".into()))
+    }
+
+    async fn chat_stream(
+        &self,
+        _request: &ChatRequest,
+        _model: &str,
+    ) -> Result<ChunkStream, UpstreamError> {
+        Err(UpstreamError::Protocol("not yet".into()))
+    }
+
+    async fn embeddings(
+        &self,
+        _request: &EmbeddingsRequest,
+        _model: &str,
+    ) -> Result<Embeddings, UpstreamError> {
+        Err(UpstreamError::Protocol("not yet".into()))
+    }
+
+    async fn list_models(&self) -> Result<Vec<ModelInfo>, UpstreamError> {
+        Ok(Vec::new())
+    }
+}

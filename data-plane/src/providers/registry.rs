@@ -1,0 +1,266 @@
+//! Which providers exist, which are configured, and how they are built from the environment.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mana_llm_shared::ProviderId;
+
+use super::http::Upstream;
+use super::{
+    echo::Echo, google::Google, ollama::Ollama, openai::OpenAiCompatible, Provider, UpstreamError,
+};
+use crate::config::{ConfigError, Source};
+
+/// A credential. Its `Debug` never shows the value, so it cannot leak through a log line.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// `None` for an absent or blank value: empty keys count as not set, as in the original.
+    pub fn from_env(value: Option<String>) -> Option<Self> {
+        value
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+            .map(Self)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// An OpenAI-compatible provider: its id, where it lives, and the env var its key comes from.
+#[derive(Debug, Clone)]
+pub struct OpenAiCompatibleConfig {
+    pub id: ProviderId,
+    pub base_url: String,
+    pub api_key: Option<Secret>,
+    pub key_env: &'static str,
+}
+
+/// The built-in OpenAI-compatible providers: id, key env var, base URL env var, default URL.
+const OPENAI_COMPATIBLE: [(&str, &str, &str, &str); 4] = [
+    (
+        "openai",
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "https://api.openai.com/v1",
+    ),
+    (
+        "openrouter",
+        "OPENROUTER_API_KEY",
+        "OPENROUTER_BASE_URL",
+        "https://openrouter.ai/api/v1",
+    ),
+    (
+        "groq",
+        "GROQ_API_KEY",
+        "GROQ_BASE_URL",
+        "https://api.groq.com/openai/v1",
+    ),
+    (
+        "together",
+        "TOGETHER_API_KEY",
+        "TOGETHER_BASE_URL",
+        "https://api.together.xyz/v1",
+    ),
+];
+
+#[derive(Debug, Clone)]
+pub struct ProvidersConfig {
+    pub ollama_url: String,
+    pub ollama_timeout: Duration,
+    pub upstream_timeout: Duration,
+    pub stream_idle_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub openai_compatible: Vec<OpenAiCompatibleConfig>,
+    pub google_base_url: String,
+    pub google_api_key: Option<Secret>,
+    pub echo_delay: Duration,
+}
+
+impl ProvidersConfig {
+    pub fn from_source(src: &Source) -> Result<Self, ConfigError> {
+        let openai_compatible = OPENAI_COMPATIBLE
+            .iter()
+            .map(
+                |(id, key_env, url_env, default_url)| OpenAiCompatibleConfig {
+                    id: ProviderId::new(id),
+                    base_url: src.string(url_env, default_url),
+                    api_key: Secret::from_env(src.get(key_env)),
+                    key_env,
+                },
+            )
+            .collect();
+        Ok(Self {
+            ollama_url: src.string("OLLAMA_URL", "http://localhost:11434"),
+            ollama_timeout: src.seconds("OLLAMA_TIMEOUT", 120.0)?,
+            upstream_timeout: src.seconds("MANA_LLM_UPSTREAM_TIMEOUT", 120.0)?,
+            stream_idle_timeout: src.seconds("MANA_LLM_STREAM_IDLE_TIMEOUT", 120.0)?,
+            connect_timeout: src.seconds("MANA_LLM_CONNECT_TIMEOUT", 5.0)?,
+            openai_compatible,
+            google_base_url: src.string(
+                "GOOGLE_BASE_URL",
+                "https://generativelanguage.googleapis.com/v1beta",
+            ),
+            google_api_key: Secret::from_env(src.get("GOOGLE_API_KEY")),
+            echo_delay: Duration::from_millis(src.number("MANA_LLM_ECHO_DELAY_MS", 0)?),
+        })
+    }
+}
+
+/// Why a provider id cannot be used.
+#[derive(Debug)]
+pub enum Lookup {
+    Unknown,
+    NotConfigured(UpstreamError),
+}
+
+/// Every provider this gateway knows, built once at start.
+#[derive(Clone)]
+pub struct Providers {
+    configured: BTreeMap<ProviderId, Arc<dyn Provider>>,
+    /// Known providers without credentials, with the env var that would enable them.
+    unconfigured: BTreeMap<ProviderId, &'static str>,
+}
+
+impl Providers {
+    pub fn build(config: &ProvidersConfig) -> Result<Self, ConfigError> {
+        let client = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .connect_timeout(config.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build()
+            .map_err(|e| ConfigError::new("http client", e.to_string()))?;
+        let idle = config.stream_idle_timeout;
+        let mut providers = Self::empty();
+        providers.insert(Arc::new(Echo::new(config.echo_delay)));
+        providers.insert(Arc::new(Ollama::new(Upstream::new(
+            client.clone(),
+            &config.ollama_url,
+            config.ollama_timeout,
+            idle,
+        ))));
+        for p in &config.openai_compatible {
+            match &p.api_key {
+                Some(key) => providers.insert(Arc::new(OpenAiCompatible::new(
+                    p.id.clone(),
+                    Upstream::new(client.clone(), &p.base_url, config.upstream_timeout, idle),
+                    key.clone(),
+                ))),
+                None => {
+                    providers.unconfigured.insert(p.id.clone(), p.key_env);
+                }
+            }
+        }
+        match &config.google_api_key {
+            Some(key) => providers.insert(Arc::new(Google::new(
+                Upstream::new(
+                    client,
+                    &config.google_base_url,
+                    config.upstream_timeout,
+                    idle,
+                ),
+                key.clone(),
+            ))),
+            None => {
+                providers
+                    .unconfigured
+                    .insert(ProviderId::new("google"), "GOOGLE_API_KEY");
+            }
+        }
+        Ok(providers)
+    }
+
+    pub fn empty() -> Self {
+        Self {
+            configured: BTreeMap::new(),
+            unconfigured: BTreeMap::new(),
+        }
+    }
+
+    pub fn insert(&mut self, provider: Arc<dyn Provider>) {
+        self.unconfigured.remove(provider.id());
+        self.configured.insert(provider.id().clone(), provider);
+    }
+
+    pub fn get(&self, id: &ProviderId) -> Result<&Arc<dyn Provider>, Lookup> {
+        if let Some(p) = self.configured.get(id) {
+            return Ok(p);
+        }
+        match self.unconfigured.get(id) {
+            Some(env_var) => Err(Lookup::NotConfigured(UpstreamError::NotConfigured {
+                provider: id.to_string(),
+                env_var,
+            })),
+            None => Err(Lookup::Unknown),
+        }
+    }
+
+    /// Configured providers in id order.
+    pub fn configured(&self) -> impl Iterator<Item = &Arc<dyn Provider>> {
+        self.configured.values()
+    }
+
+    /// Every known provider id, configured or not, sorted.
+    pub fn known_ids(&self) -> Vec<&str> {
+        let mut ids: Vec<&str> = self
+            .configured
+            .keys()
+            .chain(self.unconfigured.keys())
+            .map(ProviderId::as_str)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn providers(env: &[(&str, &str)]) -> Providers {
+        let map: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Providers::build(&ProvidersConfig::from_source(&Source::from_map(map)).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn ollama_and_echo_are_always_configured() {
+        let p = providers(&[]);
+        assert!(p.get(&ProviderId::new("ollama")).is_ok());
+        assert!(p.get(&ProviderId::new("echo")).is_ok());
+        assert!(matches!(
+            p.get(&ProviderId::new("nope")),
+            Err(Lookup::Unknown)
+        ));
+    }
+
+    #[test]
+    fn a_provider_without_key_names_its_env_var() {
+        let p = providers(&[("GROQ_API_KEY", "  ")]);
+        match p.get(&ProviderId::new("groq")) {
+            Err(Lookup::NotConfigured(e)) => assert!(e.to_string().contains("GROQ_API_KEY"), "{e}"),
+            _ => panic!("groq should be unconfigured"),
+        }
+        let p = providers(&[("GROQ_API_KEY", "k")]);
+        assert!(p.get(&ProviderId::new("groq")).is_ok());
+    }
+
+    #[test]
+    fn secrets_do_not_debug_print() {
+        let s = Secret::from_env(Some("sk-very-secret".into())).unwrap();
+        assert!(!format!("{s:?}").contains("very-secret"));
+    }
+}
