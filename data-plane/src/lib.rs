@@ -10,7 +10,15 @@
 //! - [`error`]: the one error type of the HTTP edge, OpenAI-shaped.
 //! - [`metrics`]: this worker's Prometheus registry.
 
+pub mod api;
 pub mod config;
 pub mod error;
+pub mod logging;
+pub mod metrics;
 pub mod openai;
 pub mod providers;
+pub mod server;
+pub mod streaming;
+
+pub use config::{GatewayConfig, Source};
+pub use server::{run, App};

@@ -28,7 +28,7 @@ use crate::openai::{
     ChatChunk, ChatCompletion, ChatRequest, Embeddings, EmbeddingsRequest, ModelInfo,
 };
 
-pub use registry::{Providers, ProvidersConfig, Secret};
+pub use registry::{Lookup, Providers, ProvidersConfig, Secret};
 
 /// The chunks of one streamed completion. The first item arriving means the upstream answered.
 pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<ChatChunk, UpstreamError>> + Send>>;

@@ -82,17 +82,26 @@ fn pieces(text: &str) -> Vec<String> {
     out
 }
 
-/// A deterministic unit vector for `text`.
+/// A deterministic unit vector for `text`: each dimension is a hash of the text and its index.
 fn embed(text: &str) -> Vec<f64> {
-    let mut v = [0f64; DIMENSIONS];
-    for (i, b) in text.bytes().enumerate() {
-        v[i % DIMENSIONS] += f64::from(b) * (1.0 + (i / DIMENSIONS) as f64).recip();
-    }
+    let mut v: Vec<f64> = (0..DIMENSIONS as u64)
+        .map(|d| {
+            // FNV-1a over the dimension index and the text.
+            let h = d
+                .to_le_bytes()
+                .iter()
+                .chain(text.as_bytes())
+                .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                    (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+                });
+            (h % 2001) as f64 / 1000.0 - 1.0
+        })
+        .collect();
     let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
     if norm > 0.0 {
         v.iter_mut().for_each(|x| *x /= norm);
     }
-    v.to_vec()
+    v
 }
 
 #[async_trait]

@@ -1,0 +1,87 @@
+//! Routes and the layers around them.
+//!
+//! Outermost first: request log (id, timing, one line per request) → CORS (so preflights and
+//! 401s carry CORS headers) → body limit → client auth (only on `/v1/*`) → handler.
+
+mod auth;
+mod body;
+mod chat;
+mod embeddings;
+mod health;
+mod models;
+mod request_log;
+mod resolve;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::from_fn_with_state;
+use axum::routing::{get, post};
+use axum::Router;
+use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
+
+use crate::error::ApiError;
+use crate::server::AppState;
+
+pub use request_log::{RequestId, RouteLog};
+
+/// Response headers the gateway adds.
+pub mod headers {
+    pub const REQUEST_ID: &str = "x-request-id";
+    pub const RESOLVED: &str = "x-mana-llm-resolved";
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let v1 = Router::new()
+        .route("/v1/chat/completions", post(chat::completions))
+        .route("/v1/embeddings", post(embeddings::create))
+        .route("/v1/models", get(models::list))
+        .route("/v1/models/{*id}", get(models::get))
+        .route_layer(from_fn_with_state(state.clone(), auth::require_key));
+    Router::new()
+        .merge(v1)
+        .route("/health", get(health::live))
+        .route("/ready", get(health::ready))
+        .route("/metrics", get(health::metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.config.body_limit))
+        .layer(cors(&state.config.cors_origins))
+        .layer(from_fn_with_state(state.clone(), request_log::layer))
+        .with_state(state)
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let expose = [headers::REQUEST_ID, headers::RESOLVED].map(HeaderName::from_static);
+    let layer = CorsLayer::new()
+        .expose_headers(expose)
+        .max_age(std::time::Duration::from_secs(600));
+    if origins.iter().any(|o| o == "*") {
+        return layer
+            .allow_origin(AllowOrigin::any())
+            .allow_methods(AllowMethods::any())
+            .allow_headers(AllowHeaders::any());
+    }
+    let list: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    // With credentials allowed, wildcards are forbidden: mirror what the browser asks for.
+    layer
+        .allow_origin(AllowOrigin::list(list))
+        .allow_credentials(true)
+        .allow_methods(AllowMethods::mirror_request())
+        .allow_headers(AllowHeaders::mirror_request())
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound {
+        message: format!("no route for {}", uri.path()),
+        code: "not_found",
+    }
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

@@ -1,0 +1,78 @@
+//! `GET /v1/models` and `GET /v1/models/{id}` (ids contain `/`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::Json;
+use futures_util::future::join_all;
+use mana_llm_shared::{ModelRef, Target};
+
+use crate::error::ApiError;
+use crate::openai::{ModelInfo, ModelList};
+use crate::providers::{Lookup, Provider};
+use crate::server::AppState;
+
+/// A listing never waits longer than this on one provider.
+const LIST_DEADLINE: Duration = Duration::from_secs(10);
+
+async fn models_of(provider: &Arc<dyn Provider>) -> Result<Vec<ModelInfo>, ApiError> {
+    let target = format!("{}/*", provider.id());
+    match tokio::time::timeout(LIST_DEADLINE, provider.list_models()).await {
+        Ok(Ok(models)) => Ok(models),
+        Ok(Err(e)) => Err(ApiError::upstream(target, e)),
+        Err(_) => Err(ApiError::upstream(
+            target,
+            crate::providers::UpstreamError::Timeout("model list took too long".to_owned()),
+        )),
+    }
+}
+
+/// Every configured provider's models; a provider that fails is left out and logged.
+pub async fn list(State(state): State<Arc<AppState>>) -> Json<ModelList> {
+    let providers: Vec<_> = state.providers.configured().cloned().collect();
+    let results = join_all(providers.iter().map(models_of)).await;
+    let mut data = Vec::new();
+    for (provider, result) in providers.iter().zip(results) {
+        match result {
+            Ok(models) => data.extend(models),
+            Err(e) => {
+                tracing::warn!(provider = %provider.id(), error = %e, "model listing failed; left out")
+            }
+        }
+    }
+    Json(ModelList::new(data))
+}
+
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<ModelInfo>, ApiError> {
+    let not_found = |message: String| ApiError::NotFound {
+        message,
+        code: "model_not_found",
+    };
+    let target = match ModelRef::parse(&id) {
+        ModelRef::Direct(target) => target,
+        ModelRef::Alias(alias) => return Err(not_found(format!("model '{alias}' not found"))),
+    };
+    let provider = match state.providers.get(&target.provider) {
+        Ok(p) => p.clone(),
+        Err(Lookup::Unknown) => {
+            return Err(not_found(format!(
+                "model '{id}' not found: unknown provider '{}'",
+                target.provider
+            )))
+        }
+        Err(Lookup::NotConfigured(e)) => {
+            return Err(not_found(format!("model '{id}' not found: {e}")))
+        }
+    };
+    let wanted = Target::parse(&id).to_string();
+    models_of(&provider)
+        .await?
+        .into_iter()
+        .find(|m| m.id == wanted || m.id == id)
+        .map(Json)
+        .ok_or_else(|| not_found(format!("model '{id}' not found")))
+}

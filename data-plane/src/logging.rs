@@ -1,0 +1,30 @@
+//! Log setup: `LOG_LEVEL` (an env-filter directive, default `info`) and `LOG_FORMAT`
+//! (`text`, the default, or `json` for log shippers). Logs go to stderr.
+
+use std::io::IsTerminal;
+
+use tracing_subscriber::EnvFilter;
+
+pub fn init(level: &str, format: &str) -> Result<(), String> {
+    let level = level.trim().to_ascii_lowercase();
+    let filter = EnvFilter::try_new(if level.is_empty() { "info" } else { &level })
+        .map_err(|e| format!("invalid LOG_LEVEL '{level}': {e}"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    let result = match format.trim().to_ascii_lowercase().as_str() {
+        "" | "text" => builder.try_init(),
+        "json" => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+        other => {
+            return Err(format!(
+                "invalid LOG_FORMAT '{other}': use 'text' or 'json'"
+            ))
+        }
+    };
+    result.map_err(|e| format!("could not install the logger: {e}"))
+}

@@ -1,0 +1,128 @@
+//! Server-sent event responses for `stream: true`.
+//!
+//! The response starts only once the upstream produced its first chunk, so failures before
+//! that are real HTTP errors (and, with chains, can fall back). After that every chunk is
+//! written as its own `data: <json>\n\n` event the moment it arrives, a `: keep-alive` comment
+//! fills long silences, a failure becomes an in-band `data: {"error": …}` event, and the stream
+//! always ends with `data: [DONE]`. When the client goes away the body is dropped, which drops
+//! the upstream response and closes that connection: the upstream call is cancelled.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::Response;
+use futures_util::{Stream, StreamExt};
+use mana_llm_shared::Target;
+
+use crate::api::headers;
+use crate::error::ApiError;
+use crate::openai::ChatChunk;
+use crate::providers::{ChunkStream, UpstreamError};
+use crate::server::AppState;
+
+const DONE: &[u8] = b"data: [DONE]\n\n";
+const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
+
+/// Waits for the first chunk, then answers with an SSE response carrying the rest.
+pub async fn respond(
+    state: &Arc<AppState>,
+    mut stream: ChunkStream,
+    target: &Target,
+    provider_label: String,
+    started: Instant,
+) -> Result<Response, UpstreamError> {
+    let first = stream.next().await.transpose()?;
+    let metrics = &state.metrics;
+    metrics.record_ttft(&provider_label, &target.model, started.elapsed());
+    metrics.record_success(&provider_label, &target.model, true, None);
+
+    let body = Body::from_stream(events(
+        state.clone(),
+        first,
+        stream,
+        target.clone(),
+        provider_label,
+    ));
+    let mut response = Response::new(body);
+    *response.status_mut() = StatusCode::OK;
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // nginx and similar proxies buffer responses unless told not to.
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    if let Ok(v) = HeaderValue::from_str(&target.to_string()) {
+        h.insert(headers::RESOLVED, v);
+    }
+    Ok(response)
+}
+
+fn event(json: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(json.len() + 8);
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(json);
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
+fn chunk_event(mut chunk: ChatChunk, model: &str) -> Option<Bytes> {
+    chunk.model.clear();
+    chunk.model.push_str(model);
+    match serde_json::to_vec(&chunk) {
+        Ok(json) => Some(event(&json)),
+        Err(e) => {
+            tracing::error!(error = %e, "could not encode a stream chunk; skipped");
+            None
+        }
+    }
+}
+
+fn events(
+    state: Arc<AppState>,
+    first: Option<ChatChunk>,
+    mut rest: ChunkStream,
+    target: Target,
+    provider_label: String,
+) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
+    let keep_alive = state.config.keep_alive;
+    let model = target.to_string();
+    async_stream::stream! {
+        let mut usage = None;
+        if let Some(chunk) = first {
+            usage = chunk.usage;
+            if let Some(bytes) = chunk_event(chunk, &model) {
+                yield Ok(bytes);
+            }
+        }
+        loop {
+            match tokio::time::timeout(keep_alive, rest.next()).await {
+                Err(_) => yield Ok(Bytes::from_static(KEEP_ALIVE)),
+                Ok(None) => break,
+                Ok(Some(Ok(chunk))) => {
+                    if chunk.usage.is_some() {
+                        usage = chunk.usage;
+                    }
+                    if let Some(bytes) = chunk_event(chunk, &model) {
+                        yield Ok(bytes);
+                    }
+                }
+                Ok(Some(Err(e))) => {
+                    tracing::warn!(target = %model, error = %e, "stream failed after the first chunk");
+                    state.metrics.record_error(&provider_label, &target.model, e.code());
+                    let body = ApiError::upstream(&target, e).body();
+                    yield Ok(event(body.to_string().as_bytes()));
+                    break;
+                }
+            }
+        }
+        yield Ok(Bytes::from_static(DONE));
+        if let Some(u) = usage {
+            state.metrics.record_tokens(&provider_label, &target.model, u.prompt_tokens, u.completion_tokens);
+        }
+    }
+}
