@@ -76,9 +76,15 @@ pub async fn layer(
         .get::<MatchedPath>()
         .map_or_else(|| "other".to_owned(), |m| m.as_str().to_owned());
 
-    state.metrics.in_flight.inc();
+    // Probes are not traffic: they would make the gauge never read zero.
+    let probe = matches!(path.as_str(), "/health" | "/ready" | "/metrics");
+    if !probe {
+        state.metrics.in_flight.inc();
+    }
     let mut response = next.run(request).await;
-    state.metrics.in_flight.dec();
+    if !probe {
+        state.metrics.in_flight.dec();
+    }
 
     let elapsed = started.elapsed();
     let status = response.status();
@@ -103,7 +109,7 @@ pub async fn layer(
     let upstream_ms = route.upstream.map(millis);
     let total_ms = millis(elapsed);
     let target = route.target.as_deref();
-    if matches!(path.as_str(), "/health" | "/ready" | "/metrics") {
+    if probe {
         tracing::debug!(request_id = %id, method, path, status = status.as_u16(), total_ms, "request");
     } else if status.is_server_error() {
         tracing::warn!(request_id = %id, method, path, status = status.as_u16(), model = %route.model, target, upstream_ms, total_ms, error, "request");

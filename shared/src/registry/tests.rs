@@ -1,0 +1,205 @@
+//! The original service's registry checklist, plus what we added (duplicates, extended
+//! entries, providers, hashes).
+
+use super::*;
+
+const FIXTURE: &str = "
+aliases:
+  mana/fast-text:
+    description: fast
+    chain: [ollama/qwen2.5:7b, groq/llama-3.1-8b-instant]
+  mana/long-form:
+    description: long
+    chain:
+      - ollama/gemma3:12b
+      - groq/llama-3.3-70b-versatile
+default: mana/fast-text
+";
+
+fn load(text: &str) -> Result<Registry, RegistryErrors> {
+    Registry::parse(text, "aliases.yaml", RegistryVersion(1))
+}
+
+fn errors(text: &str) -> Vec<String> {
+    load(text).unwrap_err().0
+}
+
+fn has(errors: &[String], fragment: &str) -> bool {
+    errors.iter().any(|e| e.contains(fragment))
+}
+
+#[test]
+fn loads_valid_yaml() {
+    let r = load(FIXTURE).unwrap();
+    assert_eq!(r.default_alias().unwrap().as_str(), "mana/fast-text");
+    assert_eq!(r.version(), RegistryVersion(1));
+    let long = r.resolve("mana/long-form").unwrap();
+    assert_eq!(long.description, "long");
+    let chain: Vec<String> = long.chain.iter().map(|e| e.target.to_string()).collect();
+    assert_eq!(chain, ["ollama/gemma3:12b", "groq/llama-3.3-70b-versatile"]);
+}
+
+#[test]
+fn aliases_are_listed_sorted() {
+    let r = load(FIXTURE).unwrap();
+    let names: Vec<&str> = r.aliases().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["mana/fast-text", "mana/long-form"]);
+}
+
+#[test]
+fn unknown_alias_names_itself_and_the_known_ones() {
+    let e = load(FIXTURE).unwrap().resolve("mana/nope").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "unknown alias 'mana/nope' (known: ['mana/fast-text', 'mana/long-form'])"
+    );
+}
+
+#[test]
+fn default_is_optional() {
+    let r = load("aliases:\n  mana/a:\n    chain: [ollama/x]\n").unwrap();
+    assert!(r.default_alias().is_none());
+    assert_eq!(r.resolve("mana/a").unwrap().description, "");
+}
+
+#[test]
+fn invalid_yaml() {
+    assert!(has(
+        &errors("aliases: [unclosed"),
+        "failed to parse aliases.yaml"
+    ));
+}
+
+#[test]
+fn root_must_be_a_mapping() {
+    assert_eq!(
+        errors("- a\n- b\n"),
+        ["yaml root must be a mapping, got list"]
+    );
+}
+
+#[test]
+fn aliases_must_be_a_non_empty_mapping() {
+    assert!(has(
+        &errors("aliases: [a]\n"),
+        "`aliases` must be a mapping, got list"
+    ));
+    assert!(has(&errors("aliases: {}\n"), "`aliases` is empty"));
+    assert!(has(&errors("default: mana/x\n"), "`aliases` is empty"));
+}
+
+#[test]
+fn names_live_in_the_mana_namespace_with_one_segment() {
+    let e = errors("aliases:\n  fast-text: {chain: [ollama/x]}\n  mana/foo/bar: {chain: [ollama/x]}\n  mana/: {chain: [ollama/x]}\n");
+    assert!(has(&e, "alias name 'fast-text' must start with 'mana/'"));
+    assert!(has(
+        &e,
+        "alias name 'mana/foo/bar' must have exactly one segment after 'mana/'"
+    ));
+    assert!(has(&e, "alias name 'mana/' must have exactly one segment"));
+}
+
+#[test]
+fn body_description_and_chain_shapes() {
+    let e = errors(
+        "aliases:\n  mana/a: 5\n  mana/b: {description: 3, chain: [ollama/x]}\n  mana/c: {chain: ollama/x}\n  mana/d: {chain: []}\n  mana/e: {}\n",
+    );
+    assert!(has(&e, "alias 'mana/a': body must be a mapping, got int"));
+    assert!(has(&e, "alias 'mana/b': description must be a string"));
+    assert!(has(&e, "alias 'mana/c': chain must be a list, got str"));
+    assert!(has(&e, "alias 'mana/d': chain must not be empty"));
+    assert!(has(
+        &e,
+        "alias 'mana/e': chain must be a list, got NoneType"
+    ));
+    assert_eq!(e.len(), 5, "every error reported in one pass: {e:?}");
+}
+
+#[test]
+fn chain_entries_need_a_provider_prefix_and_must_be_strings() {
+    let e = errors("aliases:\n  mana/a:\n    chain: [gemma3:4b, 42, '', ~]\n");
+    assert!(has(
+        &e,
+        "alias 'mana/a': chain[0] = 'gemma3:4b' must include a provider prefix"
+    ));
+    assert!(has(
+        &e,
+        "alias 'mana/a': chain[1] must be a non-empty string, got 42"
+    ));
+    assert!(has(
+        &e,
+        "alias 'mana/a': chain[2] must be a non-empty string, got ''"
+    ));
+    assert!(has(
+        &e,
+        "alias 'mana/a': chain[3] must be a non-empty string, got None"
+    ));
+}
+
+#[test]
+fn default_must_name_a_defined_alias() {
+    let e = errors("aliases:\n  mana/a: {chain: [ollama/x]}\ndefault: mana/b\n");
+    assert_eq!(
+        e,
+        ["`default` references unknown alias 'mana/b' (known: ['mana/a'])"]
+    );
+    assert!(has(
+        &errors("aliases:\n  mana/a: {chain: [ollama/x]}\ndefault: 3\n"),
+        "`default` must be a string, got int"
+    ));
+}
+
+#[test]
+fn duplicate_keys_are_an_error() {
+    let e = errors("aliases:\n  mana/a: {chain: [ollama/x]}\n  mana/a: {chain: [groq/y]}\n");
+    assert!(has(&e, "duplicate entry with key"), "{e:?}");
+}
+
+#[test]
+fn extended_entries_and_providers() {
+    let r = load(
+        "aliases:\n  mana/a:\n    chain:\n      - {target: groq/y, first_token_timeout_ms: 4000}\n      - lmstudio/qwen\nproviders:\n  lmstudio: {base_url: 'http://127.0.0.1:1234/v1', api_key_env: LMSTUDIO_KEY}\n",
+    )
+    .unwrap();
+    let chain = &r.resolve("mana/a").unwrap().chain;
+    assert_eq!(chain[0].first_token_timeout, Some(Duration::from_secs(4)));
+    assert_eq!(chain[1].target.provider.as_str(), "lmstudio");
+    let p: Vec<_> = r.providers().collect();
+    assert_eq!(p[0].base_url, "http://127.0.0.1:1234/v1");
+    assert_eq!(p[0].api_key_env.as_deref(), Some("LMSTUDIO_KEY"));
+    let e = errors("aliases:\n  mana/a: {chain: [{target: groq/y, first_token_timeout_ms: -1}]}\nproviders:\n  x: {base_url: ftp://nope}\n");
+    assert!(has(&e, "first_token_timeout_ms must be a positive integer"));
+    assert!(has(&e, "provider 'x': base_url must be an http(s) URL"));
+}
+
+#[test]
+fn equal_content_has_equal_hash_whatever_the_formatting() {
+    let a = load(FIXTURE).unwrap();
+    let reordered = "default: mana/fast-text\naliases:\n  mana/long-form: {description: long, chain: [ollama/gemma3:12b, groq/llama-3.3-70b-versatile]}\n  mana/fast-text: {description: fast, chain: [ollama/qwen2.5:7b, groq/llama-3.1-8b-instant]}\n";
+    let b = load(reordered).unwrap();
+    assert_eq!(a.hash(), b.hash());
+    assert_eq!(a.hash().len(), 64);
+    let c = load(&FIXTURE.replace("gemma3:12b", "gemma3:27b")).unwrap();
+    assert_ne!(a.hash(), c.hash());
+}
+
+#[test]
+fn the_shipped_file_loads_with_the_five_classes() {
+    let text = include_str!("../../../aliases.yaml");
+    let r = load(text).unwrap();
+    let names: Vec<&str> = r.aliases().map(|a| a.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "mana/fast-text",
+            "mana/long-form",
+            "mana/reasoning",
+            "mana/structured",
+            "mana/vision"
+        ]
+    );
+    assert_eq!(r.default_alias().unwrap().as_str(), "mana/fast-text");
+    let long = r.resolve("mana/long-form").unwrap();
+    assert!(long.chain.len() >= 2);
+    assert!(r.mentions("groq/llama-3.1-8b-instant"));
+}

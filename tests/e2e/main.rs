@@ -1,0 +1,14 @@
+//! End-to-end suites: the real `mana-llm` binary over loopback HTTP, with the mock provider
+//! playing every upstream.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod auth;
+mod echo;
+mod errors;
+mod google;
+mod ollama;
+mod openai_compat;
+mod sdk;
+mod secrets;
+mod streaming;
+mod support;

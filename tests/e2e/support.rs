@@ -1,0 +1,296 @@
+//! Test support: the real `mana-llm` binary as a child process, an HTTP client, SSE parsing,
+//! and polling with a deadline instead of sleeping.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A running `mana-llm serve` on a free port. Killed on drop.
+pub struct Gateway {
+    child: Child,
+    pub url: String,
+    logs: Arc<Mutex<String>>,
+}
+
+/// Builds the environment of one gateway process.
+pub struct GatewayBuilder {
+    env: Vec<(String, String)>,
+}
+
+impl GatewayBuilder {
+    pub fn env(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.env.push((key.to_owned(), value.into()));
+        self
+    }
+
+    /// Points every provider at the mock: Ollama, the OpenAI-compatible ones and Gemini.
+    pub fn mock(self, mock: &mana_llm_mock::MockProvider) -> Self {
+        self.env("OLLAMA_URL", mock.url())
+            .env("OPENAI_BASE_URL", mock.openai_base())
+            .env("OPENAI_API_KEY", "sk-test-openai")
+            .env("GROQ_BASE_URL", mock.openai_base())
+            .env("GROQ_API_KEY", "gsk-test-groq")
+            .env("OPENROUTER_BASE_URL", mock.openai_base())
+            .env("OPENROUTER_API_KEY", "sk-or-test")
+            .env("TOGETHER_BASE_URL", mock.openai_base())
+            .env("TOGETHER_API_KEY", "tg-test")
+            .env("GOOGLE_BASE_URL", mock.gemini_base())
+            .env("GOOGLE_API_KEY", "AIza-test-google")
+    }
+
+    pub fn start(self) -> Gateway {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mana-llm"));
+        // A clean environment: the developer's own provider keys must not leak into tests.
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PORT", "0")
+            .env("LOG_LEVEL", "debug")
+            .arg("serve")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn mana-llm");
+        let logs = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut logs = sink.lock().unwrap();
+                logs.push_str(&line);
+                logs.push('\n');
+            }
+        });
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            for _ in lines {}
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("gateway did not start; logs:\n{}", logs.lock().unwrap());
+            }
+        };
+        let url = line.strip_prefix("listening on ").expect("listening line").to_owned();
+        Gateway { child, url, logs }
+    }
+}
+
+impl Gateway {
+    pub fn builder() -> GatewayBuilder {
+        GatewayBuilder { env: Vec::new() }
+    }
+
+    /// A gateway whose providers all point at `mock`.
+    pub fn with_mock(mock: &mana_llm_mock::MockProvider) -> Gateway {
+        Self::builder().mock(mock).start()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.url, path)
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal to the process (`TERM`, `HUP`, …).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill").arg(format!("-{name}")).arg(self.pid().to_string()).status().expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    pub fn wait_exit(&mut self, deadline: Duration) -> Option<i32> {
+        let start = Instant::now();
+        while start.elapsed() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// POSTs JSON and returns the status, headers and body as JSON (Null if not JSON).
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        let response = client().post(self.url(path)).json(&body).send().await.expect("request");
+        Reply::read(response).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        let response = client().get(self.url(path)).send().await.expect("request");
+        Reply::read(response).await
+    }
+
+    /// Streams a chat completion and returns the SSE data payloads in order.
+    pub async fn stream(&self, body: Value) -> (reqwest::StatusCode, reqwest::header::HeaderMap, Vec<String>) {
+        let response = client().post(self.url("/v1/chat/completions")).json(&body).send().await.expect("request");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap_or_default();
+        (status, headers, sse_data(&text))
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct Reply {
+    pub status: reqwest::StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+    pub json: Value,
+}
+
+impl Reply {
+    pub async fn read(response: reqwest::Response) -> Reply {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap_or_default();
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply { status, headers, text, json }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts an OpenAI-shaped error with this status and code.
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
+        let error = &self.json["error"];
+        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "no message: {}", self.text);
+        assert!(error["type"].is_string(), "no type: {}", self.text);
+        assert_eq!(error["code"], code, "body: {}", self.text);
+        assert!(error.get("param").is_some(), "no param: {}", self.text);
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client")
+}
+
+/// The `data:` payloads of an SSE body, in order.
+pub fn sse_data(text: &str) -> Vec<String> {
+    text.split("\n\n")
+        .flat_map(|event| event.lines())
+        .filter_map(|line| line.strip_prefix("data: "))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The JSON chunks of a stream (everything but `[DONE]`).
+pub fn chunks(data: &[String]) -> Vec<Value> {
+    data.iter().filter(|d| *d != "[DONE]").map(|d| serde_json::from_str(d).expect("chunk json")).collect()
+}
+
+/// The streamed text of a list of chunks.
+pub fn streamed_text(chunks: &[Value]) -> String {
+    chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect()
+}
+
+/// Polls `check` until it is true or `deadline` passes.
+pub async fn eventually(deadline: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    check()
+}
+
+/// Polls an async `check` until it is true or `deadline` passes.
+pub async fn eventually_async<F, Fut>(deadline: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+pub fn chat(model: &str, content: &str) -> Value {
+    serde_json::json!({"model": model, "messages": [{"role": "user", "content": content}]})
+}
+
+/// One value of a metric line in a Prometheus exposition, found by name and label fragments.
+pub fn metric(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(name) && (l.as_bytes().get(name.len()) == Some(&b'{') || l.as_bytes().get(name.len()) == Some(&b' ')))
+        .find(|l| labels.iter().all(|frag| l.contains(frag)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Assembles streamed tool-call fragments: (name, concatenated arguments) per index.
+pub fn streamed_tool_calls(chunks: &[Value]) -> Vec<(String, String)> {
+    let mut calls: Vec<(String, String)> = Vec::new();
+    for chunk in chunks {
+        let Some(deltas) = chunk["choices"][0]["delta"]["tool_calls"].as_array() else { continue };
+        for d in deltas {
+            let i = d["index"].as_u64().unwrap_or(0) as usize;
+            while calls.len() <= i {
+                calls.push((String::new(), String::new()));
+            }
+            if let Some(name) = d["function"]["name"].as_str() {
+                calls[i].0.push_str(name);
+            }
+            if let Some(args) = d["function"]["arguments"].as_str() {
+                calls[i].1.push_str(args);
+            }
+        }
+    }
+    calls
+}
+
+/// The finish reason of the last chunk that has one.
+pub fn finish_reason(chunks: &[Value]) -> Option<String> {
+    chunks.iter().rev().find_map(|c| c["choices"][0]["finish_reason"].as_str().map(str::to_owned))
+}
+
+pub const TOOLS: &str = r#"[{"type":"function","function":{"name":"get_weather","description":"Weather for a city","parameters":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}}}]"#;
+
+/// A chat body asking for the weather with tools, optionally streamed.
+pub fn tool_chat(model: &str, stream: bool) -> Value {
+    let mut body = chat(model, "Weather in Berlin?");
+    body["tools"] = serde_json::from_str(TOOLS).unwrap();
+    body["stream"] = Value::Bool(stream);
+    body
+}
+
+/// A user message with a text part and an inline PNG.
+pub fn vision_chat(model: &str, url: &str) -> Value {
+    serde_json::json!({"model": model, "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "What is in this image?"},
+        {"type": "image_url", "image_url": {"url": url}}
+    ]}]})
+}
+
+pub const PNG: &str = "data:image/png;base64,iVBORw0KGgo=";
