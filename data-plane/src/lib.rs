@@ -13,6 +13,7 @@
 pub mod api;
 pub mod config;
 pub mod error;
+pub mod health;
 pub mod logging;
 pub mod metrics;
 pub mod openai;

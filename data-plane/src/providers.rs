@@ -64,6 +64,11 @@ pub trait Provider: Send + Sync + 'static {
 
     /// The provider's models, ids already prefixed with the provider id (`ollama/qwen2.5:7b`).
     async fn list_models(&self) -> Result<Vec<ModelInfo>, UpstreamError>;
+
+    /// Whether the upstream is reachable; the health probe calls this.
+    async fn probe(&self) -> Result<(), UpstreamError> {
+        self.list_models().await.map(|_| ())
+    }
 }
 
 /// How a provider call failed.
