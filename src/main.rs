@@ -4,13 +4,21 @@
 //! SIGTERM/SIGINT → drain in-flight requests (bounded by a deadline) → exit 0.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use mana_llm_data_plane::server::{read_registry, Reloaded};
 use mana_llm_data_plane::{logging, run, App, GatewayConfig, Source};
+use mana_llm_shared::{Registry, RegistryVersion};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// The shipped registry, used when the default aliases file is not where we run.
+const SHIPPED_ALIASES: &str = include_str!("../aliases.yaml");
+const DEFAULT_ALIASES: &str = "aliases.yaml";
 
 #[derive(Parser)]
 #[command(
@@ -32,6 +40,18 @@ enum Command {
     /// Run the whole gateway in one process (the embedded default): the OpenAI-compatible API on
     /// one port, no Redis needed.
     Serve(ServeArgs),
+    /// Work with alias registries.
+    #[command(subcommand)]
+    Aliases(AliasesCommand),
+}
+
+#[derive(Subcommand)]
+enum AliasesCommand {
+    /// Check an aliases file offline: prints every error (exit 1) or a summary (exit 0).
+    Validate {
+        /// The file to check.
+        file: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -42,6 +62,10 @@ struct ServeArgs {
     /// Port to listen on (0 picks a free one; the chosen address is printed on stdout).
     #[arg(long, env = "PORT", default_value_t = 3025)]
     port: u16,
+    /// The alias registry file; re-read on SIGHUP. When the default file is missing, the
+    /// shipped registry is used.
+    #[arg(long, env = "MANA_LLM_ALIASES", default_value = DEFAULT_ALIASES)]
+    aliases: PathBuf,
     /// How long in-flight requests and streams may run after SIGTERM before the process exits.
     #[arg(long, env = "MANA_LLM_DRAIN_SECONDS", default_value_t = 30)]
     drain_seconds: u64,
@@ -58,6 +82,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args).await,
+        Command::Aliases(AliasesCommand::Validate { file }) => return validate(&file),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -68,10 +93,50 @@ async fn main() -> ExitCode {
     }
 }
 
+fn validate(file: &Path) -> ExitCode {
+    match read_registry(file, RegistryVersion(1)) {
+        Ok(registry) => {
+            println!(
+                "{}: ok, {} aliases, default {}",
+                file.display(),
+                registry.aliases().count(),
+                registry.default_alias().map_or("(none)", |d| d.as_str())
+            );
+            for alias in registry.aliases() {
+                let chain: Vec<String> = alias.chain.iter().map(|e| e.target.to_string()).collect();
+                println!("  {}: {}", alias.name, chain.join(" -> "));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{}: {} error(s)", file.display(), errors.0.len());
+            for e in &errors.0 {
+                eprintln!("  - {e}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The registry to start with: the file, or the shipped copy when the default file is absent.
+fn initial_registry(path: &Path) -> Result<Registry, String> {
+    if path == Path::new(DEFAULT_ALIASES) && !path.exists() {
+        tracing::warn!("no {DEFAULT_ALIASES} here; serving the shipped registry (set MANA_LLM_ALIASES to use your own)");
+        return Registry::parse(SHIPPED_ALIASES, "shipped aliases.yaml", RegistryVersion(1))
+            .map_err(|e| e.to_string());
+    }
+    read_registry(path, RegistryVersion(1)).map_err(|e| format!("invalid alias registry: {e}"))
+}
+
 async fn serve(args: ServeArgs) -> Result<(), String> {
     logging::init(&args.log_level, &args.log_format)?;
-    let config = GatewayConfig::from_source(&Source::from_env()).map_err(|e| e.to_string())?;
-    let app = App::build(config).map_err(|e| e.to_string())?;
+    let source = Source::from_env();
+    let config = GatewayConfig::from_source(&source).map_err(|e| e.to_string())?;
+    let registry = initial_registry(&args.aliases)?;
+    let app = App::build(config, registry, source).map_err(|e| e.to_string())?;
+    let background = CancellationToken::new();
+    app.spawn_background(background.clone());
+    reload_on_sighup(app.clone(), args.aliases.clone());
     let addr = SocketAddr::new(args.host, args.port);
     let listener = TcpListener::bind(addr)
         .await
@@ -81,11 +146,14 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     println!("listening on http://{local}");
     let providers: Vec<String> = app
         .state()
+        .snapshots
+        .load()
         .providers
         .configured()
         .map(|p| p.id().to_string())
         .collect();
-    tracing::info!(%local, providers = %providers.join(","), auth = app.state().config.auth.enabled(), "mana-llm serving");
+    let version = app.state().snapshots.version().0;
+    tracing::info!(%local, providers = %providers.join(","), auth = app.state().config.auth.enabled(), registry_version = version, "mana-llm serving");
 
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let server = tokio::spawn(run(listener, app.router(), async move {
@@ -95,6 +163,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     // Phases: stop being ready → stop accepting and let in-flight work finish → exit, at the
     // latest when the drain deadline passes.
     app.start_draining();
+    background.cancel();
     tracing::info!(
         drain_seconds = args.drain_seconds,
         "shutting down: draining in-flight requests"
@@ -107,6 +176,36 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         Err(_) => tracing::warn!("drain deadline passed; exiting with requests still open"),
     }
     Ok(())
+}
+
+/// SIGHUP re-reads the aliases file; a bad file is logged and changes nothing.
+fn reload_on_sighup(app: App, path: PathBuf) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hangups) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("cannot listen for SIGHUP; reloads are off");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            match app.reload_from(&path) {
+                Ok(Reloaded::Applied(version)) => {
+                    tracing::info!(version, path = %path.display(), "alias registry reloaded")
+                }
+                Ok(Reloaded::Unchanged(version)) => {
+                    tracing::info!(version, "alias registry unchanged")
+                }
+                Err(errors) => {
+                    for e in &errors.0 {
+                        tracing::error!(error = %e, "alias reload rejected, keeping previous state");
+                    }
+                }
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = (app, path);
 }
 
 async fn shutdown_signal() {

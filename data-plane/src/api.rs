@@ -9,8 +9,8 @@ mod chat;
 mod embeddings;
 mod health;
 mod models;
+mod registry;
 mod request_log;
-mod resolve;
 
 use std::sync::Arc;
 
@@ -30,6 +30,7 @@ pub use request_log::{RequestId, RouteLog};
 pub mod headers {
     pub const REQUEST_ID: &str = "x-request-id";
     pub const RESOLVED: &str = "x-mana-llm-resolved";
+    pub const REGISTRY_VERSION: &str = "x-mana-llm-registry-version";
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -38,6 +39,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/embeddings", post(embeddings::create))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{*id}", get(models::get))
+        .route("/v1/aliases", get(registry::aliases))
+        .route("/v1/health", get(health::providers))
         .route_layer(from_fn_with_state(state.clone(), auth::require_key));
     Router::new()
         .merge(v1)
@@ -53,7 +56,12 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 fn cors(origins: &[String]) -> CorsLayer {
-    let expose = [headers::REQUEST_ID, headers::RESOLVED].map(HeaderName::from_static);
+    let expose = [
+        headers::REQUEST_ID,
+        headers::RESOLVED,
+        headers::REGISTRY_VERSION,
+    ]
+    .map(HeaderName::from_static);
     let layer = CorsLayer::new()
         .expose_headers(expose)
         .max_age(std::time::Duration::from_secs(600));

@@ -8,6 +8,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::health::probe::ProbeConfig;
+use crate::health::BreakerConfig;
 use crate::providers::{ProvidersConfig, Secret};
 
 /// Where settings come from: the process environment, or a map in tests.
@@ -154,6 +156,13 @@ pub struct GatewayConfig {
     pub body_limit: usize,
     /// Silence after which a stream gets a `: keep-alive` comment.
     pub keep_alive: Duration,
+    /// Bounds a whole chain walk (until an answer, or a stream's first chunk).
+    pub request_timeout: Duration,
+    /// Default deadline for each chain entry's first output; entries may set their own.
+    pub first_token_timeout: Option<Duration>,
+    pub breaker: BreakerConfig,
+    /// `None` turns the background probe off.
+    pub probe: Option<ProbeConfig>,
 }
 
 impl GatewayConfig {
@@ -171,6 +180,31 @@ impl GatewayConfig {
             cors_origins: src.list("CORS_ORIGINS", DEFAULT_CORS_ORIGINS),
             body_limit: body_limit_mb * 1024 * 1024,
             keep_alive: src.seconds("MANA_LLM_SSE_KEEPALIVE", 15.0)?,
+            request_timeout: src.seconds("MANA_LLM_REQUEST_TIMEOUT", 300.0)?,
+            first_token_timeout: match src
+                .get("MANA_LLM_FIRST_TOKEN_TIMEOUT")
+                .filter(|v| !v.trim().is_empty())
+            {
+                None => None,
+                Some(_) => Some(src.seconds("MANA_LLM_FIRST_TOKEN_TIMEOUT", 0.0)?),
+            },
+            breaker: BreakerConfig::new(
+                src.number("MANA_LLM_BREAKER_FAILURES", 2)?,
+                src.seconds("MANA_LLM_BREAKER_OPEN_SECONDS", 60.0)?,
+                src.seconds("MANA_LLM_RATE_LIMIT_OPEN_SECONDS", 15.0)?,
+            )
+            .map_err(|e| ConfigError::new("MANA_LLM_BREAKER_FAILURES", e))?,
+            probe: if src.flag("MANA_LLM_PROBE", true)? {
+                Some(
+                    ProbeConfig::new(
+                        src.seconds("MANA_LLM_PROBE_INTERVAL", 30.0)?,
+                        src.seconds("MANA_LLM_PROBE_TIMEOUT", 3.0)?,
+                    )
+                    .map_err(|e| ConfigError::new("MANA_LLM_PROBE_INTERVAL", e))?,
+                )
+            } else {
+                None
+            },
         })
     }
 }

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::providers::UpstreamError;
+use crate::router::Attempt;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -39,6 +40,17 @@ pub enum ApiError {
         target: String,
         #[source]
         source: UpstreamError,
+    },
+    /// Every entry of a chain was skipped or failed.
+    #[error(
+        "no healthy provider could serve '{requested}'. Attempts: {}{}",
+        attempts.iter().map(|a| format!("{}={}", a.target, a.reason)).collect::<Vec<_>>().join(", "),
+        last_error.as_ref().map(|e| format!(". Last error: {e}")).unwrap_or_default()
+    )]
+    NoHealthyProvider {
+        requested: String,
+        attempts: Vec<Attempt>,
+        last_error: Option<String>,
     },
     /// Not ready to serve (draining, or no registry yet).
     #[error("{0}")]
@@ -72,7 +84,9 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Upstream { source, .. } => source.status_code(),
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NoHealthyProvider { .. } | ApiError::Unavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -97,6 +111,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::PayloadTooLarge { .. } => "request_too_large",
             ApiError::Upstream { source, .. } => source.code(),
+            ApiError::NoHealthyProvider { .. } => "no_healthy_provider",
             ApiError::Unavailable(_) => "not_ready",
             ApiError::Internal(_) => "internal_error",
         }
@@ -131,12 +146,16 @@ impl ApiError {
             }
             other => other.to_string(),
         };
-        json!({"error": {
+        let mut body = json!({"error": {
             "message": message,
             "type": self.error_type(),
             "code": self.code(),
             "param": self.param(),
-        }})
+        }});
+        if let ApiError::NoHealthyProvider { attempts, .. } = self {
+            body["error"]["attempts"] = json!(attempts);
+        }
+        body
     }
 }
 

@@ -4,6 +4,9 @@
 //! - [`config`]: settings from the environment, validated once.
 //! - [`server`]: `App::build(config)`, `router()` and `run(listener, shutdown)`.
 //! - [`api`]: the HTTP handlers, thin: extract, call, map.
+//! - [`router`]: model → chain ([`router::plan`]) → the first entry that answers ([`router::walk`]).
+//! - [`snapshot`]: the registry and the providers derived from it, swapped atomically.
+//! - [`health`]: per-provider circuit breakers and the background probe.
 //! - [`openai`]: the wire types and request validation.
 //! - [`providers`]: one module per upstream API behind one trait.
 //! - [`streaming`]: SSE responses with keep-alive and in-band errors.
@@ -18,7 +21,9 @@ pub mod logging;
 pub mod metrics;
 pub mod openai;
 pub mod providers;
+pub mod router;
 pub mod server;
+pub mod snapshot;
 pub mod streaming;
 
 pub use config::{GatewayConfig, Source};

@@ -10,8 +10,13 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
+
+use mana_llm_shared::Target;
+
+use crate::snapshot::Snapshot;
 
 /// How many distinct model label values one worker will create.
 pub const MAX_MODEL_LABELS: usize = 64;
@@ -29,6 +34,12 @@ pub struct Metrics {
     pub llm_errors_total: IntCounterVec,
     pub time_to_first_token: HistogramVec,
     pub in_flight: IntGauge,
+    pub alias_resolved_total: IntCounterVec,
+    pub fallback_total: IntCounterVec,
+    pub provider_healthy: IntGaugeVec,
+    pub gateway_overhead: HistogramVec,
+    pub registry_version: IntGauge,
+    pub registry_reloads_total: IntCounterVec,
     models: Mutex<HashSet<String>>,
 }
 
@@ -117,6 +128,52 @@ impl Metrics {
                 &llm,
             )?,
             in_flight,
+            alias_resolved_total: counter(
+                &registry,
+                "mana_llm_alias_resolved_total",
+                "Alias requests by the chain entry that answered",
+                &["alias", "target"],
+            )?,
+            fallback_total: counter(
+                &registry,
+                "mana_llm_fallback_total",
+                "Chain entries skipped or failed, by the entry, the next one and why",
+                &["from_model", "to_model", "reason"],
+            )?,
+            provider_healthy: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "mana_llm_provider_healthy",
+                        "1 while a provider's circuit is closed, 0 while open",
+                    ),
+                    &["provider"],
+                )?;
+                registry.register(Box::new(g.clone()))?;
+                g
+            },
+            gateway_overhead: histogram(
+                &registry,
+                "mana_llm_gateway_overhead_seconds",
+                "Time spent in the gateway itself: total minus upstream time",
+                &["endpoint"],
+                &[
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                ],
+            )?,
+            registry_version: {
+                let g = IntGauge::new(
+                    "mana_llm_registry_version",
+                    "Version of the alias registry being served",
+                )?;
+                registry.register(Box::new(g.clone()))?;
+                g
+            },
+            registry_reloads_total: counter(
+                &registry,
+                "mana_llm_registry_reloads_total",
+                "Alias registry reloads by result (applied, unchanged, rejected)",
+                &["result"],
+            )?,
             registry,
             models: Mutex::new(HashSet::new()),
         })
@@ -131,64 +188,114 @@ impl Metrics {
         String::from_utf8_lossy(&out).into_owned()
     }
 
-    /// The label value for `model`: itself if it answered before (or may still get a slot),
-    /// else `other`.
-    pub fn model_label(&self, model: &str, answered: bool) -> String {
+    /// The `provider` and `model` labels of a target. A provider keeps its id when the
+    /// gateway knows it; a model keeps its name when the registry names the target or it has
+    /// answered before (up to [`MAX_MODEL_LABELS`] of those), else both become `other`.
+    pub fn labels(&self, snapshot: &Snapshot, target: &Target, answered: bool) -> (String, String) {
+        let provider = if snapshot
+            .providers
+            .known_ids()
+            .contains(&target.provider.as_str())
+        {
+            target.provider.to_string()
+        } else {
+            OTHER.to_owned()
+        };
+        let model = if snapshot.registry.mentions(&target.to_string()) {
+            target.model.clone()
+        } else {
+            self.seen_model(&target.to_string(), &target.model, answered)
+        };
+        (provider, model)
+    }
+
+    fn seen_model(&self, key: &str, model: &str, answered: bool) -> String {
         let mut seen = self.models.lock().unwrap_or_else(|e| e.into_inner());
-        if seen.contains(model) {
-            return model.to_owned();
+        if seen.contains(key)
+            || (answered && seen.len() < MAX_MODEL_LABELS && seen.insert(key.to_owned()))
+        {
+            model.to_owned()
+        } else {
+            OTHER.to_owned()
         }
-        if answered && seen.len() < MAX_MODEL_LABELS {
-            seen.insert(model.to_owned());
-            return model.to_owned();
+    }
+
+    /// A chain entry's label: itself when the registry names it, else `other` ("" stays "").
+    fn entry_label(snapshot: &Snapshot, entry: &str) -> String {
+        if entry.is_empty() || snapshot.registry.mentions(entry) {
+            entry.to_owned()
+        } else {
+            OTHER.to_owned()
         }
-        OTHER.to_owned()
+    }
+
+    pub fn record_fallback(&self, snapshot: &Snapshot, from: &str, to: &str, reason: &str) {
+        let (from, to) = (
+            Self::entry_label(snapshot, from),
+            Self::entry_label(snapshot, to),
+        );
+        self.fallback_total
+            .with_label_values(&[&from, &to, reason])
+            .inc();
+    }
+
+    pub fn record_alias(&self, snapshot: &Snapshot, alias: &str, target: &str) {
+        let target = Self::entry_label(snapshot, target);
+        self.alias_resolved_total
+            .with_label_values(&[alias, &target])
+            .inc();
     }
 
     pub fn record_success(
         &self,
-        provider: &str,
-        model: &str,
+        snapshot: &Snapshot,
+        target: &Target,
         streaming: bool,
         latency: Option<Duration>,
     ) {
-        let model = self.model_label(model, true);
+        let (provider, model) = self.labels(snapshot, target, true);
         let streaming = if streaming { "true" } else { "false" };
         self.llm_requests_total
-            .with_label_values(&[provider, &model, streaming])
+            .with_label_values(&[&provider, &model, streaming])
             .inc();
         if let Some(latency) = latency {
             self.llm_latency
-                .with_label_values(&[provider, &model])
+                .with_label_values(&[&provider, &model])
                 .observe(latency.as_secs_f64());
         }
     }
 
-    pub fn record_tokens(&self, provider: &str, model: &str, prompt: u64, completion: u64) {
-        let model = self.model_label(model, true);
+    pub fn record_tokens(
+        &self,
+        snapshot: &Snapshot,
+        target: &Target,
+        prompt: u64,
+        completion: u64,
+    ) {
+        let (provider, model) = self.labels(snapshot, target, true);
         if prompt > 0 {
             self.tokens_total
-                .with_label_values(&[provider, &model, "prompt"])
+                .with_label_values(&[&provider, &model, "prompt"])
                 .inc_by(prompt);
         }
         if completion > 0 {
             self.tokens_total
-                .with_label_values(&[provider, &model, "completion"])
+                .with_label_values(&[&provider, &model, "completion"])
                 .inc_by(completion);
         }
     }
 
-    pub fn record_error(&self, provider: &str, model: &str, error_type: &str) {
-        let model = self.model_label(model, false);
+    pub fn record_error(&self, snapshot: &Snapshot, target: &Target, error_type: &str) {
+        let (provider, model) = self.labels(snapshot, target, false);
         self.llm_errors_total
-            .with_label_values(&[provider, &model, error_type])
+            .with_label_values(&[&provider, &model, error_type])
             .inc();
     }
 
-    pub fn record_ttft(&self, provider: &str, model: &str, ttft: Duration) {
-        let model = self.model_label(model, true);
+    pub fn record_ttft(&self, snapshot: &Snapshot, target: &Target, ttft: Duration) {
+        let (provider, model) = self.labels(snapshot, target, true);
         self.time_to_first_token
-            .with_label_values(&[provider, &model])
+            .with_label_values(&[&provider, &model])
             .observe(ttft.as_secs_f64());
     }
 }
@@ -196,20 +303,59 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Source;
+    use crate::providers::Providers;
+    use crate::snapshot::Snapshots;
+    use mana_llm_shared::{Registry, RegistryVersion};
 
     #[test]
     fn model_labels_are_bounded() {
         let m = Metrics::new().unwrap();
+        let registry = Registry::parse(
+            "aliases:\n  mana/a: {chain: [ollama/known]}\n",
+            "t",
+            RegistryVersion(1),
+        )
+        .unwrap();
+        let mut providers = Providers::empty();
+        providers.insert(std::sync::Arc::new(crate::providers::echo::Echo::new(
+            Duration::ZERO,
+        )));
+        let snapshots = Snapshots::new(providers, registry, Source::default());
+        let snap = snapshots.load();
         for i in 0..200 {
-            m.record_error("ollama", &format!("random-{i}"), "upstream_rejected");
+            m.record_error(
+                &snap,
+                &Target::parse(&format!("echo/random-{i}")),
+                "upstream_rejected",
+            );
+            m.record_error(
+                &snap,
+                &Target::parse(&format!("nope{i}/x")),
+                "upstream_rejected",
+            );
         }
         let text = m.render();
         assert!(
             !text.contains("random-"),
             "failed models must not become labels"
         );
+        assert!(
+            !text.contains("nope"),
+            "unknown providers must not become labels"
+        );
+        m.record_error(&snap, &Target::parse("ollama/known"), "upstream_5xx");
+        assert!(
+            m.render().contains("model=\"known\""),
+            "registry targets keep their name"
+        );
         for i in 0..200 {
-            m.record_success("ollama", &format!("real-{i}"), false, None);
+            m.record_success(
+                &snap,
+                &Target::parse(&format!("echo/real-{i}")),
+                false,
+                None,
+            );
         }
         let distinct = m.render().matches("mana_llm_llm_requests_total{").count();
         assert_eq!(distinct, MAX_MODEL_LABELS + 1, "64 models plus 'other'");

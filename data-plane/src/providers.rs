@@ -76,10 +76,7 @@ pub trait Provider: Send + Sync + 'static {
 pub enum UpstreamError {
     /// A known provider with no credentials.
     #[error("provider '{provider}' is not configured; set {env_var} to enable it")]
-    NotConfigured {
-        provider: String,
-        env_var: &'static str,
-    },
+    NotConfigured { provider: String, env_var: String },
     /// Connection refused, reset, DNS, TLS: nothing usable came back.
     #[error("upstream unreachable: {0}")]
     Connect(String),

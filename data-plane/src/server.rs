@@ -2,22 +2,29 @@
 //! end-to-end tests.
 
 use std::future::Future;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::serve::ListenerExt;
 use axum::Router;
+use mana_llm_shared::{Registry, RegistryErrors};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
-use crate::config::{ConfigError, GatewayConfig};
+use crate::config::{ConfigError, GatewayConfig, Source};
+use crate::health::{probe, Health, Transition};
 use crate::metrics::Metrics;
 use crate::providers::Providers;
+use crate::snapshot::Snapshots;
 
-/// What every handler can reach. Immutable after start except for the draining flag.
+/// What every handler can reach. The registry snapshot is swapped atomically; the rest is
+/// fixed at start.
 pub struct AppState {
     pub config: GatewayConfig,
-    pub providers: Providers,
-    pub metrics: Metrics,
+    pub snapshots: Snapshots,
+    pub health: Arc<Health>,
+    pub metrics: Arc<Metrics>,
     draining: AtomicBool,
 }
 
@@ -41,23 +48,49 @@ pub enum BuildError {
     Metrics(#[from] prometheus::Error),
 }
 
+/// What a reload did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reloaded {
+    Applied(u64),
+    Unchanged(u64),
+}
+
 impl App {
-    /// Builds every provider the configuration enables.
-    pub fn build(config: GatewayConfig) -> Result<Self, BuildError> {
+    /// Builds every provider the configuration enables and serves `registry`.
+    pub fn build(
+        config: GatewayConfig,
+        registry: Registry,
+        source: Source,
+    ) -> Result<Self, BuildError> {
         let providers = Providers::build(&config.providers)?;
-        Self::with_providers(config, providers)
+        Self::with_providers(config, providers, registry, source)
     }
 
     /// Builds with a given provider set (tests plug in their own).
-    pub fn with_providers(config: GatewayConfig, providers: Providers) -> Result<Self, BuildError> {
-        Ok(Self {
-            state: Arc::new(AppState {
-                config,
-                providers,
-                metrics: Metrics::new()?,
-                draining: AtomicBool::new(false),
-            }),
-        })
+    pub fn with_providers(
+        config: GatewayConfig,
+        providers: Providers,
+        registry: Registry,
+        source: Source,
+    ) -> Result<Self, BuildError> {
+        let metrics = Arc::new(Metrics::new()?);
+        let health = Arc::new(Health::in_memory(config.breaker));
+        let gauge = metrics.provider_healthy.clone();
+        health.add_listener(Arc::new(move |provider, transition| {
+            let up = i64::from(transition == Transition::Recovered);
+            gauge.with_label_values(&[provider.as_str()]).set(up);
+        }));
+        let snapshots = Snapshots::new(providers, registry, source);
+        let state = Arc::new(AppState {
+            config,
+            snapshots,
+            health,
+            metrics,
+            draining: AtomicBool::new(false),
+        });
+        let app = Self { state };
+        app.observe_snapshot();
+        Ok(app)
     }
 
     pub fn state(&self) -> &Arc<AppState> {
@@ -72,6 +105,88 @@ impl App {
     pub fn start_draining(&self) {
         self.state.draining.store(true, Ordering::Relaxed);
     }
+
+    /// Starts the background probe (if configured); it stops when `cancel` fires.
+    pub fn spawn_background(&self, cancel: CancellationToken) {
+        let Some(config) = self.state.config.probe else {
+            return;
+        };
+        let state = self.state.clone();
+        probe::spawn(
+            self.state.health.clone(),
+            move || {
+                state
+                    .snapshots
+                    .load()
+                    .providers
+                    .configured()
+                    .cloned()
+                    .collect()
+            },
+            config,
+            cancel,
+        );
+    }
+
+    /// Re-reads the aliases file: a change becomes the next version, swapped in atomically;
+    /// identical content changes nothing; an invalid file changes nothing and says why.
+    pub fn reload_from(&self, path: &Path) -> Result<Reloaded, RegistryErrors> {
+        let current = self.state.snapshots.load();
+        let version = current.registry.version();
+        let result = read_registry(path, version.next()).map(|registry| {
+            if registry.hash() == current.registry.hash() {
+                return Reloaded::Unchanged(version.0);
+            }
+            let next = registry.version().0;
+            self.state.snapshots.install(registry);
+            self.observe_snapshot();
+            Reloaded::Applied(next)
+        });
+        let label = match &result {
+            Ok(Reloaded::Applied(_)) => "applied",
+            Ok(Reloaded::Unchanged(_)) => "unchanged",
+            Err(_) => "rejected",
+        };
+        self.state
+            .metrics
+            .registry_reloads_total
+            .with_label_values(&[label])
+            .inc();
+        result
+    }
+
+    /// Updates the gauges that follow the snapshot.
+    fn observe_snapshot(&self) {
+        let snapshot = self.state.snapshots.load();
+        let version = i64::try_from(snapshot.registry.version().0).unwrap_or(i64::MAX);
+        self.state.metrics.registry_version.set(version);
+        let breakers = self.state.health.snapshot([]);
+        for provider in snapshot.providers.configured() {
+            let up = breakers
+                .get(provider.id())
+                .is_none_or(|b| b.open_until.is_none());
+            self.state
+                .metrics
+                .provider_healthy
+                .with_label_values(&[provider.id().as_str()])
+                .set(i64::from(up));
+        }
+    }
+}
+
+/// Reads and validates an aliases file; a missing file is reported as the original did.
+pub fn read_registry(
+    path: &Path,
+    version: mana_llm_shared::RegistryVersion,
+) -> Result<Registry, RegistryErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        RegistryErrors(vec![if e.kind() == std::io::ErrorKind::NotFound {
+            format!("alias config not found at {}", path.display())
+        } else {
+            format!("cannot read {}: {e}", path.display())
+        }])
+    })?;
+    Registry::parse(&text, &path.display().to_string(), version)
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then lets in-flight requests

@@ -1,7 +1,7 @@
 //! Server-sent event responses for `stream: true`.
 //!
-//! The response starts only once the upstream produced its first chunk, so failures before
-//! that are real HTTP errors (and, with chains, can fall back). After that every chunk is
+//! The response starts only once the upstream produced its first chunk (the router waits for
+//! it), so failures before that are real HTTP errors and can fall back along the chain. After that every chunk is
 //! written as its own `data: <json>\n\n` event the moment it arrives, a `: keep-alive` comment
 //! fills long silences, a failure becomes an in-band `data: {"error": …}` event, and the stream
 //! always ends with `data: [DONE]`. When the client goes away the body is dropped, which drops
@@ -20,31 +20,32 @@ use mana_llm_shared::Target;
 use crate::api::headers;
 use crate::error::ApiError;
 use crate::openai::ChatChunk;
-use crate::providers::{ChunkStream, UpstreamError};
+use crate::providers::ChunkStream;
 use crate::server::AppState;
+use crate::snapshot::Snapshot;
 
 const DONE: &[u8] = b"data: [DONE]\n\n";
 const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
 
-/// Waits for the first chunk, then answers with an SSE response carrying the rest.
-pub async fn respond(
+/// Answers with an SSE response: `first` (already received) and then the rest as it comes.
+pub fn respond(
     state: &Arc<AppState>,
-    mut stream: ChunkStream,
+    snapshot: &Arc<Snapshot>,
+    first: Option<ChatChunk>,
+    rest: ChunkStream,
     target: &Target,
-    provider_label: String,
     started: Instant,
-) -> Result<Response, UpstreamError> {
-    let first = stream.next().await.transpose()?;
+) -> Response {
     let metrics = &state.metrics;
-    metrics.record_ttft(&provider_label, &target.model, started.elapsed());
-    metrics.record_success(&provider_label, &target.model, true, None);
+    metrics.record_ttft(snapshot, target, started.elapsed());
+    metrics.record_success(snapshot, target, true, None);
 
     let body = Body::from_stream(events(
         state.clone(),
+        snapshot.clone(),
         first,
-        stream,
+        rest,
         target.clone(),
-        provider_label,
     ));
     let mut response = Response::new(body);
     *response.status_mut() = StatusCode::OK;
@@ -59,7 +60,7 @@ pub async fn respond(
     if let Ok(v) = HeaderValue::from_str(&target.to_string()) {
         h.insert(headers::RESOLVED, v);
     }
-    Ok(response)
+    response
 }
 
 fn event(json: &[u8]) -> Bytes {
@@ -84,10 +85,10 @@ fn chunk_event(mut chunk: ChatChunk, model: &str) -> Option<Bytes> {
 
 fn events(
     state: Arc<AppState>,
+    snapshot: Arc<Snapshot>,
     first: Option<ChatChunk>,
     mut rest: ChunkStream,
     target: Target,
-    provider_label: String,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
     let keep_alive = state.config.keep_alive;
     let model = target.to_string();
@@ -113,7 +114,7 @@ fn events(
                 }
                 Ok(Some(Err(e))) => {
                     tracing::warn!(target = %model, error = %e, "stream failed after the first chunk");
-                    state.metrics.record_error(&provider_label, &target.model, e.code());
+                    state.metrics.record_error(&snapshot, &target, e.code());
                     let body = ApiError::upstream(&target, e).body();
                     yield Ok(event(body.to_string().as_bytes()));
                     break;
@@ -122,7 +123,7 @@ fn events(
         }
         yield Ok(Bytes::from_static(DONE));
         if let Some(u) = usage {
-            state.metrics.record_tokens(&provider_label, &target.model, u.prompt_tokens, u.completion_tokens);
+            state.metrics.record_tokens(&snapshot, &target, u.prompt_tokens, u.completion_tokens);
         }
     }
 }

@@ -7,13 +7,13 @@ use axum::extract::State;
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use futures_util::StreamExt;
 
 use super::body::JsonBody;
-use super::resolve::{provider_label, resolve};
 use super::{headers, RouteLog};
 use crate::error::ApiError;
 use crate::openai::ChatRequest;
-use crate::providers::UpstreamError;
+use crate::router::{plan, walk};
 use crate::server::AppState;
 use crate::streaming;
 
@@ -22,8 +22,9 @@ pub async fn completions(
     JsonBody(request): JsonBody<ChatRequest>,
 ) -> Response {
     let mut log = RouteLog::new(request.model.as_deref().unwrap_or(""));
-    let result = serve(&state, request, &mut log).await;
-    let mut response = result.unwrap_or_else(IntoResponse::into_response);
+    let mut response = serve(&state, request, &mut log)
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
     response.extensions_mut().insert(log);
     response
 }
@@ -34,49 +35,57 @@ async fn serve(
     log: &mut RouteLog,
 ) -> Result<Response, ApiError> {
     request.validate()?;
-    let resolved = resolve(&state.providers, request.model.as_deref())?;
-    let target = &resolved.target;
-    log.target = Some(target.to_string());
-    let provider_id = provider_label(&state.providers, target.provider.as_str());
-    let fail = |e: UpstreamError| {
-        state
-            .metrics
-            .record_error(&provider_id, &target.model, e.code());
-        ApiError::upstream(target, e)
-    };
-    if request.has_tools() && !resolved.provider.supports_tools(&target.model) {
-        return Err(fail(UpstreamError::Capability(format!(
-            "{target} does not support tool calling; choose a tool-capable model"
-        ))));
-    }
-
+    let snapshot = state.snapshots.load();
+    let plan = plan(&snapshot, request.model.as_deref())?;
     let started = Instant::now();
+    let request = &request;
+
     if request.stream {
-        let stream = resolved
-            .provider
-            .chat_stream(&request, &target.model)
-            .await
-            .map_err(fail)?;
-        let response =
-            streaming::respond(state, stream, target, provider_id.clone(), started).await;
-        log.upstream = Some(started.elapsed());
-        return response.map_err(fail);
+        let outcome = walk(
+            state,
+            &snapshot,
+            &plan,
+            request.has_tools(),
+            |provider, target| async move {
+                let mut stream = provider.chat_stream(request, &target.model).await?;
+                // The first chunk commits this entry: until it arrives the walk may still move on.
+                let first = stream.next().await.transpose()?;
+                Ok((first, stream))
+            },
+        )
+        .await?;
+        log.target = Some(outcome.target.to_string());
+        log.upstream = Some(outcome.upstream);
+        let (first, rest) = outcome.value;
+        return Ok(streaming::respond(
+            state,
+            &snapshot,
+            first,
+            rest,
+            &outcome.target,
+            started,
+        ));
     }
 
-    let mut completion = resolved
-        .provider
-        .chat(&request, &target.model)
-        .await
-        .map_err(fail)?;
-    let upstream = started.elapsed();
-    log.upstream = Some(upstream);
+    let outcome = walk(
+        state,
+        &snapshot,
+        &plan,
+        request.has_tools(),
+        |provider, target| async move { provider.chat(request, &target.model).await },
+    )
+    .await?;
+    let target = &outcome.target;
+    log.target = Some(target.to_string());
+    log.upstream = Some(outcome.upstream);
+    let mut completion = outcome.value;
     completion.model = target.to_string();
     let metrics = &state.metrics;
-    metrics.record_success(&provider_id, &target.model, false, Some(upstream));
+    metrics.record_success(&snapshot, target, false, Some(outcome.upstream));
     if let Some(usage) = completion.usage {
         metrics.record_tokens(
-            &provider_id,
-            &target.model,
+            &snapshot,
+            target,
             usage.prompt_tokens,
             usage.completion_tokens,
         );

@@ -1,7 +1,6 @@
-//! `POST /v1/embeddings`.
+//! `POST /v1/embeddings` (aliases and fallback work here too).
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::extract::State;
 use axum::http::HeaderValue;
@@ -9,10 +8,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::body::JsonBody;
-use super::resolve::{provider_label, resolve};
 use super::{headers, RouteLog};
 use crate::error::ApiError;
 use crate::openai::EmbeddingsRequest;
+use crate::providers::UpstreamError;
+use crate::router::{plan, walk};
 use crate::server::AppState;
 
 pub async fn create(
@@ -33,41 +33,40 @@ async fn serve(
     log: &mut RouteLog,
 ) -> Result<Response, ApiError> {
     request.validate()?;
-    let resolved = resolve(&state.providers, request.model.as_deref())?;
-    let target = &resolved.target;
+    let snapshot = state.snapshots.load();
+    let plan = plan(&snapshot, request.model.as_deref())?;
+    let request = &request;
+    let outcome = walk(
+        state,
+        &snapshot,
+        &plan,
+        false,
+        |provider, target| async move {
+            let embeddings = provider.embeddings(request, &target.model).await?;
+            // A provider that drops inputs is broken for this request; another may not be.
+            if embeddings.vectors.len() != request.input.len() {
+                return Err(UpstreamError::Protocol(format!(
+                    "asked for {} embeddings, got {}",
+                    request.input.len(),
+                    embeddings.vectors.len()
+                )));
+            }
+            Ok(embeddings)
+        },
+    )
+    .await?;
+    let target = &outcome.target;
     log.target = Some(target.to_string());
-    let provider_id = provider_label(&state.providers, target.provider.as_str());
-    let started = Instant::now();
-    let embeddings = resolved
-        .provider
-        .embeddings(&request, &target.model)
-        .await
-        .map_err(|e| {
-            state
-                .metrics
-                .record_error(&provider_id, &target.model, e.code());
-            ApiError::upstream(target, e)
-        })?;
-    let upstream = started.elapsed();
-    log.upstream = Some(upstream);
-    if embeddings.vectors.len() != request.input.len() {
-        let e = crate::providers::UpstreamError::Protocol(format!(
-            "asked for {} embeddings, got {}",
-            request.input.len(),
-            embeddings.vectors.len()
-        ));
-        state
-            .metrics
-            .record_error(&provider_id, &target.model, e.code());
-        return Err(ApiError::upstream(target, e));
-    }
+    log.upstream = Some(outcome.upstream);
     state
         .metrics
-        .record_success(&provider_id, &target.model, false, Some(upstream));
+        .record_success(&snapshot, target, false, Some(outcome.upstream));
     state
         .metrics
-        .record_tokens(&provider_id, &target.model, embeddings.prompt_tokens, 0);
-    let body = embeddings.to_response(&target.to_string(), request.wants_base64());
+        .record_tokens(&snapshot, target, outcome.value.prompt_tokens, 0);
+    let body = outcome
+        .value
+        .to_response(&target.to_string(), request.wants_base64());
     let mut response = Json(body).into_response();
     if let Ok(v) = HeaderValue::from_str(&target.to_string()) {
         response.headers_mut().insert(headers::RESOLVED, v);

@@ -1,4 +1,5 @@
-//! Liveness, readiness and metrics: public even when client auth is on.
+//! Liveness, readiness, provider health and metrics. `/health`, `/ready` and `/metrics` stay
+//! public when client auth is on; `/v1/health` needs a key like every `/v1` route.
 
 use std::sync::Arc;
 
@@ -6,21 +7,66 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
+use crate::health::Status;
 use crate::server::AppState;
 
-/// Liveness: the process answers. Lists the configured providers.
-pub async fn live(State(state): State<Arc<AppState>>) -> Json<Value> {
-    let providers: Vec<&str> = state
+/// Per-provider breaker state, time-aware, and the aggregate.
+fn provider_health(state: &AppState) -> (&'static str, Value) {
+    let snapshot = state.snapshots.load();
+    let configured: Vec<_> = snapshot
         .providers
         .configured()
-        .map(|p| p.id().as_str())
+        .map(|p| p.id().clone())
         .collect();
+    let breakers = state.health.snapshot(&configured);
+    let mut providers = Map::new();
+    let (mut healthy, mut total) = (0, 0);
+    for (id, breaker) in &breakers {
+        let status = state.health.status(breaker);
+        total += 1;
+        if status == Status::Healthy {
+            healthy += 1;
+        }
+        providers.insert(
+            id.to_string(),
+            json!({
+                "status": status.as_str(),
+                "consecutive_failures": breaker.consecutive_failures,
+                "last_error": breaker.last_error,
+                "last_check_unix": breaker.last_check,
+                "open_until_unix": breaker.open_until,
+            }),
+        );
+    }
+    let aggregate = match healthy {
+        h if h == total => "healthy",
+        0 => "unhealthy",
+        _ => "degraded",
+    };
+    (aggregate, Value::Object(providers))
+}
+
+/// Liveness: always 200 while the process answers; carries the provider summary, as the
+/// original's `/health` did.
+pub async fn live(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let (status, providers) = provider_health(&state);
     Json(json!({
-        "status": "healthy",
+        "status": status,
         "service": "mana-llm",
         "version": env!("CARGO_PKG_VERSION"),
+        "providers": providers,
+    }))
+}
+
+/// `GET /v1/health`: breaker state per provider, and whether it is shared by the fleet.
+pub async fn providers(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let (status, providers) = provider_health(&state);
+    Json(json!({
+        "status": status,
+        "shared": state.health.shared(),
+        "registry_version": state.snapshots.version().0,
         "providers": providers,
     }))
 }
@@ -33,7 +79,10 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> impl IntoResponse {
             Json(json!({"status": "draining"})),
         )
     } else {
-        (StatusCode::OK, Json(json!({"status": "ready"})))
+        (
+            StatusCode::OK,
+            Json(json!({"status": "ready", "registry_version": state.snapshots.version().0})),
+        )
     }
 }
 

@@ -12,6 +12,7 @@ use crate::error::ApiError;
 use crate::openai::{ModelInfo, ModelList};
 use crate::providers::{Lookup, Provider};
 use crate::server::AppState;
+use crate::snapshot::Snapshot;
 
 /// A listing never waits longer than this on one provider.
 const LIST_DEADLINE: Duration = Duration::from_secs(10);
@@ -28,11 +29,20 @@ async fn models_of(provider: &Arc<dyn Provider>) -> Result<Vec<ModelInfo>, ApiEr
     }
 }
 
-/// Every configured provider's models; a provider that fails is left out and logged.
+fn alias_models(snapshot: &Snapshot) -> impl Iterator<Item = ModelInfo> + '_ {
+    snapshot
+        .registry
+        .aliases()
+        .map(|a| ModelInfo::new(a.name.to_string(), 0, "mana-llm"))
+}
+
+/// The registry's aliases, then every configured provider's models; a provider that fails is
+/// left out and logged.
 pub async fn list(State(state): State<Arc<AppState>>) -> Json<ModelList> {
-    let providers: Vec<_> = state.providers.configured().cloned().collect();
+    let snapshot = state.snapshots.load();
+    let providers: Vec<_> = snapshot.providers.configured().cloned().collect();
     let results = join_all(providers.iter().map(models_of)).await;
-    let mut data = Vec::new();
+    let mut data: Vec<ModelInfo> = alias_models(&snapshot).collect();
     for (provider, result) in providers.iter().zip(results) {
         match result {
             Ok(models) => data.extend(models),
@@ -52,11 +62,17 @@ pub async fn get(
         message,
         code: "model_not_found",
     };
+    let snapshot = state.snapshots.load();
     let target = match ModelRef::parse(&id) {
         ModelRef::Direct(target) => target,
-        ModelRef::Alias(alias) => return Err(not_found(format!("model '{alias}' not found"))),
+        ModelRef::Alias(alias) => {
+            return alias_models(&snapshot)
+                .find(|m| m.id == alias)
+                .map(Json)
+                .ok_or_else(|| not_found(format!("model '{alias}' not found")))
+        }
     };
-    let provider = match state.providers.get(&target.provider) {
+    let provider = match snapshot.providers.get(&target.provider) {
         Ok(p) => p.clone(),
         Err(Lookup::Unknown) => {
             return Err(not_found(format!(

@@ -88,8 +88,25 @@ pub async fn layer(
 
     let elapsed = started.elapsed();
     let status = response.status();
+    let route = response
+        .extensions()
+        .get::<RouteLog>()
+        .cloned()
+        .unwrap_or_default();
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(headers::REQUEST_ID, v);
+    }
+    let version = state.snapshots.version().0;
+    response
+        .headers_mut()
+        .insert(headers::REGISTRY_VERSION, HeaderValue::from(version));
+    if let Some(upstream) = route.upstream {
+        let overhead = elapsed.saturating_sub(upstream);
+        state
+            .metrics
+            .gateway_overhead
+            .with_label_values(&[&endpoint])
+            .observe(overhead.as_secs_f64());
     }
     let m = &state.metrics;
     let method = method_label(&method);
@@ -100,11 +117,6 @@ pub async fn layer(
         .with_label_values(&[method, &endpoint])
         .observe(elapsed.as_secs_f64());
 
-    let route = response
-        .extensions()
-        .get::<RouteLog>()
-        .cloned()
-        .unwrap_or_default();
     let error = response.extensions().get::<ErrorCode>().map(|c| c.0);
     let upstream_ms = route.upstream.map(millis);
     let total_ms = millis(elapsed);

@@ -63,15 +63,20 @@ pub async fn tick_once(health: &Health, providers: &[Arc<dyn Provider>], timeout
 
 /// Runs a tick at once, then one every `interval` after the previous one ended, until
 /// `cancel` fires.
-pub fn spawn(
+///
+/// `providers` is asked before every tick, so providers added by a registry reload get probed.
+pub fn spawn<P>(
     health: Arc<Health>,
-    providers: Vec<Arc<dyn Provider>>,
+    providers: P,
     config: ProbeConfig,
     cancel: CancellationToken,
-) -> JoinHandle<()> {
+) -> JoinHandle<()>
+where
+    P: Fn() -> Vec<Arc<dyn Provider>> + Send + 'static,
+{
     tokio::spawn(async move {
         loop {
-            tick_once(&health, &providers, config.timeout).await;
+            tick_once(&health, &providers(), config.timeout).await;
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep(config.interval) => {}
@@ -242,7 +247,13 @@ mod tests {
         let p = scripted("ollama", Ok(()), Duration::ZERO);
         let cancel = CancellationToken::new();
         let config = ProbeConfig::new(Duration::from_secs(30), Duration::from_secs(3)).unwrap();
-        let task = spawn(h, vec![p.clone()], config, cancel.clone());
+        let probed = p.clone();
+        let task = spawn(
+            h,
+            move || vec![probed.clone() as Arc<dyn Provider>],
+            config,
+            cancel.clone(),
+        );
         tokio::time::sleep(Duration::from_millis(1)).await;
         assert_eq!(
             p.calls.load(Ordering::SeqCst),

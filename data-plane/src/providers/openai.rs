@@ -18,7 +18,8 @@ use crate::openai::{
 pub struct OpenAiCompatible {
     id: ProviderId,
     upstream: Upstream,
-    api_key: Secret,
+    /// `None` for local servers that take no key.
+    api_key: Option<Secret>,
 }
 
 /// What we send: the client's request with our `model` and `stream`.
@@ -60,7 +61,7 @@ struct ModelsResponse {
 }
 
 impl OpenAiCompatible {
-    pub fn new(id: ProviderId, upstream: Upstream, api_key: Secret) -> Self {
+    pub fn new(id: ProviderId, upstream: Upstream, api_key: Option<Secret>) -> Self {
         Self {
             id,
             upstream,
@@ -68,11 +69,15 @@ impl OpenAiCompatible {
         }
     }
 
+    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.api_key {
+            Some(key) => request.bearer_auth(key.expose()),
+            None => request,
+        }
+    }
+
     fn post<T: Serialize>(&self, path: &str, body: &T) -> reqwest::RequestBuilder {
-        self.upstream
-            .client
-            .post(self.upstream.url(path))
-            .bearer_auth(self.api_key.expose())
+        self.authorized(self.upstream.client.post(self.upstream.url(path)))
             .json(body)
     }
 }
@@ -178,11 +183,7 @@ impl Provider for OpenAiCompatible {
     }
 
     async fn list_models(&self) -> Result<Vec<ModelInfo>, UpstreamError> {
-        let request = self
-            .upstream
-            .client
-            .get(self.upstream.url("/models"))
-            .bearer_auth(self.api_key.expose());
+        let request = self.authorized(self.upstream.client.get(self.upstream.url("/models")));
         let response = tokio::time::timeout(self.upstream.timeout, super::http::send(request))
             .await
             .map_err(|_| UpstreamError::Timeout("model list".to_owned()))??;

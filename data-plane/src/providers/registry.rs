@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use mana_llm_shared::registry::ProviderDecl;
 use mana_llm_shared::ProviderId;
 
 use super::http::Upstream;
@@ -129,7 +130,16 @@ pub enum Lookup {
 pub struct Providers {
     configured: BTreeMap<ProviderId, Arc<dyn Provider>>,
     /// Known providers without credentials, with the env var that would enable them.
-    unconfigured: BTreeMap<ProviderId, &'static str>,
+    unconfigured: BTreeMap<ProviderId, String>,
+    /// What providers declared later (by a registry) are built with.
+    http: Option<HttpDefaults>,
+}
+
+#[derive(Clone)]
+struct HttpDefaults {
+    client: reqwest::Client,
+    timeout: Duration,
+    idle: Duration,
 }
 
 impl Providers {
@@ -142,6 +152,11 @@ impl Providers {
             .map_err(|e| ConfigError::new("http client", e.to_string()))?;
         let idle = config.stream_idle_timeout;
         let mut providers = Self::empty();
+        providers.http = Some(HttpDefaults {
+            client: client.clone(),
+            timeout: config.upstream_timeout,
+            idle,
+        });
         providers.insert(Arc::new(Echo::new(config.echo_delay)));
         providers.insert(Arc::new(Ollama::new(Upstream::new(
             client.clone(),
@@ -154,10 +169,12 @@ impl Providers {
                 Some(key) => providers.insert(Arc::new(OpenAiCompatible::new(
                     p.id.clone(),
                     Upstream::new(client.clone(), &p.base_url, config.upstream_timeout, idle),
-                    key.clone(),
+                    Some(key.clone()),
                 ))),
                 None => {
-                    providers.unconfigured.insert(p.id.clone(), p.key_env);
+                    providers
+                        .unconfigured
+                        .insert(p.id.clone(), p.key_env.to_owned());
                 }
             }
         }
@@ -174,7 +191,7 @@ impl Providers {
             None => {
                 providers
                     .unconfigured
-                    .insert(ProviderId::new("google"), "GOOGLE_API_KEY");
+                    .insert(ProviderId::new("google"), "GOOGLE_API_KEY".to_owned());
             }
         }
         Ok(providers)
@@ -184,6 +201,7 @@ impl Providers {
         Self {
             configured: BTreeMap::new(),
             unconfigured: BTreeMap::new(),
+            http: None,
         }
     }
 
@@ -199,10 +217,45 @@ impl Providers {
         match self.unconfigured.get(id) {
             Some(env_var) => Err(Lookup::NotConfigured(UpstreamError::NotConfigured {
                 provider: id.to_string(),
-                env_var,
+                env_var: env_var.clone(),
             })),
             None => Err(Lookup::Unknown),
         }
+    }
+
+    /// These providers plus the OpenAI-compatible ones a registry declares. Built-in ids are
+    /// never replaced; a declared key comes from its env var, read from `src`.
+    pub fn with_declared<'a>(
+        &self,
+        declared: impl IntoIterator<Item = &'a ProviderDecl>,
+        src: &Source,
+    ) -> Self {
+        let mut out = self.clone();
+        let Some(http) = &self.http else {
+            return out;
+        };
+        for decl in declared {
+            if self.configured.contains_key(&decl.id) || self.unconfigured.contains_key(&decl.id) {
+                tracing::warn!(provider = %decl.id, "the registry declares a built-in provider; ignored");
+                continue;
+            }
+            let key = decl
+                .api_key_env
+                .as_ref()
+                .map(|env| (env, Secret::from_env(src.get(env))));
+            if let Some((env, None)) = &key {
+                out.unconfigured.insert(decl.id.clone(), (*env).clone());
+                continue;
+            }
+            let upstream =
+                Upstream::new(http.client.clone(), &decl.base_url, http.timeout, http.idle);
+            out.insert(Arc::new(OpenAiCompatible::new(
+                decl.id.clone(),
+                upstream,
+                key.and_then(|(_, k)| k),
+            )));
+        }
+        out
     }
 
     /// Configured providers in id order.

@@ -1,0 +1,176 @@
+//! Walking a chain: skip what cannot serve, call the rest in order, classify each failure.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mana_llm_shared::Target;
+use serde::Serialize;
+
+use super::Plan;
+use crate::error::ApiError;
+use crate::health::{Admission, Report};
+use crate::providers::{Lookup, Provider, UpstreamError};
+use crate::server::AppState;
+use crate::snapshot::Snapshot;
+
+/// One chain entry that did not answer, and why (a bounded code).
+#[derive(Debug, Clone, Serialize)]
+pub struct Attempt {
+    pub target: String,
+    pub reason: &'static str,
+    pub status: Option<u16>,
+}
+
+/// The entry that answered.
+pub struct Outcome<T> {
+    pub value: T,
+    pub target: Target,
+    /// Time spent in the call that answered.
+    pub upstream: Duration,
+    pub attempts: Vec<Attempt>,
+}
+
+/// Calls `call` for each usable entry of `plan` until one succeeds.
+///
+/// `call` gets the provider and target and must return once the entry has produced its first
+/// output (a whole answer, or a stream's first chunk): that is what the first-token deadline
+/// bounds.
+pub async fn walk<T, F, Fut>(
+    state: &AppState,
+    snapshot: &Snapshot,
+    plan: &Plan,
+    needs_tools: bool,
+    mut call: F,
+) -> Result<Outcome<T>, ApiError>
+where
+    F: FnMut(Arc<dyn Provider>, Target) -> Fut,
+    Fut: Future<Output = Result<T, UpstreamError>>,
+{
+    let started = Instant::now();
+    let deadline = state.config.request_timeout;
+    let mut attempts: Vec<Attempt> = Vec::new();
+    let mut last_error: Option<(Target, UpstreamError)> = None;
+    let entries = &plan.entries;
+
+    for (i, entry) in entries.iter().enumerate() {
+        let target = &entry.target;
+        let next = entries
+            .get(i + 1)
+            .map(|e| e.target.to_string())
+            .unwrap_or_default();
+        let skip = |attempts: &mut Vec<Attempt>, reason: &'static str, status: Option<u16>| {
+            state
+                .metrics
+                .record_fallback(snapshot, &target.to_string(), &next, reason);
+            attempts.push(Attempt {
+                target: target.to_string(),
+                reason,
+                status,
+            });
+        };
+
+        let provider = match snapshot.providers.get(&target.provider) {
+            Ok(p) => p.clone(),
+            Err(Lookup::NotConfigured(e)) if !plan.is_alias() => {
+                return Err(ApiError::upstream(target, e))
+            }
+            Err(_) => {
+                skip(&mut attempts, "unconfigured", None);
+                continue;
+            }
+        };
+        if needs_tools && !provider.supports_tools(&target.model) {
+            let e = UpstreamError::Capability(format!(
+                "{target} does not support tool calling; choose a tool-capable model"
+            ));
+            if !plan.is_alias() {
+                return Err(ApiError::upstream(target, e));
+            }
+            skip(&mut attempts, "capability_mismatch", None);
+            continue;
+        }
+        let remaining = deadline.saturating_sub(started.elapsed());
+        if remaining.is_zero() {
+            skip(&mut attempts, "request_deadline", None);
+            break;
+        }
+        let admission = state.health.admit(&target.provider).await;
+        if admission == Admission::Reject {
+            skip(&mut attempts, "breaker_open", None);
+            continue;
+        }
+
+        let first_token = entry
+            .first_token_timeout
+            .or(state.config.first_token_timeout);
+        let budget = first_token.map_or(remaining, |f| f.min(remaining));
+        let call_started = Instant::now();
+        let result = match tokio::time::timeout(budget, call(provider, target.clone())).await {
+            Ok(result) => result,
+            Err(_) => Err(UpstreamError::Timeout(format!(
+                "no first token within {:.1}s",
+                budget.as_secs_f64()
+            ))),
+        };
+        match result {
+            Ok(value) => {
+                state.health.report(&target.provider, Report::Success).await;
+                if let Some(alias) = &plan.alias {
+                    state
+                        .metrics
+                        .record_alias(snapshot, alias.as_str(), &target.to_string());
+                }
+                return Ok(Outcome {
+                    value,
+                    target: target.clone(),
+                    upstream: call_started.elapsed(),
+                    attempts,
+                });
+            }
+            Err(e) if e.is_retryable() => {
+                state.metrics.record_error(snapshot, target, e.code());
+                let reason = e.to_string();
+                let report = match &e {
+                    UpstreamError::Status {
+                        status: 429,
+                        retry_after,
+                        ..
+                    } => Report::RateLimited(*retry_after),
+                    _ => Report::Failure(&reason),
+                };
+                state.health.report(&target.provider, report).await;
+                tracing::warn!(target = %target, error = %e, "chain entry failed; trying the next");
+                let status = match &e {
+                    UpstreamError::Status { status, .. } => Some(*status),
+                    _ => None,
+                };
+                skip(&mut attempts, e.code(), status);
+                last_error = Some((target.clone(), e));
+            }
+            Err(e) => {
+                state.metrics.record_error(snapshot, target, e.code());
+                // The upstream answered (it is alive) but refused this request: no fallback.
+                if matches!(
+                    e,
+                    UpstreamError::Status { .. } | UpstreamError::Blocked { .. }
+                ) {
+                    state.health.report(&target.provider, Report::Success).await;
+                }
+                return Err(ApiError::upstream(target, e));
+            }
+        }
+    }
+
+    // A direct model has nothing to fall back to: its own error says the most.
+    if !plan.is_alias() {
+        if let Some((target, e)) = last_error {
+            return Err(ApiError::upstream(&target, e));
+        }
+    }
+    Err(ApiError::NoHealthyProvider {
+        requested: plan.requested.clone(),
+        attempts,
+        last_error: last_error.map(|(t, e)| format!("{t}: {e}")),
+    })
+}

@@ -1,0 +1,67 @@
+//! The registry and everything derived from it, swapped as one immutable snapshot.
+//!
+//! A request loads the current [`Snapshot`] once and sees exactly one registry version and the
+//! providers built for it, however many reloads happen while it runs.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use mana_llm_shared::{Registry, RegistryVersion};
+
+use crate::config::Source;
+use crate::providers::Providers;
+
+pub struct Snapshot {
+    pub registry: Arc<Registry>,
+    /// The built-in providers plus the ones this registry declares.
+    pub providers: Providers,
+}
+
+pub struct Snapshots {
+    current: ArcSwap<Snapshot>,
+    /// Providers from the environment, the base every snapshot starts from.
+    base: Providers,
+    source: Source,
+}
+
+impl Snapshots {
+    pub fn new(base: Providers, registry: Registry, source: Source) -> Self {
+        let first = Self::derive(&base, registry, &source);
+        Self {
+            current: ArcSwap::from_pointee(first),
+            base,
+            source,
+        }
+    }
+
+    fn derive(base: &Providers, registry: Registry, source: &Source) -> Snapshot {
+        let providers = base.with_declared(registry.providers(), source);
+        Snapshot {
+            registry: Arc::new(registry),
+            providers,
+        }
+    }
+
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    pub fn version(&self) -> RegistryVersion {
+        self.current.load().registry.version()
+    }
+
+    /// Installs `registry` unless it is older than (or the same version as) the current one.
+    /// Returns whether it was installed.
+    pub fn install(&self, registry: Registry) -> bool {
+        let version = registry.version();
+        let next = Arc::new(Self::derive(&self.base, registry, &self.source));
+        let previous = self.current.rcu(|current| {
+            if version > current.registry.version() {
+                next.clone()
+            } else {
+                current.clone()
+            }
+        });
+        version > previous.registry.version()
+    }
+}
