@@ -9,11 +9,19 @@ use crate::support::*;
 #[tokio::test]
 async fn chat_answers_with_resolved_model_and_headers() {
     let gw = Gateway::builder().start();
-    let r = gw.post("/v1/chat/completions", chat("echo/test", "Hello there gateway")).await;
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            chat("echo/test", "Hello there gateway"),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json["object"], "chat.completion");
     assert_eq!(r.json["model"], "echo/test");
-    assert_eq!(r.json["choices"][0]["message"]["content"], "Hello there gateway");
+    assert_eq!(
+        r.json["choices"][0]["message"]["content"],
+        "Hello there gateway"
+    );
     assert_eq!(r.json["choices"][0]["finish_reason"], "stop");
     assert_eq!(r.json["usage"]["total_tokens"], 6);
     assert_eq!(r.header("x-mana-llm-resolved"), Some("echo/test"));
@@ -43,16 +51,31 @@ async fn stream_sends_chunks_then_done_and_usage_when_asked() {
 #[tokio::test]
 async fn embeddings_take_a_string_or_a_list() {
     let gw = Gateway::builder().start();
-    let one = gw.post("/v1/embeddings", json!({"model": "echo/e", "input": "hello"})).await;
+    let one = gw
+        .post(
+            "/v1/embeddings",
+            json!({"model": "echo/e", "input": "hello"}),
+        )
+        .await;
     assert_eq!(one.status, 200, "{}", one.text);
     assert_eq!(one.json["data"].as_array().unwrap().len(), 1);
     assert_eq!(one.json["model"], "echo/e");
-    let many = gw.post("/v1/embeddings", json!({"model": "echo/e", "input": ["a", "b", "c"]})).await;
+    let many = gw
+        .post(
+            "/v1/embeddings",
+            json!({"model": "echo/e", "input": ["a", "b", "c"]}),
+        )
+        .await;
     let data = many.json["data"].as_array().unwrap();
     assert_eq!(data.len(), 3);
     assert_eq!(data[2]["index"], 2);
     assert_ne!(data[0]["embedding"], data[1]["embedding"]);
-    let b64 = gw.post("/v1/embeddings", json!({"model": "echo/e", "input": "x", "encoding_format": "base64"})).await;
+    let b64 = gw
+        .post(
+            "/v1/embeddings",
+            json!({"model": "echo/e", "input": "x", "encoding_format": "base64"}),
+        )
+        .await;
     assert!(b64.json["data"][0]["embedding"].is_string(), "{}", b64.text);
 }
 
@@ -61,12 +84,20 @@ async fn models_list_and_lookup_with_slashes() {
     let gw = Gateway::builder().start();
     let list = gw.get("/v1/models").await;
     assert_eq!(list.json["object"], "list");
-    assert!(list.json["data"].as_array().unwrap().iter().any(|m| m["id"] == "echo/echo"));
+    assert!(list.json["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["id"] == "echo/echo"));
     let one = gw.get("/v1/models/echo/echo").await;
     assert_eq!(one.status, 200);
     assert_eq!(one.json["id"], "echo/echo");
-    gw.get("/v1/models/echo/missing").await.assert_error(404, "model_not_found");
-    gw.get("/v1/models/nope/x").await.assert_error(404, "model_not_found");
+    gw.get("/v1/models/echo/missing")
+        .await
+        .assert_error(404, "model_not_found");
+    gw.get("/v1/models/nope/x")
+        .await
+        .assert_error(404, "model_not_found");
 }
 
 #[tokio::test]
@@ -78,10 +109,21 @@ async fn health_ready_and_metrics() {
     assert_eq!(gw.get("/ready").await.status, 200);
     gw.post("/v1/chat/completions", chat("echo/m", "hi")).await;
     let metrics = gw.get("/metrics").await;
-    assert!(metrics.header("content-type").unwrap().starts_with("text/plain"));
-    let n = metric(&metrics.text, "mana_llm_requests_total", &["endpoint=\"/v1/chat/completions\"", "status=\"200\""]);
+    assert!(metrics
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/plain"));
+    let n = metric(
+        &metrics.text,
+        "mana_llm_requests_total",
+        &["endpoint=\"/v1/chat/completions\"", "status=\"200\""],
+    );
     assert_eq!(n, Some(1.0), "{}", metrics.text);
-    let llm = metric(&metrics.text, "mana_llm_llm_requests_total", &["provider=\"echo\"", "streaming=\"false\""]);
+    let llm = metric(
+        &metrics.text,
+        "mana_llm_llm_requests_total",
+        &["provider=\"echo\"", "streaming=\"false\""],
+    );
     assert_eq!(llm, Some(1.0));
 }
 
@@ -90,30 +132,64 @@ async fn health_ready_and_metrics() {
 #[tokio::test]
 async fn two_hundred_sequential_requests_on_one_connection() {
     let gw = Gateway::builder().start();
-    let client = reqwest::Client::builder().pool_max_idle_per_host(1).http1_only().build().unwrap();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .http1_only()
+        .build()
+        .unwrap();
     let body = chat("echo/k", "keep alive");
-    client.post(gw.url("/v1/chat/completions")).json(&body).send().await.unwrap();
+    client
+        .post(gw.url("/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     let start = Instant::now();
     for _ in 0..200 {
-        let r = client.post(gw.url("/v1/chat/completions")).json(&body).send().await.unwrap();
+        let r = client
+            .post(gw.url("/v1/chat/completions"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
         r.bytes().await.unwrap();
     }
     let elapsed = start.elapsed();
-    assert!(elapsed < Duration::from_secs(2), "200 keep-alive requests took {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(2),
+        "200 keep-alive requests took {elapsed:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_and_exits_zero() {
-    let mut gw = Gateway::builder().env("MANA_LLM_ECHO_DELAY_MS", "400").start();
+    let mut gw = Gateway::builder()
+        .env("MANA_LLM_ECHO_DELAY_MS", "400")
+        .start();
     let url = gw.url("/v1/chat/completions");
-    let in_flight = tokio::spawn(async move { client().post(url).json(&chat("echo/slow", "still here")).send().await });
-    assert!(eventually_async(Duration::from_secs(5), || async {
-        metric(&gw.get("/metrics").await.text, "mana_llm_in_flight_requests", &[]) == Some(1.0)
-    })
-    .await);
+    let in_flight = tokio::spawn(async move {
+        client()
+            .post(url)
+            .json(&chat("echo/slow", "still here"))
+            .send()
+            .await
+    });
+    assert!(
+        eventually_async(Duration::from_secs(5), || async {
+            metric(
+                &gw.get("/metrics").await.text,
+                "mana_llm_in_flight_requests",
+                &[],
+            ) == Some(1.0)
+        })
+        .await
+    );
     gw.signal("TERM");
-    let response = in_flight.await.unwrap().expect("in-flight request finishes");
+    let response = in_flight
+        .await
+        .unwrap()
+        .expect("in-flight request finishes");
     assert_eq!(response.status(), 200);
     let code = tokio::task::block_in_place(|| gw.wait_exit(Duration::from_secs(10)));
     assert_eq!(code, Some(0), "logs:\n{}", gw.logs());

@@ -16,13 +16,23 @@ async fn chat_with_system_instruction_and_usage() {
     let r = gw.post("/v1/chat/completions", body).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json["model"], "google/gemini-2.5-flash");
-    assert_eq!(r.json["choices"][0]["message"]["content"], "Hello from mock");
+    assert_eq!(
+        r.json["choices"][0]["message"]["content"],
+        "Hello from mock"
+    );
     assert_eq!(r.json["usage"]["total_tokens"], 8);
     let sent = mock.last_request(Route::GeminiGenerate).unwrap();
     assert_eq!(sent.model.as_deref(), Some("gemini-2.5-flash"));
     assert_eq!(sent.headers["x-goog-api-key"], "AIza-test-google");
-    assert!(sent.query.as_deref().unwrap_or("").is_empty() || !sent.query.as_deref().unwrap().contains("key="), "the key never goes in the URL");
-    assert_eq!(sent.body["systemInstruction"]["parts"][0]["text"], "Be brief.");
+    assert!(
+        sent.query.as_deref().unwrap_or("").is_empty()
+            || !sent.query.as_deref().unwrap().contains("key="),
+        "the key never goes in the URL"
+    );
+    assert_eq!(
+        sent.body["systemInstruction"]["parts"][0]["text"],
+        "Be brief."
+    );
     assert_eq!(sent.body["contents"][0]["role"], "user");
     assert_eq!(sent.body["contents"][0]["parts"][0]["text"], "hi");
     assert_eq!(sent.body["generationConfig"]["temperature"], 0.2);
@@ -53,39 +63,70 @@ async fn a_failing_stream_fails_before_the_first_byte() {
     mock.push(Route::GeminiStream, MockReply::status(503));
     let mut body = chat("google/gemini-2.5-flash", "hi");
     body["stream"] = json!(true);
-    gw.post("/v1/chat/completions", body).await.assert_error(502, "upstream_5xx");
+    gw.post("/v1/chat/completions", body)
+        .await
+        .assert_error(502, "upstream_5xx");
 }
 
 #[tokio::test]
 async fn images_become_inline_data() {
     let mock = MockProvider::start().await;
     let gw = Gateway::with_mock(&mock);
-    assert_eq!(gw.post("/v1/chat/completions", vision_chat("google/gemini-2.5-flash", PNG)).await.status, 200);
+    assert_eq!(
+        gw.post(
+            "/v1/chat/completions",
+            vision_chat("google/gemini-2.5-flash", PNG)
+        )
+        .await
+        .status,
+        200
+    );
     let parts = &mock.last_request(Route::GeminiGenerate).unwrap().body["contents"][0]["parts"];
-    assert_eq!(parts[1]["inlineData"], json!({"mimeType": "image/png", "data": "iVBORw0KGgo="}));
+    assert_eq!(
+        parts[1]["inlineData"],
+        json!({"mimeType": "image/png", "data": "iVBORw0KGgo="})
+    );
 }
 
 #[tokio::test]
 async fn tools_in_both_directions() {
     let mock = MockProvider::start().await;
     let gw = Gateway::with_mock(&mock);
-    mock.push(Route::GeminiGenerate, MockReply::tool_call("get_weather", json!({"city": "Berlin"})));
-    let r = gw.post("/v1/chat/completions", tool_chat("google/gemini-2.5-flash", false)).await;
+    mock.push(
+        Route::GeminiGenerate,
+        MockReply::tool_call("get_weather", json!({"city": "Berlin"})),
+    );
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            tool_chat("google/gemini-2.5-flash", false),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let call = &r.json["choices"][0]["message"]["tool_calls"][0];
     assert_eq!(call["function"]["name"], "get_weather");
-    let args: serde_json::Value = serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+    let args: serde_json::Value =
+        serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
     assert_eq!(args, json!({"city": "Berlin"}));
     assert_eq!(r.json["choices"][0]["finish_reason"], "tool_calls");
     let sent = mock.last_request(Route::GeminiGenerate).unwrap();
-    assert_eq!(sent.body["tools"][0]["functionDeclarations"][0]["name"], "get_weather");
+    assert_eq!(
+        sent.body["tools"][0]["functionDeclarations"][0]["name"],
+        "get_weather"
+    );
 
-    mock.push(Route::GeminiStream, MockReply::tool_call("get_weather", json!({"city": "Berlin"})));
+    mock.push(
+        Route::GeminiStream,
+        MockReply::tool_call("get_weather", json!({"city": "Berlin"})),
+    );
     let (_, _, data) = gw.stream(tool_chat("google/gemini-2.5-flash", true)).await;
     let chunks = chunks(&data);
     let calls = streamed_tool_calls(&chunks);
     assert_eq!(calls[0].0, "get_weather");
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&calls[0].1).unwrap(), json!({"city": "Berlin"}));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&calls[0].1).unwrap(),
+        json!({"city": "Berlin"})
+    );
 }
 
 #[tokio::test]
@@ -96,15 +137,31 @@ async fn response_format_blocks_and_length() {
     body["response_format"] = json!({"type": "json_object"});
     gw.post("/v1/chat/completions", body).await;
     let sent = mock.last_request(Route::GeminiGenerate).unwrap();
-    assert_eq!(sent.body["generationConfig"]["responseMimeType"], "application/json");
+    assert_eq!(
+        sent.body["generationConfig"]["responseMimeType"],
+        "application/json"
+    );
 
     mock.push(Route::GeminiGenerate, MockReply::blocked("SAFETY"));
-    let blocked = gw.post("/v1/chat/completions", chat("google/gemini-2.5-flash", "bad")).await;
+    let blocked = gw
+        .post(
+            "/v1/chat/completions",
+            chat("google/gemini-2.5-flash", "bad"),
+        )
+        .await;
     blocked.assert_error(400, "content_blocked");
-    assert!(blocked.json["error"]["message"].as_str().unwrap().contains("SAFETY"));
+    assert!(blocked.json["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("SAFETY"));
 
     mock.push(Route::GeminiGenerate, MockReply::ok().finish("MAX_TOKENS"));
-    let cut = gw.post("/v1/chat/completions", chat("google/gemini-2.5-flash", "long")).await;
+    let cut = gw
+        .post(
+            "/v1/chat/completions",
+            chat("google/gemini-2.5-flash", "long"),
+        )
+        .await;
     assert_eq!(cut.json["choices"][0]["finish_reason"], "length");
 }
 
@@ -112,12 +169,25 @@ async fn response_format_blocks_and_length() {
 async fn embeddings_and_models() {
     let mock = MockProvider::start().await;
     let gw = Gateway::with_mock(&mock);
-    let r = gw.post("/v1/embeddings", json!({"model": "google/text-embedding-004", "input": ["a", "b"]})).await;
+    let r = gw
+        .post(
+            "/v1/embeddings",
+            json!({"model": "google/text-embedding-004", "input": ["a", "b"]}),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json["model"], "google/text-embedding-004");
     assert_eq!(r.json["data"].as_array().unwrap().len(), 2);
     let sent = mock.last_request(Route::GeminiEmbed).unwrap();
     assert_eq!(sent.body["requests"].as_array().unwrap().len(), 2);
     let models = gw.get("/v1/models").await;
-    assert!(models.json["data"].as_array().unwrap().iter().any(|m| m["id"] == "google/gemini-mock"), "{}", models.text);
+    assert!(
+        models.json["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == "google/gemini-mock"),
+        "{}",
+        models.text
+    );
 }

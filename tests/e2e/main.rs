@@ -2,7 +2,9 @@
 //! playing every upstream.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod aliases;
 mod auth;
+mod breaker;
 mod echo;
 mod errors;
 mod google;

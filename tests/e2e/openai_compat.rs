@@ -17,10 +17,22 @@ async fn chat_passes_everything_through_and_rewrites_the_model() {
     let r = gw.post("/v1/chat/completions", body).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json["model"], "groq/llama-3.1-8b-instant");
-    assert_eq!(r.header("x-mana-llm-resolved"), Some("groq/llama-3.1-8b-instant"));
-    assert_eq!(r.json["choices"][0]["message"]["content"], "Hello from mock");
-    assert_eq!(r.json["usage"], json!({"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}));
-    assert_eq!(r.json["system_fingerprint"], "fp_mock", "upstream extras reach the client");
+    assert_eq!(
+        r.header("x-mana-llm-resolved"),
+        Some("groq/llama-3.1-8b-instant")
+    );
+    assert_eq!(
+        r.json["choices"][0]["message"]["content"],
+        "Hello from mock"
+    );
+    assert_eq!(
+        r.json["usage"],
+        json!({"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8})
+    );
+    assert_eq!(
+        r.json["system_fingerprint"], "fp_mock",
+        "upstream extras reach the client"
+    );
     let sent = mock.last_request(Route::OpenAiChat).unwrap();
     assert_eq!(sent.body["model"], "llama-3.1-8b-instant");
     assert_eq!(sent.body["logprobs"], true);
@@ -34,14 +46,24 @@ async fn chat_passes_everything_through_and_rewrites_the_model() {
 async fn every_openai_compatible_provider_routes_with_its_own_key() {
     let mock = MockProvider::start().await;
     let gw = Gateway::with_mock(&mock);
-    for (model, key) in [("openai/gpt-4o-mini", "sk-test-openai"), ("openrouter/anthropic/claude-3-haiku", "sk-or-test"), ("together/m", "tg-test")] {
+    for (model, key) in [
+        ("openai/gpt-4o-mini", "sk-test-openai"),
+        ("openrouter/anthropic/claude-3-haiku", "sk-or-test"),
+        ("together/m", "tg-test"),
+    ] {
         let r = gw.post("/v1/chat/completions", chat(model, "hi")).await;
         assert_eq!(r.json["model"], model);
         let sent = mock.last_request(Route::OpenAiChat).unwrap();
         assert_eq!(sent.headers["authorization"], format!("Bearer {key}"));
     }
-    assert_eq!(mock.last_request(Route::OpenAiChat).unwrap().body["model"], "m");
-    assert_eq!(mock.requests(Route::OpenAiChat)[1].body["model"], "anthropic/claude-3-haiku");
+    assert_eq!(
+        mock.last_request(Route::OpenAiChat).unwrap().body["model"],
+        "m"
+    );
+    assert_eq!(
+        mock.requests(Route::OpenAiChat)[1].body["model"],
+        "anthropic/claude-3-haiku"
+    );
 }
 
 #[tokio::test]
@@ -58,8 +80,14 @@ async fn stream_with_usage() {
     assert_eq!(streamed_text(&chunks), "Hello from mock");
     assert!(chunks.iter().all(|c| c["model"] == "openai/gpt-4o-mini"));
     assert_eq!(chunks.last().unwrap()["usage"]["total_tokens"], 8);
-    assert_eq!(mock.last_request(Route::OpenAiChat).unwrap().body["stream"], true);
-    assert_eq!(mock.last_request(Route::OpenAiChat).unwrap().body["stream_options"]["include_usage"], true);
+    assert_eq!(
+        mock.last_request(Route::OpenAiChat).unwrap().body["stream"],
+        true
+    );
+    assert_eq!(
+        mock.last_request(Route::OpenAiChat).unwrap().body["stream_options"]["include_usage"],
+        true
+    );
 }
 
 #[tokio::test]
@@ -67,33 +95,63 @@ async fn vision_parts_pass_through_unchanged() {
     let mock = MockProvider::start().await;
     let gw = Gateway::with_mock(&mock);
     let body = vision_chat("openai/gpt-4o", PNG);
-    assert_eq!(gw.post("/v1/chat/completions", body.clone()).await.status, 200);
-    assert_eq!(mock.last_request(Route::OpenAiChat).unwrap().body["messages"], body["messages"]);
+    assert_eq!(
+        gw.post("/v1/chat/completions", body.clone()).await.status,
+        200
+    );
+    assert_eq!(
+        mock.last_request(Route::OpenAiChat).unwrap().body["messages"],
+        body["messages"]
+    );
     let url = vision_chat("openai/gpt-4o", "https://example.com/cat.png");
-    assert_eq!(gw.post("/v1/chat/completions", url.clone()).await.status, 200);
-    assert_eq!(mock.last_request(Route::OpenAiChat).unwrap().body["messages"], url["messages"]);
+    assert_eq!(
+        gw.post("/v1/chat/completions", url.clone()).await.status,
+        200
+    );
+    assert_eq!(
+        mock.last_request(Route::OpenAiChat).unwrap().body["messages"],
+        url["messages"]
+    );
 }
 
 #[tokio::test]
 async fn tools_non_streaming_and_streamed() {
     let mock = MockProvider::start().await;
     let gw = Gateway::with_mock(&mock);
-    mock.push(Route::OpenAiChat, MockReply::tool_call("get_weather", json!({"city": "Berlin"})));
-    let r = gw.post("/v1/chat/completions", tool_chat("groq/llama-3.3-70b-versatile", false)).await;
+    mock.push(
+        Route::OpenAiChat,
+        MockReply::tool_call("get_weather", json!({"city": "Berlin"})),
+    );
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            tool_chat("groq/llama-3.3-70b-versatile", false),
+        )
+        .await;
     let call = &r.json["choices"][0]["message"]["tool_calls"][0];
     assert_eq!(call["function"]["name"], "get_weather");
-    let args: serde_json::Value = serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+    let args: serde_json::Value =
+        serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
     assert_eq!(args, json!({"city": "Berlin"}));
     assert_eq!(r.json["choices"][0]["finish_reason"], "tool_calls");
-    assert_eq!(mock.last_request(Route::OpenAiChat).unwrap().body["tools"][0]["function"]["name"], "get_weather");
+    assert_eq!(
+        mock.last_request(Route::OpenAiChat).unwrap().body["tools"][0]["function"]["name"],
+        "get_weather"
+    );
 
-    mock.push(Route::OpenAiChat, MockReply::tool_call("get_weather", json!({"city": "Berlin"})));
-    let (_, _, data) = gw.stream(tool_chat("groq/llama-3.3-70b-versatile", true)).await;
+    mock.push(
+        Route::OpenAiChat,
+        MockReply::tool_call("get_weather", json!({"city": "Berlin"})),
+    );
+    let (_, _, data) = gw
+        .stream(tool_chat("groq/llama-3.3-70b-versatile", true))
+        .await;
     let chunks = chunks(&data);
     let calls = streamed_tool_calls(&chunks);
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0].0, "get_weather");
-    let args: serde_json::Value = serde_json::from_str(&calls[0].1).expect("assembled arguments are JSON");
+    let args: serde_json::Value =
+        serde_json::from_str(&calls[0].1).expect("assembled arguments are JSON");
     assert_eq!(args, json!({"city": "Berlin"}));
     assert_eq!(finish_reason(&chunks).as_deref(), Some("tool_calls"));
 }
@@ -102,7 +160,12 @@ async fn tools_non_streaming_and_streamed() {
 async fn embeddings_and_models() {
     let mock = MockProvider::start().await;
     let gw = Gateway::with_mock(&mock);
-    let r = gw.post("/v1/embeddings", json!({"model": "openai/text-embedding-3-small", "input": ["a", "bb"]})).await;
+    let r = gw
+        .post(
+            "/v1/embeddings",
+            json!({"model": "openai/text-embedding-3-small", "input": ["a", "bb"]}),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json["data"].as_array().unwrap().len(), 2);
     assert_eq!(r.json["model"], "openai/text-embedding-3-small");
@@ -110,8 +173,18 @@ async fn embeddings_and_models() {
     assert_eq!(sent.body["model"], "text-embedding-3-small");
     assert_eq!(sent.body["input"], json!(["a", "bb"]));
     let models = gw.get("/v1/models").await;
-    let ids: Vec<&str> = models.json["data"].as_array().unwrap().iter().filter_map(|m| m["id"].as_str()).collect();
-    for id in ["groq/mock-model", "openai/mock-model", "openrouter/mock-model", "together/mock-model"] {
+    let ids: Vec<&str> = models.json["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    for id in [
+        "groq/mock-model",
+        "openai/mock-model",
+        "openrouter/mock-model",
+        "together/mock-model",
+    ] {
         assert!(ids.contains(&id), "{id} missing from {ids:?}");
     }
     let one = gw.get("/v1/models/groq/mock-model").await;

@@ -18,7 +18,12 @@ async fn the_openai_python_sdk_works_against_the_gateway() {
         Command::new(&python)
             .arg(script)
             .arg(base)
-            .args(["echo/sdk", "groq/mock-model", "ollama/qwen2.5:7b", "google/gemini-2.5-flash"])
+            .args([
+                "echo/sdk",
+                "groq/mock-model",
+                "ollama/qwen2.5:7b",
+                "google/gemini-2.5-flash",
+            ])
             .output()
     })
     .await
@@ -26,6 +31,10 @@ async fn the_openai_python_sdk_works_against_the_gateway() {
     .expect("python runs (set MANA_LLM_TEST_PYTHON or run scripts/test, which installs the SDK)");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "SDK check failed:\n{stdout}\n{stderr}\ngateway logs:\n{}", gw.logs());
+    assert!(
+        output.status.success(),
+        "SDK check failed:\n{stdout}\n{stderr}\ngateway logs:\n{}",
+        gw.logs()
+    );
     assert!(stdout.contains("SDK OK 4 models"), "{stdout}");
 }

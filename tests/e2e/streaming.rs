@@ -19,9 +19,17 @@ fn stream_body(model: &str) -> serde_json::Value {
 async fn chunks_reach_the_client_while_the_upstream_is_still_sending() {
     let mock = MockProvider::start().await;
     let gw = Gateway::with_mock(&mock);
-    mock.push(Route::OpenAiChat, MockReply::text(&["a", "b", "c", "d"]).interval(Duration::from_millis(250)));
+    mock.push(
+        Route::OpenAiChat,
+        MockReply::text(&["a", "b", "c", "d"]).interval(Duration::from_millis(250)),
+    );
     let start = Instant::now();
-    let response = client().post(gw.url("/v1/chat/completions")).json(&stream_body("openai/m")).send().await.unwrap();
+    let response = client()
+        .post(gw.url("/v1/chat/completions"))
+        .json(&stream_body("openai/m"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let mut body = response.bytes_stream();
     let mut first_content = None;
@@ -36,7 +44,10 @@ async fn chunks_reach_the_client_while_the_upstream_is_still_sending() {
     let first = first_content.expect("content chunk a");
     // The upstream needs ~1 s for four pieces; the first one must not wait for the rest.
     assert!(total >= Duration::from_millis(900), "total {total:?}");
-    assert!(first + Duration::from_millis(500) < total, "first chunk at {first:?}, end at {total:?}");
+    assert!(
+        first + Duration::from_millis(500) < total,
+        "first chunk at {first:?}, end at {total:?}"
+    );
     assert!(text.trim_end().ends_with("data: [DONE]"));
 }
 
@@ -44,22 +55,42 @@ async fn chunks_reach_the_client_while_the_upstream_is_still_sending() {
 async fn a_mid_stream_drop_becomes_an_error_event_then_done() {
     let mock = MockProvider::start().await;
     let gw = Gateway::with_mock(&mock);
-    for (route, model) in [(Route::OpenAiChat, "groq/m"), (Route::OllamaChat, "ollama/m"), (Route::GeminiStream, "google/m")] {
-        mock.push(route, MockReply::text(&["half", "way", "there"]).drop_after(2));
+    for (route, model) in [
+        (Route::OpenAiChat, "groq/m"),
+        (Route::OllamaChat, "ollama/m"),
+        (Route::GeminiStream, "google/m"),
+    ] {
+        mock.push(
+            route,
+            MockReply::text(&["half", "way", "there"]).drop_after(2),
+        );
         let (status, _, data) = gw.stream(stream_body(model)).await;
         assert_eq!(status, 200, "{model}");
-        assert_eq!(data.last().map(String::as_str), Some("[DONE]"), "{model}: {data:?}");
+        assert_eq!(
+            data.last().map(String::as_str),
+            Some("[DONE]"),
+            "{model}: {data:?}"
+        );
         let error: serde_json::Value = serde_json::from_str(&data[data.len() - 2]).unwrap();
         assert!(error["error"]["message"].is_string(), "{model}: {error}");
-        assert!(streamed_text(&chunks(&data[..data.len() - 2])).starts_with("half"), "{model}");
+        assert!(
+            streamed_text(&chunks(&data[..data.len() - 2])).starts_with("half"),
+            "{model}"
+        );
     }
 }
 
 #[tokio::test]
 async fn a_mid_stream_stall_ends_with_a_timeout_event() {
     let mock = MockProvider::start().await;
-    let gw = Gateway::builder().mock(&mock).env("MANA_LLM_STREAM_IDLE_TIMEOUT", "0.5").start();
-    mock.push(Route::OpenAiChat, MockReply::text(&["one", "two"]).stall_after(1));
+    let gw = Gateway::builder()
+        .mock(&mock)
+        .env("MANA_LLM_STREAM_IDLE_TIMEOUT", "0.5")
+        .start();
+    mock.push(
+        Route::OpenAiChat,
+        MockReply::text(&["one", "two"]).stall_after(1),
+    );
     let (_, _, data) = gw.stream(stream_body("openai/m")).await;
     assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
     let error: serde_json::Value = serde_json::from_str(&data[data.len() - 2]).unwrap();
@@ -69,9 +100,20 @@ async fn a_mid_stream_stall_ends_with_a_timeout_event() {
 #[tokio::test]
 async fn silence_is_filled_with_keep_alive_comments() {
     let mock = MockProvider::start().await;
-    let gw = Gateway::builder().mock(&mock).env("MANA_LLM_SSE_KEEPALIVE", "0.1").start();
-    mock.push(Route::OllamaChat, MockReply::text(&["slow", " answer"]).interval(Duration::from_millis(400)));
-    let response = client().post(gw.url("/v1/chat/completions")).json(&stream_body("ollama/m")).send().await.unwrap();
+    let gw = Gateway::builder()
+        .mock(&mock)
+        .env("MANA_LLM_SSE_KEEPALIVE", "0.1")
+        .start();
+    mock.push(
+        Route::OllamaChat,
+        MockReply::text(&["slow", " answer"]).interval(Duration::from_millis(400)),
+    );
+    let response = client()
+        .post(gw.url("/v1/chat/completions"))
+        .json(&stream_body("ollama/m"))
+        .send()
+        .await
+        .unwrap();
     let text = response.text().await.unwrap();
     assert!(text.contains(": keep-alive\n\n"), "{text}");
     assert_eq!(streamed_text(&chunks(&sse_data(&text))), "slow answer");
@@ -81,8 +123,16 @@ async fn silence_is_filled_with_keep_alive_comments() {
 async fn a_client_disconnect_cancels_the_upstream_request() {
     let mock = MockProvider::start().await;
     let gw = Gateway::with_mock(&mock);
-    mock.push(Route::OpenAiChat, MockReply::text(&["x"; 50]).interval(Duration::from_millis(100)));
-    let response = client().post(gw.url("/v1/chat/completions")).json(&stream_body("openai/m")).send().await.unwrap();
+    mock.push(
+        Route::OpenAiChat,
+        MockReply::text(&["x"; 50]).interval(Duration::from_millis(100)),
+    );
+    let response = client()
+        .post(gw.url("/v1/chat/completions"))
+        .json(&stream_body("openai/m"))
+        .send()
+        .await
+        .unwrap();
     let mut body = response.bytes_stream();
     body.next().await.unwrap().unwrap();
     drop(body);

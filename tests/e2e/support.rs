@@ -20,7 +20,24 @@ pub struct GatewayBuilder {
     env: Vec<(String, String)>,
 }
 
+/// A fresh file under the system temp dir, unique per test.
+pub fn temp_file(name: &str, contents: &str) -> std::path::PathBuf {
+    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("mana-llm-test-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
 impl GatewayBuilder {
+    /// Serves this registry (written to a temp file, re-read on SIGHUP).
+    pub fn aliases(self, yaml: &str) -> Self {
+        let path = temp_file("aliases.yaml", yaml);
+        self.env("MANA_LLM_ALIASES", path.to_string_lossy())
+    }
+
     pub fn env(mut self, key: &str, value: impl Into<String>) -> Self {
         self.env.push((key.to_owned(), value.into()));
         self
@@ -48,6 +65,8 @@ impl GatewayBuilder {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("PORT", "0")
             .env("LOG_LEVEL", "debug")
+            .env("MANA_LLM_PROBE", "off")
+            .env("MANA_LLM_ALIASES", concat!(env!("CARGO_MANIFEST_DIR"), "/aliases.yaml"))
             .arg("serve")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -81,7 +100,10 @@ impl GatewayBuilder {
                 panic!("gateway did not start; logs:\n{}", logs.lock().unwrap());
             }
         };
-        let url = line.strip_prefix("listening on ").expect("listening line").to_owned();
+        let url = line
+            .strip_prefix("listening on ")
+            .expect("listening line")
+            .to_owned();
         Gateway { child, url, logs }
     }
 }
@@ -110,7 +132,11 @@ impl Gateway {
 
     /// Sends a signal to the process (`TERM`, `HUP`, …).
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill").arg(format!("-{name}")).arg(self.pid().to_string()).status().expect("kill");
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill");
         assert!(status.success());
     }
 
@@ -128,7 +154,12 @@ impl Gateway {
 
     /// POSTs JSON and returns the status, headers and body as JSON (Null if not JSON).
     pub async fn post(&self, path: &str, body: Value) -> Reply {
-        let response = client().post(self.url(path)).json(&body).send().await.expect("request");
+        let response = client()
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
         Reply::read(response).await
     }
 
@@ -138,8 +169,16 @@ impl Gateway {
     }
 
     /// Streams a chat completion and returns the SSE data payloads in order.
-    pub async fn stream(&self, body: Value) -> (reqwest::StatusCode, reqwest::header::HeaderMap, Vec<String>) {
-        let response = client().post(self.url("/v1/chat/completions")).json(&body).send().await.expect("request");
+    pub async fn stream(
+        &self,
+        body: Value,
+    ) -> (reqwest::StatusCode, reqwest::header::HeaderMap, Vec<String>) {
+        let response = client()
+            .post(self.url("/v1/chat/completions"))
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
         let status = response.status();
         let headers = response.headers().clone();
         let text = response.text().await.unwrap_or_default();
@@ -167,7 +206,12 @@ impl Reply {
         let headers = response.headers().clone();
         let text = response.text().await.unwrap_or_default();
         let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Reply { status, headers, text, json }
+        Reply {
+            status,
+            headers,
+            text,
+            json,
+        }
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -178,7 +222,11 @@ impl Reply {
     pub fn assert_error(&self, status: u16, code: &str) {
         assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
         let error = &self.json["error"];
-        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "no message: {}", self.text);
+        assert!(
+            error["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "no message: {}",
+            self.text
+        );
         assert!(error["type"].is_string(), "no type: {}", self.text);
         assert_eq!(error["code"], code, "body: {}", self.text);
         assert!(error.get("param").is_some(), "no param: {}", self.text);
@@ -186,7 +234,10 @@ impl Reply {
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client")
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
 }
 
 /// The `data:` payloads of an SSE body, in order.
@@ -200,12 +251,18 @@ pub fn sse_data(text: &str) -> Vec<String> {
 
 /// The JSON chunks of a stream (everything but `[DONE]`).
 pub fn chunks(data: &[String]) -> Vec<Value> {
-    data.iter().filter(|d| *d != "[DONE]").map(|d| serde_json::from_str(d).expect("chunk json")).collect()
+    data.iter()
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).expect("chunk json"))
+        .collect()
 }
 
 /// The streamed text of a list of chunks.
 pub fn streamed_text(chunks: &[Value]) -> String {
-    chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect()
+    chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect()
 }
 
 /// Polls `check` until it is true or `deadline` passes.
@@ -243,7 +300,11 @@ pub fn chat(model: &str, content: &str) -> Value {
 /// One value of a metric line in a Prometheus exposition, found by name and label fragments.
 pub fn metric(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
     text.lines()
-        .filter(|l| l.starts_with(name) && (l.as_bytes().get(name.len()) == Some(&b'{') || l.as_bytes().get(name.len()) == Some(&b' ')))
+        .filter(|l| {
+            l.starts_with(name)
+                && (l.as_bytes().get(name.len()) == Some(&b'{')
+                    || l.as_bytes().get(name.len()) == Some(&b' '))
+        })
         .find(|l| labels.iter().all(|frag| l.contains(frag)))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
@@ -253,7 +314,9 @@ pub fn metric(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
 pub fn streamed_tool_calls(chunks: &[Value]) -> Vec<(String, String)> {
     let mut calls: Vec<(String, String)> = Vec::new();
     for chunk in chunks {
-        let Some(deltas) = chunk["choices"][0]["delta"]["tool_calls"].as_array() else { continue };
+        let Some(deltas) = chunk["choices"][0]["delta"]["tool_calls"].as_array() else {
+            continue;
+        };
         for d in deltas {
             let i = d["index"].as_u64().unwrap_or(0) as usize;
             while calls.len() <= i {
@@ -272,7 +335,10 @@ pub fn streamed_tool_calls(chunks: &[Value]) -> Vec<(String, String)> {
 
 /// The finish reason of the last chunk that has one.
 pub fn finish_reason(chunks: &[Value]) -> Option<String> {
-    chunks.iter().rev().find_map(|c| c["choices"][0]["finish_reason"].as_str().map(str::to_owned))
+    chunks
+        .iter()
+        .rev()
+        .find_map(|c| c["choices"][0]["finish_reason"].as_str().map(str::to_owned))
 }
 
 pub const TOOLS: &str = r#"[{"type":"function","function":{"name":"get_weather","description":"Weather for a city","parameters":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}}}]"#;

@@ -1,0 +1,256 @@
+//! The router, request recording, and applying a scripted [`Reply`] to a request.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use crate::script::GARBAGE;
+use crate::stream::{self, CloseGuard, Frame, Framing, Kind, Streamed};
+use crate::{gemini, ollama, openai, Recorded, Reply, Route, Shared};
+
+/// Largest request body read (bigger bodies are recorded as `Null`).
+const BODY_LIMIT: usize = 64 << 20;
+
+/// What a route module answers: a JSON body, or frames to stream.
+pub(crate) enum Answer {
+    Json(Value),
+    Stream(Streamed),
+}
+
+/// What route modules know about the request being answered.
+pub(crate) struct Ctx<'a> {
+    pub(crate) body: &'a Value,
+    /// The requested model, echoed in answers ("mock-model" when absent).
+    pub(crate) model: String,
+    /// Stream the answer (OpenAI `stream: true`, Ollama unless `stream: false`, Gemini `alt=sse`).
+    pub(crate) stream: bool,
+    pub(crate) seq: u64,
+    pub(crate) created: u64,
+}
+
+/// Which API family a route belongs to, for error bodies and stream framing.
+#[derive(Clone, Copy)]
+enum Style {
+    OpenAi,
+    Ollama,
+    Gemini,
+}
+
+fn style(route: Route) -> Style {
+    match route {
+        Route::OpenAiChat | Route::OpenAiEmbeddings | Route::OpenAiModels => Style::OpenAi,
+        Route::OllamaChat | Route::OllamaEmbed | Route::OllamaTags => Style::Ollama,
+        Route::GeminiGenerate | Route::GeminiStream | Route::GeminiEmbed | Route::GeminiModels => {
+            Style::Gemini
+        }
+    }
+}
+
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    let fixed = |route: Route| {
+        move |State(s): State<Arc<Shared>>, req: Request| dispatch(s, route, None, req)
+    };
+    Router::new()
+        .route("/v1/chat/completions", post(fixed(Route::OpenAiChat)))
+        .route("/v1/embeddings", post(fixed(Route::OpenAiEmbeddings)))
+        .route("/v1/models", get(fixed(Route::OpenAiModels)))
+        .route("/api/chat", post(fixed(Route::OllamaChat)))
+        .route("/api/embed", post(fixed(Route::OllamaEmbed)))
+        .route("/api/tags", get(fixed(Route::OllamaTags)))
+        .route("/v1beta/models", get(fixed(Route::GeminiModels)))
+        .route("/v1beta/models/{*rest}", post(gemini_post))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(shared)
+}
+
+/// `POST /v1beta/models/{model}:{method}` — axum cannot route on ':' inside a segment.
+async fn gemini_post(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    let rest = req.uri().path().trim_start_matches("/v1beta/models/");
+    let Some((model, method)) = rest.rsplit_once(':') else {
+        return not_found(rest);
+    };
+    let route = match method {
+        "generateContent" => Route::GeminiGenerate,
+        "streamGenerateContent" => Route::GeminiStream,
+        "batchEmbedContents" => Route::GeminiEmbed,
+        _ => return not_found(rest),
+    };
+    let model = model.to_owned();
+    dispatch(shared, route, Some(model), req).await
+}
+
+fn not_found(what: &str) -> Response {
+    let body = json!({"error": {"code": 404, "message": format!("mock: no method {what}"), "status": "NOT_FOUND"}});
+    (StatusCode::NOT_FOUND, Json(body)).into_response()
+}
+
+/// Records the request, then answers it as the scripted reply says.
+async fn dispatch(
+    shared: Arc<Shared>,
+    route: Route,
+    path_model: Option<String>,
+    req: Request,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, BODY_LIMIT)
+        .await
+        .unwrap_or_default();
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let model = path_model.or_else(|| body.get("model").and_then(Value::as_str).map(Into::into));
+    let query = parts.uri.query().map(str::to_owned);
+    let recorded = Recorded {
+        path: parts.uri.path().to_owned(),
+        query: query.clone(),
+        headers: header_map(&parts.headers),
+        body: body.clone(),
+        model: model.clone(),
+    };
+    let reply = shared.record_and_take(route, recorded);
+
+    // From here on, a client going away before the end counts as "closed early".
+    let guard = CloseGuard::new(shared.closed_early.clone());
+    if let Some(d) = reply.delay {
+        tokio::time::sleep(d).await;
+    }
+    if reply.stall {
+        std::future::pending::<()>().await;
+    }
+    let ctx = Ctx {
+        body: &body,
+        model: model.unwrap_or_else(|| "mock-model".to_owned()),
+        stream: wants_stream(route, &body, query.as_deref()),
+        seq: shared.next_seq(),
+        created: unix_now(),
+    };
+    let mut response = answer(route, &ctx, &reply, guard);
+    if let Some(secs) = reply.retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
+}
+
+/// Builds the response; `guard` is disarmed for complete bodies and moved into streamed ones.
+fn answer(route: Route, ctx: &Ctx<'_>, reply: &Reply, mut guard: CloseGuard) -> Response {
+    let style = style(route);
+    if let Some(code) = reply.status {
+        guard.disarm();
+        return error_response(style, code);
+    }
+    let answer = if reply.malformed {
+        if ctx.stream {
+            let framing = framing(route);
+            let frame = Frame::new(Kind::Content, framing.wrap(GARBAGE));
+            Answer::Stream(Streamed {
+                framing,
+                frames: vec![frame],
+            })
+        } else {
+            guard.disarm();
+            return (
+                [(header::CONTENT_TYPE, "application/json")],
+                GARBAGE.to_owned(),
+            )
+                .into_response();
+        }
+    } else {
+        match route {
+            Route::OpenAiChat => openai::chat(ctx, reply),
+            Route::OpenAiEmbeddings => Answer::Json(openai::embeddings(ctx)),
+            Route::OpenAiModels => Answer::Json(openai::models()),
+            Route::OllamaChat => ollama::chat(ctx, reply),
+            Route::OllamaEmbed => Answer::Json(ollama::embed(ctx)),
+            Route::OllamaTags => Answer::Json(ollama::tags()),
+            Route::GeminiGenerate | Route::GeminiStream => gemini::generate(route, ctx, reply),
+            Route::GeminiEmbed => Answer::Json(gemini::embed(ctx)),
+            Route::GeminiModels => Answer::Json(gemini::models()),
+        }
+    };
+    match answer {
+        Answer::Json(value) => {
+            guard.disarm();
+            Json(value).into_response()
+        }
+        Answer::Stream(s) => {
+            let body = stream::body(s.frames, reply.interval, reply.cut, guard);
+            (
+                [
+                    (header::CONTENT_TYPE, s.framing.content_type()),
+                    (header::CACHE_CONTROL, "no-cache"),
+                ],
+                body,
+            )
+                .into_response()
+        }
+    }
+}
+
+fn framing(route: Route) -> Framing {
+    match style(route) {
+        Style::OpenAi => Framing::Sse,
+        Style::Ollama => Framing::Ndjson,
+        Style::Gemini => Framing::SseCrlf,
+    }
+}
+
+fn error_response(style: Style, code: u16) -> Response {
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let message = format!("mock error {code}");
+    let body = match style {
+        Style::OpenAi => json!({"error": {"message": message, "type": "mock", "code": null}}),
+        Style::Ollama => json!({"error": message}),
+        Style::Gemini => json!({"error": {"code": code, "message": message, "status": "MOCK"}}),
+    };
+    (status, Json(body)).into_response()
+}
+
+fn wants_stream(route: Route, body: &Value, query: Option<&str>) -> bool {
+    match route {
+        Route::OpenAiChat => body.get("stream").and_then(Value::as_bool) == Some(true),
+        // Ollama streams unless told not to.
+        Route::OllamaChat => body.get("stream").and_then(Value::as_bool) != Some(false),
+        Route::GeminiStream => query
+            .unwrap_or_default()
+            .split('&')
+            .any(|pair| pair == "alt=sse"),
+        _ => false,
+    }
+}
+
+fn header_map(headers: &HeaderMap) -> HashMap<String, String> {
+    let mut map: HashMap<String, String> = HashMap::new();
+    for (name, value) in headers {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        map.entry(name.as_str().to_owned())
+            .and_modify(|v| {
+                v.push_str(", ");
+                v.push_str(&value);
+            })
+            .or_insert(value);
+    }
+    map
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A deterministic embedding for one input text.
+pub(crate) fn embedding(text: &str) -> Value {
+    json!([text.chars().count() as f64, 0.5, -0.25])
+}
+
+/// A rough token count for usage fields: whitespace-separated words, at least one.
+pub(crate) fn tokens(text: &str) -> u64 {
+    text.split_whitespace().count().max(1) as u64
+}
