@@ -10,7 +10,9 @@ use crate::support::*;
 #[tokio::test]
 async fn bad_input_is_400_never_422() {
     // A registry without a default alias: a request without a model has nowhere to go.
-    let gw = Gateway::builder().aliases("aliases:\n  mana/x: {chain: [echo/x]}\n").start();
+    let gw = Gateway::builder()
+        .aliases("aliases:\n  mana/x: {chain: [echo/x]}\n")
+        .start();
     let raw = client()
         .post(gw.url("/v1/chat/completions"))
         .header("content-type", "application/json")

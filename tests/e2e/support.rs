@@ -66,7 +66,10 @@ impl GatewayBuilder {
             .env("PORT", "0")
             .env("LOG_LEVEL", "debug")
             .env("MANA_LLM_PROBE", "off")
-            .env("MANA_LLM_ALIASES", concat!(env!("CARGO_MANIFEST_DIR"), "/aliases.yaml"))
+            .env(
+                "MANA_LLM_ALIASES",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/aliases.yaml"),
+            )
             .arg("serve")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
