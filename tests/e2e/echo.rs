@@ -194,3 +194,30 @@ async fn sigterm_drains_and_exits_zero() {
     let code = tokio::task::block_in_place(|| gw.wait_exit(Duration::from_secs(10)));
     assert_eq!(code, Some(0), "logs:\n{}", gw.logs());
 }
+
+#[tokio::test]
+async fn json_logs_carry_one_line_per_request() {
+    let gw = Gateway::builder()
+        .env("LOG_FORMAT", "json")
+        .env("LOG_LEVEL", "info")
+        .start();
+    let r = gw
+        .post("/v1/chat/completions", chat("echo/logged", "hi"))
+        .await;
+    let id = r.header("x-request-id").unwrap().to_owned();
+    assert!(
+        eventually_async(Duration::from_secs(5), || async { gw.logs().contains(&id) }).await,
+        "request line logged"
+    );
+    let logs = gw.logs();
+    let line = logs.lines().find(|l| l.contains(&id)).unwrap();
+    let entry: serde_json::Value = serde_json::from_str(line).expect("a JSON log line");
+    assert_eq!(entry["request_id"], id);
+    assert_eq!(entry["status"], 200);
+    assert_eq!(entry["model"], "echo/logged");
+    assert_eq!(entry["resolved"], "echo/logged");
+    assert!(
+        entry["total_ms"].is_number() && entry["upstream_ms"].is_number(),
+        "{entry}"
+    );
+}

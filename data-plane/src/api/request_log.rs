@@ -124,9 +124,9 @@ pub async fn layer(
     if probe {
         tracing::debug!(request_id = %id, method, path, status = status.as_u16(), total_ms, "request");
     } else if status.is_server_error() {
-        tracing::warn!(request_id = %id, method, path, status = status.as_u16(), model = %route.model, target, upstream_ms, total_ms, error, "request");
+        tracing::warn!(request_id = %id, method, path, status = status.as_u16(), model = %route.model, resolved = target, upstream_ms, total_ms, error, "request");
     } else {
-        tracing::info!(request_id = %id, method, path, status = status.as_u16(), model = %route.model, target, upstream_ms, total_ms, error, "request");
+        tracing::info!(request_id = %id, method, path, status = status.as_u16(), model = %route.model, resolved = target, upstream_ms, total_ms, error, "request");
     }
     response
 }
