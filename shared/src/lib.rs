@@ -4,9 +4,11 @@
 //!   the `mana/` alias namespace).
 //! - [`registry`]: the alias registry (`aliases.yaml`): parsing, validation, immutable
 //!   versioned snapshots with a content hash.
-//!
-//! Control-plane events and bus messages join this crate with the control-plane issue.
+//! - [`events`]: what happened to the registry (the control plane's event log).
+//! - [`bus`]: what the control plane tells workers, and the Redis names it uses.
 
+pub mod bus;
+pub mod events;
 pub mod registry;
 pub mod target;
 
