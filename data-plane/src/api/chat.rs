@@ -45,7 +45,7 @@ async fn serve(
             state,
             &snapshot,
             &plan,
-            request.has_tools(),
+            request.needs_tools(),
             |provider, target| async move {
                 let mut stream = provider.chat_stream(request, &target.model).await?;
                 // The first chunk commits this entry: until it arrives the walk may still move on.
@@ -71,7 +71,7 @@ async fn serve(
         state,
         &snapshot,
         &plan,
-        request.has_tools(),
+        request.needs_tools(),
         |provider, target| async move { provider.chat(request, &target.model).await },
     )
     .await?;

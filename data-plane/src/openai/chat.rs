@@ -450,6 +450,11 @@ impl ChatRequest {
         self.tools.as_ref().is_some_and(|t| !t.is_empty())
     }
 
+    /// Whether the model must be able to call tools: tools given and not switched off.
+    pub fn needs_tools(&self) -> bool {
+        self.has_tools() && self.tool_choice.as_ref().and_then(Value::as_str) != Some("none")
+    }
+
     /// Checks what serde cannot: ranges, non-empty lists, shapes of free-form fields.
     pub fn validate(&self) -> Result<(), ApiError> {
         if self.messages.is_empty() {
