@@ -119,6 +119,7 @@ async fn body_over_the_limit_is_413() {
 async fn upstream_statuses_are_mapped() {
     let mock = MockProvider::start().await;
     let gw = Gateway::with_mock(&mock);
+    // One provider per status: a 429 opens that provider's breaker for Retry-After seconds.
     mock.push(Route::OpenAiChat, MockReply::status(400));
     let r = gw.post("/v1/chat/completions", chat("groq/m", "x")).await;
     r.assert_error(400, "upstream_rejected");
@@ -132,17 +133,27 @@ async fn upstream_statuses_are_mapped() {
     );
 
     mock.push(Route::OpenAiChat, MockReply::status(401));
-    gw.post("/v1/chat/completions", chat("groq/m", "x"))
+    gw.post("/v1/chat/completions", chat("openai/m", "x"))
         .await
         .assert_error(502, "upstream_auth");
 
     mock.push(Route::OpenAiChat, MockReply::status(429).retry_after(7));
-    let limited = gw.post("/v1/chat/completions", chat("groq/m", "x")).await;
+    let limited = gw
+        .post("/v1/chat/completions", chat("openrouter/m", "x"))
+        .await;
     limited.assert_error(429, "upstream_rate_limited");
     assert_eq!(limited.header("retry-after"), Some("7"));
+    let open = gw
+        .post("/v1/chat/completions", chat("openrouter/m", "x"))
+        .await;
+    open.assert_error(503, "no_healthy_provider");
+    assert_eq!(
+        open.json["error"]["attempts"][0]["reason"], "breaker_open",
+        "the 429 opened the breaker"
+    );
 
     mock.push(Route::OpenAiChat, MockReply::status(500));
-    gw.post("/v1/chat/completions", chat("groq/m", "x"))
+    gw.post("/v1/chat/completions", chat("together/m", "x"))
         .await
         .assert_error(502, "upstream_5xx");
 

@@ -1,0 +1,223 @@
+//! The registry aggregate: every rule about what may happen to the alias registry.
+//!
+//! [`RegistryAggregate::handle`] decides — it turns a [`Command`] into the events that
+//! happened (or a [`DomainError`] an admin can read) and never changes state;
+//! [`RegistryAggregate::apply`] only folds an event into the state. No I/O lives here, so
+//! replaying the log from empty always rebuilds the same aggregate.
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use mana_llm_shared::events::RegistryEvent;
+use mana_llm_shared::{Registry, RegistryDocument, RegistryVersion};
+use serde::Serialize;
+
+/// Where a published registry text came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PublishSource {
+    /// An admin pushed it through the admin API or CLI.
+    Push,
+    /// The file on disk was re-read (SIGHUP or the admin API's reload).
+    Reload,
+    /// The first version, taken from the file when the log was empty.
+    Seed,
+}
+
+impl PublishSource {
+    /// The name stored in [`RegistryEvent::RegistryVersionPublished`]'s `source`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PublishSource::Push => "push",
+            PublishSource::Reload => "reload",
+            PublishSource::Seed => "seed",
+        }
+    }
+}
+
+impl fmt::Display for PublishSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What an admin (or the control plane itself) asks of the registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Validate `text` (aliases.yaml, or JSON) and make it the next version.
+    Publish {
+        text: String,
+        source: PublishSource,
+        /// A file path or "admin API": names the text in validation messages.
+        origin: String,
+        /// The version the caller believes is current (`If-Match`); `None` skips the check.
+        expected_version: Option<u64>,
+    },
+    /// Make a new version whose content is that of `to_version`.
+    Rollback {
+        to_version: u64,
+        expected_version: Option<u64>,
+    },
+    /// Record that a reload failed before it could even be parsed (e.g. unreadable file).
+    RejectReload { origin: String, errors: Vec<String> },
+}
+
+/// Why a command was refused. The messages are what an admin reads.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    #[error("expected version {expected} but the current version is {actual}")]
+    VersionConflict { expected: u64, actual: u64 },
+    /// Every validation error of the text, verbatim.
+    #[error("{}", .0.join("; "))]
+    Invalid(Vec<String>),
+    #[error("unknown version {0}")]
+    UnknownVersion(u64),
+}
+
+/// How a version came to be.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum VersionOrigin {
+    Published { source: String },
+    RolledBack { to_version: u64 },
+}
+
+/// One registry version as the log made it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VersionRecord {
+    pub version: u64,
+    pub hash: String,
+    pub origin: VersionOrigin,
+    pub document: RegistryDocument,
+}
+
+/// The registry's state: the current version and every version ever made.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistryAggregate {
+    /// 0 = no version yet.
+    pub(crate) current: u64,
+    pub(crate) versions: BTreeMap<u64, VersionRecord>,
+}
+
+impl RegistryAggregate {
+    /// Decides what happens; never changes `self`.
+    pub fn handle(&self, command: Command) -> Result<Vec<RegistryEvent>, DomainError> {
+        match command {
+            Command::Publish {
+                text,
+                source,
+                origin,
+                expected_version,
+            } => {
+                self.check_expected(expected_version)?;
+                self.publish(&text, source, &origin)
+            }
+            Command::Rollback {
+                to_version,
+                expected_version,
+            } => {
+                self.check_expected(expected_version)?;
+                self.rollback(to_version)
+            }
+            Command::RejectReload { origin, errors } => {
+                Ok(vec![RegistryEvent::RegistryReloadRejected {
+                    source: origin,
+                    errors,
+                }])
+            }
+        }
+    }
+
+    /// Folds one event into the state. Events are facts: nothing is checked here.
+    pub fn apply(&mut self, event: &RegistryEvent) {
+        let origin = match event {
+            RegistryEvent::RegistryVersionPublished { source, .. } => VersionOrigin::Published {
+                source: source.clone(),
+            },
+            RegistryEvent::RegistryRolledBack { to_version, .. } => VersionOrigin::RolledBack {
+                to_version: *to_version,
+            },
+            RegistryEvent::RegistryReloadRejected { .. } => return,
+        };
+        if let Some((version, hash, document)) = event.new_version() {
+            self.versions.insert(
+                version,
+                VersionRecord {
+                    version,
+                    hash: hash.to_owned(),
+                    origin,
+                    document: document.clone(),
+                },
+            );
+            self.current = version;
+        }
+    }
+
+    /// The current version number (0 when none was made yet).
+    pub fn current_version(&self) -> u64 {
+        self.current
+    }
+
+    /// The content hash of the current version.
+    pub fn current_hash(&self) -> Option<&str> {
+        self.versions.get(&self.current).map(|r| r.hash.as_str())
+    }
+
+    fn check_expected(&self, expected: Option<u64>) -> Result<(), DomainError> {
+        match expected {
+            Some(expected) if expected != self.current => Err(DomainError::VersionConflict {
+                expected,
+                actual: self.current,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn publish(
+        &self,
+        text: &str,
+        source: PublishSource,
+        origin: &str,
+    ) -> Result<Vec<RegistryEvent>, DomainError> {
+        let next = self.current + 1;
+        let registry = match Registry::parse(text, origin, RegistryVersion(next)) {
+            Ok(registry) => registry,
+            // A bad file on disk is something that happened (and is audited), not a refusal.
+            Err(errors) if source == PublishSource::Reload => {
+                return Ok(vec![RegistryEvent::RegistryReloadRejected {
+                    source: origin.to_owned(),
+                    errors: errors.0,
+                }]);
+            }
+            Err(errors) => return Err(DomainError::Invalid(errors.0)),
+        };
+        if self.current_hash() == Some(registry.hash()) {
+            return Ok(vec![]);
+        }
+        Ok(vec![RegistryEvent::RegistryVersionPublished {
+            version: next,
+            hash: registry.hash().to_owned(),
+            document: registry.document().clone(),
+            source: source.as_str().to_owned(),
+        }])
+    }
+
+    fn rollback(&self, to_version: u64) -> Result<Vec<RegistryEvent>, DomainError> {
+        let target = self
+            .versions
+            .get(&to_version)
+            .ok_or(DomainError::UnknownVersion(to_version))?;
+        if self.current_hash() == Some(target.hash.as_str()) {
+            return Ok(vec![]);
+        }
+        Ok(vec![RegistryEvent::RegistryRolledBack {
+            version: self.current + 1,
+            to_version,
+            hash: target.hash.clone(),
+            document: target.document.clone(),
+        }])
+    }
+}

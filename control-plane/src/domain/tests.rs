@@ -1,0 +1,252 @@
+//! Given/when/then: given these past events, when this command arrives, then exactly these
+//! events happen (or this error).
+
+use mana_llm_shared::events::RegistryEvent;
+use mana_llm_shared::{Registry, RegistryDocument, RegistryVersion};
+
+use super::{Command, DomainError, PublishSource, RegistryAggregate};
+
+pub(crate) const FAST: &str = "aliases:\n  mana/fast:\n    chain: [ollama/qwen2.5:7b, groq/llama-3.1-8b-instant]\ndefault: mana/fast\n";
+pub(crate) const LONG: &str = "aliases:\n  mana/fast:\n    chain: [ollama/qwen2.5:7b]\n  mana/long:\n    description: prose\n    chain: [ollama/gemma3:12b]\n";
+const BROKEN: &str = "aliases:\n  fast:\n    chain: []\n";
+
+pub(crate) fn document(text: &str) -> (String, RegistryDocument) {
+    let registry = Registry::parse(text, "test", RegistryVersion(1)).unwrap();
+    (registry.hash().to_owned(), registry.document().clone())
+}
+
+pub(crate) fn published(version: u64, text: &str, source: &str) -> RegistryEvent {
+    let (hash, document) = document(text);
+    RegistryEvent::RegistryVersionPublished {
+        version,
+        hash,
+        document,
+        source: source.to_owned(),
+    }
+}
+
+fn rolled_back(version: u64, to_version: u64, text: &str) -> RegistryEvent {
+    let (hash, document) = document(text);
+    RegistryEvent::RegistryRolledBack {
+        version,
+        to_version,
+        hash,
+        document,
+    }
+}
+
+pub(crate) fn push(text: &str, expected_version: Option<u64>) -> Command {
+    Command::Publish {
+        text: text.to_owned(),
+        source: PublishSource::Push,
+        origin: "admin API".to_owned(),
+        expected_version,
+    }
+}
+
+pub(crate) fn reload(text: &str) -> Command {
+    Command::Publish {
+        text: text.to_owned(),
+        source: PublishSource::Reload,
+        origin: "/etc/mana/aliases.yaml".to_owned(),
+        expected_version: None,
+    }
+}
+
+fn rollback(to_version: u64, expected_version: Option<u64>) -> Command {
+    Command::Rollback {
+        to_version,
+        expected_version,
+    }
+}
+
+struct Scenario {
+    aggregate: RegistryAggregate,
+    outcome: Option<Result<Vec<RegistryEvent>, DomainError>>,
+}
+
+fn given(events: &[RegistryEvent]) -> Scenario {
+    let mut aggregate = RegistryAggregate::default();
+    for event in events {
+        aggregate.apply(event);
+    }
+    Scenario {
+        aggregate,
+        outcome: None,
+    }
+}
+
+impl Scenario {
+    fn when(mut self, command: Command) -> Self {
+        self.outcome = Some(self.aggregate.handle(command));
+        self
+    }
+
+    fn then(self, expected: Vec<RegistryEvent>) -> RegistryAggregate {
+        assert_eq!(self.outcome, Some(Ok(expected)));
+        self.aggregate
+    }
+
+    fn then_error(self, expected: DomainError) {
+        assert_eq!(self.outcome, Some(Err(expected)));
+    }
+}
+
+#[test]
+fn first_push_publishes_version_one() {
+    given(&[])
+        .when(push(FAST, None))
+        .then(vec![published(1, FAST, "push")]);
+}
+
+#[test]
+fn a_changed_text_publishes_the_next_version() {
+    given(&[published(1, FAST, "seed")])
+        .when(push(LONG, Some(1)))
+        .then(vec![published(2, LONG, "push")]);
+}
+
+#[test]
+fn the_same_content_is_a_no_op_whatever_its_formatting() {
+    let reformatted = "# a comment\ndefault: mana/fast\naliases:\n  mana/fast:\n    chain:\n      - ollama/qwen2.5:7b\n      - groq/llama-3.1-8b-instant\n";
+    given(&[published(1, FAST, "seed")])
+        .when(push(reformatted, None))
+        .then(vec![]);
+}
+
+#[test]
+fn json_text_is_accepted_too() {
+    let json = r#"{"aliases": {"mana/fast": {"chain": ["ollama/qwen2.5:7b", "groq/llama-3.1-8b-instant"]}}, "default": "mana/fast"}"#;
+    given(&[published(1, LONG, "seed")])
+        .when(push(json, None))
+        .then(vec![published(2, FAST, "push")]);
+}
+
+#[test]
+fn a_stale_expected_version_is_a_conflict() {
+    given(&[published(1, FAST, "seed"), published(2, LONG, "push")])
+        .when(push(FAST, Some(1)))
+        .then_error(DomainError::VersionConflict {
+            expected: 1,
+            actual: 2,
+        });
+}
+
+#[test]
+fn a_conflict_message_reads_well() {
+    let err = DomainError::VersionConflict {
+        expected: 3,
+        actual: 4,
+    };
+    assert_eq!(
+        err.to_string(),
+        "expected version 3 but the current version is 4"
+    );
+    assert_eq!(DomainError::UnknownVersion(9).to_string(), "unknown version 9");
+}
+
+#[test]
+fn an_invalid_push_is_refused_with_every_error() {
+    let errors = Registry::parse(BROKEN, "admin API", RegistryVersion(1))
+        .unwrap_err()
+        .0;
+    assert!(!errors.is_empty());
+    given(&[published(1, FAST, "seed")])
+        .when(push(BROKEN, None))
+        .then_error(DomainError::Invalid(errors));
+}
+
+#[test]
+fn an_invalid_reload_is_recorded_not_refused() {
+    let errors = Registry::parse(BROKEN, "/etc/mana/aliases.yaml", RegistryVersion(2))
+        .unwrap_err()
+        .0;
+    let aggregate = given(&[published(1, FAST, "seed")])
+        .when(reload(BROKEN))
+        .then(vec![RegistryEvent::RegistryReloadRejected {
+            source: "/etc/mana/aliases.yaml".to_owned(),
+            errors,
+        }]);
+    assert_eq!(aggregate.current_version(), 1);
+}
+
+#[test]
+fn a_rejected_reload_changes_nothing() {
+    let rejected = RegistryEvent::RegistryReloadRejected {
+        source: "aliases.yaml".to_owned(),
+        errors: vec!["bad".to_owned()],
+    };
+    let before = given(&[published(1, FAST, "seed")]).aggregate;
+    let after = given(&[published(1, FAST, "seed"), rejected]).aggregate;
+    assert_eq!(before, after);
+}
+
+#[test]
+fn a_valid_reload_publishes() {
+    given(&[published(1, FAST, "seed")])
+        .when(reload(LONG))
+        .then(vec![published(2, LONG, "reload")]);
+}
+
+#[test]
+fn reject_reload_records_the_errors() {
+    given(&[])
+        .when(Command::RejectReload {
+            origin: "aliases.yaml".to_owned(),
+            errors: vec!["cannot read aliases.yaml: permission denied".to_owned()],
+        })
+        .then(vec![RegistryEvent::RegistryReloadRejected {
+            source: "aliases.yaml".to_owned(),
+            errors: vec!["cannot read aliases.yaml: permission denied".to_owned()],
+        }]);
+}
+
+#[test]
+fn rollback_makes_a_new_version_with_old_content() {
+    given(&[published(1, FAST, "seed"), published(2, LONG, "push")])
+        .when(rollback(1, Some(2)))
+        .then(vec![rolled_back(3, 1, FAST)]);
+}
+
+#[test]
+fn rollback_to_an_unknown_version_is_refused() {
+    given(&[published(1, FAST, "seed")])
+        .when(rollback(9, None))
+        .then_error(DomainError::UnknownVersion(9));
+    given(&[published(1, FAST, "seed")])
+        .when(rollback(0, None))
+        .then_error(DomainError::UnknownVersion(0));
+}
+
+#[test]
+fn rollback_to_the_current_content_is_a_no_op() {
+    given(&[
+        published(1, FAST, "seed"),
+        published(2, LONG, "push"),
+        rolled_back(3, 1, FAST),
+    ])
+    .when(rollback(1, None))
+    .then(vec![]);
+}
+
+#[test]
+fn rollback_checks_the_expected_version() {
+    given(&[published(1, FAST, "seed"), published(2, LONG, "push")])
+        .when(rollback(1, Some(1)))
+        .then_error(DomainError::VersionConflict {
+            expected: 1,
+            actual: 2,
+        });
+}
+
+#[test]
+fn apply_tracks_the_current_version_and_hash() {
+    let aggregate = given(&[
+        published(1, FAST, "seed"),
+        published(2, LONG, "push"),
+        rolled_back(3, 1, FAST),
+    ])
+    .aggregate;
+    assert_eq!(aggregate.current_version(), 3);
+    assert_eq!(aggregate.current_hash(), Some(document(FAST).0.as_str()));
+}
