@@ -6,7 +6,7 @@
 //! replaying the log from empty always rebuilds the same aggregate.
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -1,1 +1,42 @@
-//! placeholder
+//! The mana-llm control plane: the only writer of alias registries.
+//!
+//! Every change is an event appended to a SQLite log; the current registry is a projection
+//! of that log. The write path reads in file order:
+//!
+//! - [`service`]: `RegistryService` — command in, events appended, state updated; the queries
+//!   the admin API serves; a change signal for the publisher.
+//! - [`domain`]: `RegistryAggregate` — `handle(command)` holds every rule, `apply(event)`
+//!   only folds state. Pure, no I/O.
+//! - [`store`]: `EventStore` — the append-only event log and the outbox (sqlx, SQLite, WAL),
+//!   optimistic concurrency per stream.
+//! - [`projection`]: replaying the log from empty, and the read queries on the aggregate.
+//! - [`diff`]: what changed between two registry documents.
+//! - [`clock`]: RFC 3339 timestamps for stored rows.
+//! - [`api`]: the admin API under `/admin/v1` (bearer token, or loopback only).
+//! - [`reload`]: re-reading the aliases file (SIGHUP, the admin API's reload).
+//! - [`publisher`]: the outbox loop that publishes committed versions to the bus.
+//! - [`redis_bus`]: the Redis bus (`current` key + versions channel, one atomic script).
+//!
+//! The schema lives in the workspace's `migrations/` folder.
+
+pub mod api;
+pub mod clock;
+pub mod diff;
+pub mod domain;
+pub mod projection;
+pub mod publisher;
+pub mod redis_bus;
+pub mod reload;
+pub mod service;
+pub mod store;
+
+#[cfg(test)]
+mod testutil;
+
+pub use diff::{ChangedAlias, Diff};
+pub use domain::{
+    Command, DomainError, PublishSource, RegistryAggregate, VersionOrigin, VersionRecord,
+};
+pub use projection::replay;
+pub use service::{Executed, RegistryService, ServiceError};
+pub use store::{EventStore, OutboxRow, StoreError, StoredEvent};

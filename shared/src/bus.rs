@@ -5,7 +5,9 @@
 //! the `current` key with their own version on (re)connect and on a slow timer, so a missed
 //! message is caught up by version number.
 
+use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 use crate::registry::RegistryDocument;
 
@@ -72,6 +74,50 @@ impl Default for BusNames {
     }
 }
 
+/// Why a version could not be published (the outbox retries it later).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("publishing failed: {0}")]
+pub struct BusError(pub String);
+
+/// Where the control plane publishes committed versions.
+#[async_trait]
+pub trait Publish: Send + Sync {
+    async fn publish(&self, version: &PublishedVersion) -> Result<(), BusError>;
+}
+
+/// The in-process bus of the embedded default: the latest version in a watch channel.
+#[derive(Debug, Clone)]
+pub struct LocalBus {
+    tx: watch::Sender<Option<PublishedVersion>>,
+}
+
+impl Default for LocalBus {
+    fn default() -> Self {
+        Self { tx: watch::channel(None).0 }
+    }
+}
+
+impl LocalBus {
+    pub fn subscribe(&self) -> watch::Receiver<Option<PublishedVersion>> {
+        self.tx.subscribe()
+    }
+}
+
+#[async_trait]
+impl Publish for LocalBus {
+    async fn publish(&self, version: &PublishedVersion) -> Result<(), BusError> {
+        // Versions only move forward, as on the Redis bus.
+        self.tx.send_if_modified(|current| {
+            if current.as_ref().is_some_and(|c| c.version >= version.version) {
+                return false;
+            }
+            *current = Some(version.clone());
+            true
+        });
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,5 +131,25 @@ mod tests {
             BusNames::new(" ").current_key(),
             "mana-llm:registry:current"
         );
+    }
+}
+
+#[cfg(test)]
+mod local_bus_tests {
+    use super::*;
+
+    fn version(v: u64) -> PublishedVersion {
+        PublishedVersion { version: v, hash: format!("h{v}"), document: RegistryDocument::default() }
+    }
+
+    #[tokio::test]
+    async fn subscribers_see_versions_move_forward_only() {
+        let bus = LocalBus::default();
+        let mut rx = bus.subscribe();
+        bus.publish(&version(2)).await.unwrap();
+        assert!(rx.has_changed().unwrap());
+        assert_eq!(rx.borrow_and_update().as_ref().map(|v| v.version), Some(2));
+        bus.publish(&version(1)).await.unwrap();
+        assert!(!rx.has_changed().unwrap(), "an older version is ignored");
     }
 }

@@ -142,7 +142,10 @@ fn a_conflict_message_reads_well() {
         err.to_string(),
         "expected version 3 but the current version is 4"
     );
-    assert_eq!(DomainError::UnknownVersion(9).to_string(), "unknown version 9");
+    assert_eq!(
+        DomainError::UnknownVersion(9).to_string(),
+        "unknown version 9"
+    );
 }
 
 #[test]

@@ -1,0 +1,50 @@
+//! The admin API under `/admin/v1`: push, inspect, diff and roll back registry versions, read
+//! the audit log, reload from the file.
+//!
+//! Every request needs `Authorization: Bearer $MANA_LLM_ADMIN_TOKEN` (compared in constant
+//! time). With no token configured, only loopback peers are answered. Errors share one JSON
+//! shape, `{"error": {"message", "type", "code", …}}`; the token never appears in any answer
+//! or log line.
+
+mod auth;
+mod error;
+mod handlers;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::middleware::from_fn_with_state;
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::service::RegistryService;
+
+pub use error::AdminError;
+
+pub struct AdminState {
+    pub service: RegistryService,
+    /// `None`: no token configured, loopback peers only.
+    pub token: Option<String>,
+    /// The aliases file `POST /registry/reload` re-reads.
+    pub aliases_path: Option<PathBuf>,
+}
+
+/// The admin routes, to be merged into a server that provides `ConnectInfo<SocketAddr>`.
+pub fn router(state: Arc<AdminState>) -> Router {
+    Router::new()
+        .route(
+            "/admin/v1/registry",
+            get(handlers::current).post(handlers::push),
+        )
+        .route("/admin/v1/registry/versions", get(handlers::versions))
+        .route(
+            "/admin/v1/registry/versions/{version}",
+            get(handlers::version),
+        )
+        .route("/admin/v1/registry/diff", get(handlers::diff))
+        .route("/admin/v1/registry/rollback", post(handlers::rollback))
+        .route("/admin/v1/registry/reload", post(handlers::reload))
+        .route("/admin/v1/audit", get(handlers::audit))
+        .route_layer(from_fn_with_state(state.clone(), auth::require_admin))
+        .with_state(state)
+}

@@ -1,0 +1,91 @@
+//! The admin API's one error type.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::domain::DomainError;
+use crate::service::ServiceError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("the registry is invalid: {}", .0.join("; "))]
+    Invalid(Vec<String>),
+    #[error("{message}")]
+    Conflict {
+        message: String,
+        current_version: u64,
+    },
+    #[error("unknown version {0}")]
+    UnknownVersion(u64),
+    #[error("no registry version exists yet")]
+    NoRegistry,
+    #[error("missing or wrong admin token: send 'Authorization: Bearer <MANA_LLM_ADMIN_TOKEN>'")]
+    Unauthorized,
+    #[error("no admin token is configured, so the admin API only answers loopback clients; set MANA_LLM_ADMIN_TOKEN")]
+    LoopbackOnly,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl AdminError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            AdminError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_registry"),
+            AdminError::Conflict { .. } => (StatusCode::CONFLICT, "version_conflict"),
+            AdminError::UnknownVersion(_) => (StatusCode::NOT_FOUND, "unknown_version"),
+            AdminError::NoRegistry => (StatusCode::NOT_FOUND, "no_registry"),
+            AdminError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            AdminError::LoopbackOnly => (StatusCode::FORBIDDEN, "loopback_only"),
+            AdminError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            AdminError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+        }
+    }
+
+    pub fn conflict(current_version: u64, message: impl Into<String>) -> Self {
+        AdminError::Conflict {
+            message: message.into(),
+            current_version,
+        }
+    }
+}
+
+impl From<ServiceError> for AdminError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Domain(DomainError::Invalid(errors)) => AdminError::Invalid(errors),
+            ServiceError::Domain(DomainError::VersionConflict { actual, .. }) => {
+                AdminError::conflict(actual, e.to_string())
+            }
+            ServiceError::Domain(DomainError::UnknownVersion(v)) => AdminError::UnknownVersion(v),
+            // Another process wrote first; the service reloaded, a retry sees the new version.
+            ServiceError::Conflict => AdminError::conflict(0, e.to_string()),
+            ServiceError::Store(store) => AdminError::Internal(store.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let message = match &self {
+            AdminError::Internal(detail) => {
+                tracing::error!(%detail, "admin API internal error");
+                "internal error; see the control-plane log".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let mut body = json!({"error": {"message": message, "type": "admin_error", "code": code}});
+        match &self {
+            AdminError::Invalid(errors) => body["error"]["errors"] = json!(errors),
+            AdminError::Conflict {
+                current_version, ..
+            } => body["error"]["current_version"] = json!(current_version),
+            _ => {}
+        }
+        (status, Json(body)).into_response()
+    }
+}

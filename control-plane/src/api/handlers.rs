@@ -1,0 +1,356 @@
+//! The admin handlers: thin, each calls the service once and shapes the answer.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use mana_llm_shared::events::RegistryEvent;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{AdminError, AdminState};
+use crate::domain::{Command, PublishSource, VersionOrigin, VersionRecord};
+use crate::reload::{outcome, reload_file, ReloadOutcome};
+use crate::service::{Executed, ServiceError};
+
+const DEFAULT_PAGE: u32 = 50;
+const MAX_PAGE: u32 = 500;
+
+#[derive(Deserialize)]
+pub struct Page {
+    #[serde(default)]
+    after: u64,
+    limit: Option<u32>,
+}
+
+impl Page {
+    fn limit(&self) -> u32 {
+        self.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE)
+    }
+}
+
+/// Who did it: the `X-Mana-LLM-Actor` header (for the audit log), else `admin`.
+fn actor(headers: &HeaderMap) -> String {
+    headers
+        .get("x-mana-llm-actor")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.trim()
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(64)
+                .collect::<String>()
+        })
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "admin".to_owned())
+}
+
+/// A conflict from a concurrent writer carries the version that won.
+async fn fail(state: &AdminState, e: ServiceError) -> AdminError {
+    match AdminError::from(e) {
+        AdminError::Conflict {
+            message,
+            current_version: 0,
+        } => AdminError::conflict(state.service.current_version().await, message),
+        other => other,
+    }
+}
+
+/// 201 with the new version, or 200 when nothing changed.
+fn written(executed: &Executed, current_hash: Option<String>) -> Response {
+    match outcome(executed) {
+        ReloadOutcome::Published { version, hash } => (
+            StatusCode::CREATED,
+            Json(json!({"version": version, "hash": hash, "changed": true})),
+        )
+            .into_response(),
+        ReloadOutcome::Unchanged { version } => (
+            StatusCode::OK,
+            Json(json!({"version": version, "hash": current_hash, "changed": false})),
+        )
+            .into_response(),
+        ReloadOutcome::Rejected { errors } => AdminError::Invalid(errors).into_response(),
+    }
+}
+
+/// `If-Match: 3` (quotes and `W/` tolerated) or `?expected_version=3`.
+fn expected_from_headers(headers: &HeaderMap) -> Result<Option<u64>, AdminError> {
+    let Some(raw) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = raw
+        .to_str()
+        .unwrap_or("")
+        .trim()
+        .trim_start_matches("W/")
+        .trim_matches('"');
+    text.parse().map(Some).map_err(|_| {
+        AdminError::BadRequest(format!("If-Match must be a version number, got '{text}'"))
+    })
+}
+
+pub async fn push(
+    State(state): State<Arc<AdminState>>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, AdminError> {
+    let text = String::from_utf8(body.to_vec())
+        .map_err(|_| AdminError::BadRequest("the body must be UTF-8 text".to_owned()))?;
+    let mut expected = expected_from_headers(&headers)?;
+    if let Some(v) = query.get("expected_version") {
+        expected = Some(v.parse().map_err(|_| {
+            AdminError::BadRequest(format!("expected_version must be a number, got '{v}'"))
+        })?);
+    }
+    // A JSON document may carry `expected_version` beside the registry keys.
+    let mut text = text;
+    if text.trim_start().starts_with('{') {
+        if let Ok(Value::Object(mut doc)) = serde_json::from_str::<Value>(&text) {
+            if let Some(v) = doc.remove("expected_version") {
+                let v = v.as_u64().ok_or_else(|| {
+                    AdminError::BadRequest("expected_version must be a number".to_owned())
+                })?;
+                expected = expected.or(Some(v));
+                text = Value::Object(doc).to_string();
+            }
+        }
+    }
+    let command = Command::Publish {
+        text,
+        source: PublishSource::Push,
+        origin: "admin API".to_owned(),
+        expected_version: expected,
+    };
+    let executed = match state.service.execute(command, &actor(&headers)).await {
+        Ok(e) => e,
+        Err(e) => return Err(fail(&state, e).await),
+    };
+    let hash = state.service.current().await.map(|c| c.hash);
+    Ok(written(&executed, hash))
+}
+
+#[derive(Deserialize)]
+pub struct RollbackBody {
+    to_version: u64,
+    expected_version: Option<u64>,
+}
+
+pub async fn rollback(
+    State(state): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, AdminError> {
+    let body: RollbackBody = serde_json::from_slice(&body).map_err(|e| {
+        AdminError::BadRequest(format!(
+            "expected {{\"to_version\": n, \"expected_version\"?: n}}: {e}"
+        ))
+    })?;
+    let expected = body.expected_version.or(expected_from_headers(&headers)?);
+    let command = Command::Rollback {
+        to_version: body.to_version,
+        expected_version: expected,
+    };
+    let executed = match state.service.execute(command, &actor(&headers)).await {
+        Ok(e) => e,
+        Err(e) => return Err(fail(&state, e).await),
+    };
+    let hash = state.service.current().await.map(|c| c.hash);
+    Ok(written(&executed, hash))
+}
+
+pub async fn reload(State(state): State<Arc<AdminState>>) -> Result<Response, AdminError> {
+    let Some(path) = &state.aliases_path else {
+        return Err(AdminError::BadRequest(
+            "this control plane has no aliases file to reload".to_owned(),
+        ));
+    };
+    let result = match reload_file(&state.service, path).await {
+        Ok(r) => r,
+        Err(e) => return Err(fail(&state, e).await),
+    };
+    let hash = state.service.current().await.map(|c| c.hash);
+    Ok(match result {
+        ReloadOutcome::Published { version, hash } => (
+            StatusCode::CREATED,
+            Json(json!({"version": version, "hash": hash, "changed": true})),
+        )
+            .into_response(),
+        ReloadOutcome::Unchanged { version } => (
+            StatusCode::OK,
+            Json(json!({"version": version, "hash": hash, "changed": false})),
+        )
+            .into_response(),
+        ReloadOutcome::Rejected { errors } => AdminError::Invalid(errors).into_response(),
+    })
+}
+
+/// Who made each version and when, from the log.
+async fn provenance(state: &AdminState, from: u64, to: u64) -> HashMap<u64, (String, String)> {
+    let rows: Result<Vec<(i64, String, String)>, _> = sqlx::query_as(
+        "SELECT registry_version, actor, recorded_at FROM events WHERE registry_version BETWEEN ?1 AND ?2",
+    )
+    .bind(i64::try_from(from).unwrap_or(i64::MAX))
+    .bind(i64::try_from(to).unwrap_or(i64::MAX))
+    .fetch_all(state.service.store().pool())
+    .await;
+    match rows {
+        Ok(rows) => rows
+            .into_iter()
+            .map(|(v, a, t)| (u64::try_from(v).unwrap_or(0), (a, t)))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read version provenance");
+            HashMap::new()
+        }
+    }
+}
+
+fn source(record: &VersionRecord) -> (String, Option<u64>) {
+    match &record.origin {
+        VersionOrigin::Published { source } => (source.clone(), None),
+        VersionOrigin::RolledBack { to_version } => ("rollback".to_owned(), Some(*to_version)),
+    }
+}
+
+fn view(record: &VersionRecord, meta: Option<&(String, String)>) -> Value {
+    let (source, rolled_back_to) = source(record);
+    let aliases: Vec<Value> = record
+        .document
+        .aliases
+        .values()
+        .map(|a| json!({"name": a.name, "description": a.description, "chain": a.chain.iter().map(|e| e.target.to_string()).collect::<Vec<_>>()}))
+        .collect();
+    json!({
+        "version": record.version,
+        "hash": record.hash,
+        "source": source,
+        "rolled_back_to": rolled_back_to,
+        "actor": meta.map(|m| m.0.as_str()),
+        "recorded_at": meta.map(|m| m.1.as_str()),
+        "default": record.document.default,
+        "aliases": aliases,
+        "document": record.document,
+    })
+}
+
+pub async fn current(State(state): State<Arc<AdminState>>) -> Result<Json<Value>, AdminError> {
+    let record = state
+        .service
+        .current()
+        .await
+        .ok_or(AdminError::NoRegistry)?;
+    let meta = provenance(&state, record.version, record.version).await;
+    Ok(Json(view(&record, meta.get(&record.version))))
+}
+
+pub async fn version(
+    State(state): State<Arc<AdminState>>,
+    Path(v): Path<u64>,
+) -> Result<Json<Value>, AdminError> {
+    let record = state
+        .service
+        .version(v)
+        .await
+        .ok_or(AdminError::UnknownVersion(v))?;
+    let meta = provenance(&state, v, v).await;
+    Ok(Json(view(&record, meta.get(&v))))
+}
+
+pub async fn versions(
+    State(state): State<Arc<AdminState>>,
+    Query(page): Query<Page>,
+) -> Json<Value> {
+    let limit = page.limit();
+    let records = state.service.versions(page.after, limit as usize).await;
+    let (first, last) = (
+        records.first().map_or(0, |r| r.version),
+        records.last().map_or(0, |r| r.version),
+    );
+    let meta = provenance(&state, first, last).await;
+    let versions: Vec<Value> = records
+        .iter()
+        .map(|r| {
+            let m = meta.get(&r.version);
+            json!({
+                "version": r.version,
+                "hash": r.hash,
+                "source": source(r).0,
+                "actor": m.map(|m| m.0.as_str()),
+                "recorded_at": m.map(|m| m.1.as_str()),
+                "alias_count": r.document.aliases.len(),
+            })
+        })
+        .collect();
+    let next_after = (records.len() as u32 == limit).then_some(last);
+    Json(json!({"versions": versions, "next_after": next_after}))
+}
+
+#[derive(Deserialize)]
+pub struct DiffQuery {
+    from: u64,
+    to: u64,
+}
+
+pub async fn diff(
+    State(state): State<Arc<AdminState>>,
+    Query(q): Query<DiffQuery>,
+) -> Result<Json<Value>, AdminError> {
+    let diff = match state.service.diff(q.from, q.to).await {
+        Ok(d) => d,
+        Err(e) => return Err(fail(&state, e).await),
+    };
+    let mut body = serde_json::to_value(&diff).map_err(|e| AdminError::Internal(e.to_string()))?;
+    body["from"] = json!(q.from);
+    body["to"] = json!(q.to);
+    // A default change reads better as an object than as a pair.
+    if let Some(Value::Array(pair)) = body.get("default_changed").cloned() {
+        body["default_changed"] = json!({"from": pair.first(), "to": pair.get(1)});
+    }
+    Ok(Json(body))
+}
+
+pub async fn audit(
+    State(state): State<Arc<AdminState>>,
+    Query(page): Query<Page>,
+) -> Result<Json<Value>, AdminError> {
+    let limit = page.limit();
+    let events = match state.service.audit(page.after, limit).await {
+        Ok(e) => e,
+        Err(e) => return Err(fail(&state, e).await),
+    };
+    let rows: Vec<Value> = events
+        .iter()
+        .map(|e| {
+            let (source, to_version, errors) = match &e.event {
+                RegistryEvent::RegistryVersionPublished { source, .. } => {
+                    (Some(source.clone()), None, None)
+                }
+                RegistryEvent::RegistryRolledBack { to_version, .. } => {
+                    (None, Some(*to_version), None)
+                }
+                RegistryEvent::RegistryReloadRejected { source, errors } => {
+                    (Some(source.clone()), None, Some(errors.clone()))
+                }
+            };
+            json!({
+                "sequence": e.sequence,
+                "type": e.event.kind(),
+                "registry_version": e.registry_version,
+                "hash": e.content_hash,
+                "actor": e.actor,
+                "recorded_at": e.recorded_at,
+                "source": source,
+                "to_version": to_version,
+                "errors": errors,
+            })
+        })
+        .collect();
+    let next_after =
+        (events.len() as u32 == limit).then(|| events.last().map_or(page.after, |e| e.sequence));
+    Ok(Json(json!({"events": rows, "next_after": next_after})))
+}

@@ -1,0 +1,91 @@
+//! The outbox publisher: after a version commits, its outbox row is published to the bus and
+//! marked sent only once the bus accepted it. Rows go out in order; on a failure the loop
+//! backs off (up to [`MAX_BACKOFF`]) and retries the same row, so a crash or a Redis outage
+//! between commit and publish delays a version but never loses it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mana_llm_shared::bus::Publish;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::service::RegistryService;
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Even with no news, look at the outbox this often (another process may have written).
+const IDLE_POLL: Duration = Duration::from_secs(5);
+
+/// Publishes every unsent row; returns whether all went out.
+pub async fn drain_once(service: &RegistryService, bus: &dyn Publish) -> bool {
+    let store = service.store();
+    let rows = match store.unsent_outbox(100).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the outbox");
+            return false;
+        }
+    };
+    for row in rows {
+        let published = match row.published() {
+            Ok(p) => p,
+            Err(e) => {
+                // A row we cannot decode would block every later one; record it and skip.
+                tracing::error!(id = row.id, error = %e, "undecodable outbox row skipped");
+                let _ = store
+                    .mark_failed(row.id, &format!("undecodable: {e}"))
+                    .await;
+                let _ = store.mark_sent(row.id).await;
+                continue;
+            }
+        };
+        match bus.publish(&published).await {
+            Ok(()) => {
+                if let Err(e) = store.mark_sent(row.id).await {
+                    tracing::error!(id = row.id, error = %e, "published but not marked sent; it will be sent again");
+                    return false;
+                }
+                tracing::info!(version = published.version, "registry version published");
+            }
+            Err(e) => {
+                tracing::warn!(version = published.version, error = %e, "publish failed; will retry");
+                let _ = store.mark_failed(row.id, &e.to_string()).await;
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// Runs until `cancel` fires: drains the outbox after every append, on a slow timer, and with
+/// backoff while the bus is failing.
+pub fn spawn(
+    service: RegistryService,
+    bus: Arc<dyn Publish>,
+    cancel: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut changes = service.changes();
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let wait = if drain_once(&service, bus.as_ref()).await {
+                backoff = FIRST_BACKOFF;
+                IDLE_POLL
+            } else {
+                let wait = backoff;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                wait
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    })
+}

@@ -1,0 +1,229 @@
+//! The write path: command → aggregate → event store → in-memory state, and the queries the
+//! admin API serves.
+//!
+//! One process serialises its writers with a mutex held across the append; writers in other
+//! processes are caught by the store's optimistic check, after which this service reloads
+//! its state from the log and reports [`ServiceError::Conflict`] (the API's 409).
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use mana_llm_shared::events::REGISTRY_STREAM;
+use tokio::sync::{watch, Mutex};
+
+use crate::diff::Diff;
+use crate::domain::{Command, DomainError, PublishSource, RegistryAggregate, VersionRecord};
+use crate::projection::replay;
+use crate::store::{EventStore, StoreError, StoredEvent};
+
+/// The actor recorded for the first version taken from the file.
+pub const SEED_ACTOR: &str = "seed";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The command broke a rule (stale expected version, invalid text, unknown version).
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// Another process changed the registry while this one was deciding; state is reloaded,
+    /// so a retry sees the new version.
+    #[error("the registry was changed by another writer; reload and retry")]
+    Conflict,
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Conflict { .. } => ServiceError::Conflict,
+            other => ServiceError::Store(other),
+        }
+    }
+}
+
+/// What a command did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Executed {
+    /// The events appended (empty for a no-op such as pushing the current content).
+    pub events: Vec<StoredEvent>,
+    /// The current registry version afterwards (0 = none).
+    pub current_version: u64,
+}
+
+/// The registry as this process knows it. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct RegistryService {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: EventStore,
+    state: Mutex<State>,
+    /// The global sequence of the last event this service appended.
+    appended: watch::Sender<u64>,
+}
+
+#[derive(Debug)]
+struct State {
+    aggregate: RegistryAggregate,
+    /// The registry stream's last position, the expected position of the next append.
+    stream_sequence: u64,
+}
+
+impl State {
+    async fn load(store: &EventStore) -> Result<Self, StoreError> {
+        let events = store.load(REGISTRY_STREAM).await?;
+        Ok(Self {
+            aggregate: replay(&events),
+            stream_sequence: events.last().map_or(0, |e| e.stream_sequence),
+        })
+    }
+}
+
+impl RegistryService {
+    /// Replays the registry stream into memory.
+    pub async fn open(store: EventStore) -> Result<Self, ServiceError> {
+        let state = State::load(&store).await.map_err(ServiceError::Store)?;
+        let (appended, _) = watch::channel(0);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                store,
+                state: Mutex::new(state),
+                appended,
+            }),
+        })
+    }
+
+    /// The store underneath (the publisher reads the outbox through it).
+    pub fn store(&self) -> &EventStore {
+        &self.inner.store
+    }
+
+    /// Decides, appends and applies one command.
+    pub async fn execute(&self, command: Command, actor: &str) -> Result<Executed, ServiceError> {
+        let mut state = self.inner.state.lock().await;
+        let events = state.aggregate.handle(command)?;
+        let appended = self
+            .inner
+            .store
+            .append(REGISTRY_STREAM, state.stream_sequence, &events, actor)
+            .await;
+        let stored = match appended {
+            Ok(stored) => stored,
+            Err(StoreError::Conflict { .. }) => {
+                tracing::warn!(actor, "registry changed by another writer; reloading");
+                *state = State::load(&self.inner.store)
+                    .await
+                    .map_err(ServiceError::Store)?;
+                return Err(ServiceError::Conflict);
+            }
+            Err(other) => return Err(ServiceError::Store(other)),
+        };
+        for event in &stored {
+            state.aggregate.apply(&event.event);
+            state.stream_sequence = event.stream_sequence;
+            tracing::info!(
+                actor,
+                kind = event.event.kind(),
+                sequence = event.sequence,
+                version = event.registry_version,
+                "registry event recorded"
+            );
+        }
+        if let Some(last) = stored.last() {
+            self.inner.appended.send_replace(last.sequence);
+        }
+        Ok(Executed {
+            events: stored,
+            current_version: state.aggregate.current_version(),
+        })
+    }
+
+    /// Publishes `text` as the first version when no version exists yet; `None` when one
+    /// did. (A log holding only rejected reloads still gets seeded.)
+    pub async fn seed_if_empty(
+        &self,
+        text: &str,
+        origin: &str,
+    ) -> Result<Option<Executed>, ServiceError> {
+        if self.inner.state.lock().await.aggregate.current_version() > 0 {
+            return Ok(None);
+        }
+        let command = Command::Publish {
+            text: text.to_owned(),
+            source: PublishSource::Seed,
+            origin: origin.to_owned(),
+            expected_version: Some(0),
+        };
+        match self.execute(command, SEED_ACTOR).await {
+            Ok(executed) => Ok(Some(executed)),
+            // Someone else wrote first (another process seeding, or a push): not empty now.
+            Err(ServiceError::Conflict)
+            | Err(ServiceError::Domain(DomainError::VersionConflict { .. })) => Ok(None),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// A receiver whose value (the global sequence of the last appended event) changes after
+    /// every successful append: the publisher waits on it with `changed()`.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.inner.appended.subscribe()
+    }
+
+    /// The current version, if any.
+    pub async fn current(&self) -> Option<VersionRecord> {
+        self.inner.state.lock().await.aggregate.current().cloned()
+    }
+
+    /// The current version number (0 = none).
+    pub async fn current_version(&self) -> u64 {
+        self.inner.state.lock().await.aggregate.current_version()
+    }
+
+    /// Version `v`, if it exists.
+    pub async fn version(&self, v: u64) -> Option<VersionRecord> {
+        self.inner.state.lock().await.aggregate.version(v).cloned()
+    }
+
+    /// Up to `limit` versions numbered above `after`, oldest first.
+    pub async fn versions(&self, after: u64, limit: usize) -> Vec<VersionRecord> {
+        let state = self.inner.state.lock().await;
+        state
+            .aggregate
+            .versions()
+            .filter(|r| r.version > after)
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    /// What changed from version `from` to version `to`.
+    pub async fn diff(&self, from: u64, to: u64) -> Result<Diff, ServiceError> {
+        Ok(self.inner.state.lock().await.aggregate.diff(from, to)?)
+    }
+
+    /// The audit log: up to `limit` events after global sequence `after_sequence`.
+    pub async fn audit(
+        &self,
+        after_sequence: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, ServiceError> {
+        self.inner
+            .store
+            .events_after(after_sequence, limit)
+            .await
+            .map_err(ServiceError::Store)
+    }
+
+    /// Re-reads the log (e.g. after another process wrote). Returns the current version.
+    pub async fn refresh(&self) -> Result<u64, ServiceError> {
+        let mut state = self.inner.state.lock().await;
+        *state = State::load(&self.inner.store)
+            .await
+            .map_err(ServiceError::Store)?;
+        Ok(state.aggregate.current_version())
+    }
+}
