@@ -12,6 +12,7 @@
 //! - [`projection`]: replaying the log from empty, and the read queries on the aggregate.
 //! - [`diff`]: what changed between two registry documents.
 //! - [`clock`]: RFC 3339 timestamps for stored rows.
+//! - [`ops`]: `/health`, `/ready` and `/metrics` of a standalone control plane.
 //! - [`api`]: the admin API under `/admin/v1` (bearer token, or loopback only).
 //! - [`reload`]: re-reading the aliases file (SIGHUP, the admin API's reload).
 //! - [`publisher`]: the outbox loop that publishes committed versions to the bus.
@@ -23,6 +24,7 @@ pub mod api;
 pub mod clock;
 pub mod diff;
 pub mod domain;
+pub mod ops;
 pub mod projection;
 pub mod publisher;
 pub mod redis_bus;

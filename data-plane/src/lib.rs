@@ -6,6 +6,7 @@
 //! - [`api`]: the HTTP handlers, thin: extract, call, map.
 //! - [`router`]: model → chain ([`router::plan`]) → the first entry that answers ([`router::walk`]).
 //! - [`snapshot`]: the registry and the providers derived from it, swapped atomically.
+//! - [`sync`]: following the control plane's published versions.
 //! - [`health`]: per-provider circuit breakers and the background probe.
 //! - [`openai`]: the wire types and request validation.
 //! - [`providers`]: one module per upstream API behind one trait.
@@ -25,6 +26,7 @@ pub mod router;
 pub mod server;
 pub mod snapshot;
 pub mod streaming;
+pub mod sync;
 
 pub use config::{GatewayConfig, Source};
 pub use server::{run, App};

@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use axum::serve::ListenerExt;
 use axum::Router;
-use mana_llm_shared::{Registry, RegistryErrors};
+use mana_llm_shared::bus::PublishedVersion;
+use mana_llm_shared::{Registry, RegistryErrors, RegistryVersion};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -126,6 +127,34 @@ impl App {
             config,
             cancel,
         );
+    }
+
+    /// Serves a version the control plane published, unless this worker already has it or a
+    /// newer one. Returns whether it was installed.
+    pub fn install(&self, published: PublishedVersion) -> bool {
+        let version = published.version;
+        let registry = Registry::new(published.document, RegistryVersion(version));
+        if registry.hash() != published.hash {
+            tracing::warn!(
+                version,
+                "published hash differs from the content; serving the content"
+            );
+        }
+        let installed = self.state.snapshots.install(registry);
+        if installed {
+            tracing::info!(version, "alias registry version installed");
+            self.observe_snapshot();
+        }
+        installed
+    }
+
+    /// Counts a reload result (`applied`, `unchanged`, `rejected`) in this worker's metrics.
+    pub fn count_reload(&self, result: &str) {
+        self.state
+            .metrics
+            .registry_reloads_total
+            .with_label_values(&[result])
+            .inc();
     }
 
     /// Re-reads the aliases file: a change becomes the next version, swapped in atomically;

@@ -20,13 +20,25 @@ pub struct GatewayBuilder {
     env: Vec<(String, String)>,
 }
 
-/// A fresh file under the system temp dir, unique per test.
-pub fn temp_file(name: &str, contents: &str) -> std::path::PathBuf {
+/// A fresh, empty directory under the system temp dir, never shared with another test or an
+/// earlier run (process ids are reused, so the time is part of the name).
+pub fn temp_dir() -> std::path::PathBuf {
     static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let dir = std::env::temp_dir().join(format!("mana-llm-test-{}-{n}", std::process::id()));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let dir =
+        std::env::temp_dir().join(format!("mana-llm-test-{}-{nanos}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
+    dir
+}
+
+/// A file with `contents` in a fresh temp dir.
+pub fn temp_file(name: &str, contents: &str) -> std::path::PathBuf {
+    let path = temp_dir().join(name);
     std::fs::write(&path, contents).unwrap();
     path
 }
@@ -70,6 +82,8 @@ impl GatewayBuilder {
                 "MANA_LLM_ALIASES",
                 concat!(env!("CARGO_MANIFEST_DIR"), "/aliases.yaml"),
             )
+            // A fresh event log per gateway.
+            .env("MANA_LLM_DB", temp_dir().join("mana-llm.db"))
             .arg("serve")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

@@ -1,0 +1,118 @@
+//! `mana-llm control-plane`: the control plane alone — the event log, the admin API, SIGHUP
+//! reloads, and the outbox publisher sending each version to the workers through Redis.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use mana_llm_control_plane::api::{router as admin_router, AdminState};
+use mana_llm_control_plane::ops::Ops;
+use mana_llm_control_plane::publisher;
+use mana_llm_control_plane::redis_bus::RedisBus;
+use mana_llm_data_plane::{logging, run};
+use mana_llm_shared::bus::BusNames;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::{registry_log, signals};
+
+#[derive(Args)]
+pub struct ControlPlaneArgs {
+    /// The SQLite file holding every registry version (created if missing).
+    #[arg(long, env = "MANA_LLM_DB", default_value = registry_log::DEFAULT_DB)]
+    db: PathBuf,
+    /// The alias registry file: seeds an empty log; re-read on SIGHUP and `aliases reload`.
+    #[arg(long, env = "MANA_LLM_ALIASES", default_value = registry_log::DEFAULT_ALIASES)]
+    aliases: PathBuf,
+    /// Address of the admin API. Without MANA_LLM_ADMIN_TOKEN it must be a loopback address.
+    #[arg(
+        long,
+        env = "MANA_LLM_CONTROL_PLANE_LISTEN",
+        default_value = "127.0.0.1:3026"
+    )]
+    listen: SocketAddr,
+    /// Redis to publish versions to (e.g. redis://127.0.0.1:6379). Without it nothing is published.
+    #[arg(long, env = "REDIS_URL")]
+    redis: Option<String>,
+    /// Prefix of the Redis keys and channels, so several deployments can share one Redis.
+    #[arg(long, env = "MANA_LLM_REDIS_PREFIX", default_value = mana_llm_shared::bus::DEFAULT_PREFIX)]
+    redis_prefix: String,
+    /// Log filter: error, warn, info, debug, trace (or an env-filter directive).
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    log_level: String,
+    /// Log format: text or json.
+    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
+    log_format: String,
+}
+
+pub async fn control_plane(args: ControlPlaneArgs) -> Result<(), String> {
+    logging::init(&args.log_level, &args.log_format)?;
+    let token = std::env::var("MANA_LLM_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty());
+    if token.is_none() && !args.listen.ip().is_loopback() {
+        return Err(format!(
+            "refusing to serve the admin API on {} without MANA_LLM_ADMIN_TOKEN: set a token or listen on 127.0.0.1",
+            args.listen
+        ));
+    }
+    let service = registry_log::open(&args.db, &args.aliases).await?;
+    let ops = Ops::new(service.clone()).map_err(|e| e.to_string())?;
+    let background = CancellationToken::new();
+    match &args.redis {
+        Some(url) => {
+            let bus = RedisBus::new(
+                url,
+                BusNames::new(&args.redis_prefix),
+                Duration::from_secs(2),
+            )
+            .map_err(|e| e.to_string())?;
+            publisher::spawn(service.clone(), Arc::new(bus), background.clone());
+        }
+        None => tracing::warn!(
+            "no --redis / REDIS_URL: versions are stored but not published to workers"
+        ),
+    }
+    let (hup_service, hup_ops, hup_path) = (service.clone(), ops.clone(), args.aliases.clone());
+    signals::on_hangup(move || {
+        let (service, ops, path) = (hup_service.clone(), hup_ops.clone(), hup_path.clone());
+        async move {
+            let result = registry_log::reload(&service, &path).await;
+            ops.reloads_total.with_label_values(&[result]).inc();
+        }
+    });
+
+    let version = service.current_version().await;
+    let admin = AdminState {
+        service,
+        token: token.clone(),
+        aliases_path: Some(args.aliases.clone()),
+    };
+    let router = admin_router(Arc::new(admin)).merge(ops.router());
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    println!("listening on http://{local}");
+    tracing::info!(%local, registry_version = version, db = %args.db.display(), redis = args.redis.is_some(), "control plane serving");
+    if token.is_none() {
+        tracing::info!("admin API: no MANA_LLM_ADMIN_TOKEN set, answering loopback clients only");
+    }
+
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let server = tokio::spawn(run(listener, router, async move {
+        let _ = stop_rx.wait_for(|stop| *stop).await;
+    }));
+    signals::shutdown().await;
+    background.cancel();
+    let _ = stop_tx.send(true);
+    match tokio::time::timeout(Duration::from_secs(10), server).await {
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(e))) => Err(format!("server error: {e}")),
+        Ok(Err(e)) => Err(format!("server task failed: {e}")),
+        Err(_) => Ok(()),
+    }
+}

@@ -1,0 +1,68 @@
+//! Opening the control plane's event log and seeding it from the aliases file.
+
+use std::path::Path;
+
+use mana_llm_control_plane::reload::{reload_file, ReloadOutcome};
+use mana_llm_control_plane::{EventStore, RegistryService};
+use mana_llm_shared::RegistryVersion;
+
+/// The shipped registry, used when the default aliases file is not where we run.
+const SHIPPED_ALIASES: &str = include_str!("../aliases.yaml");
+pub const DEFAULT_ALIASES: &str = "aliases.yaml";
+pub const DEFAULT_DB: &str = "mana-llm.db";
+
+/// Opens (or creates) the event log; an empty log gets the aliases file as version 1.
+pub async fn open(db: &Path, aliases: &Path) -> Result<RegistryService, String> {
+    let store = EventStore::open(db)
+        .await
+        .map_err(|e| format!("cannot open the event log {}: {e}", db.display()))?;
+    let service = RegistryService::open(store)
+        .await
+        .map_err(|e| format!("cannot read the event log: {e}"))?;
+    if service.current_version().await > 0 {
+        return Ok(service);
+    }
+    let (text, origin) = if aliases == Path::new(DEFAULT_ALIASES) && !aliases.exists() {
+        tracing::warn!("no {DEFAULT_ALIASES} here; seeding the shipped registry (set MANA_LLM_ALIASES to use your own)");
+        (
+            SHIPPED_ALIASES.to_owned(),
+            "shipped aliases.yaml".to_owned(),
+        )
+    } else {
+        let text = std::fs::read_to_string(aliases)
+            .map_err(|e| format!("cannot read the alias registry {}: {e}", aliases.display()))?;
+        (text, aliases.display().to_string())
+    };
+    // Fail fast on a broken seed, with every error, as the original did at startup.
+    mana_llm_shared::Registry::parse(&text, &origin, RegistryVersion(1))
+        .map_err(|e| format!("invalid alias registry: {e}"))?;
+    service
+        .seed_if_empty(&text, &origin)
+        .await
+        .map_err(|e| format!("cannot seed the event log: {e}"))?;
+    Ok(service)
+}
+
+/// Re-reads the aliases file into the log and logs what happened; returns the metric label.
+pub async fn reload(service: &RegistryService, aliases: &Path) -> &'static str {
+    match reload_file(service, aliases).await {
+        Ok(ReloadOutcome::Published { version, .. }) => {
+            tracing::info!(version, path = %aliases.display(), "alias registry reloaded: new version");
+            "applied"
+        }
+        Ok(ReloadOutcome::Unchanged { version }) => {
+            tracing::info!(version, "alias registry unchanged");
+            "unchanged"
+        }
+        Ok(ReloadOutcome::Rejected { errors }) => {
+            for error in &errors {
+                tracing::error!(%error, "alias reload rejected, keeping previous state");
+            }
+            "rejected"
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "alias reload failed");
+            "rejected"
+        }
+    }
+}

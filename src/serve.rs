@@ -1,0 +1,126 @@
+//! `mana-llm serve`: the embedded default. One process runs the control plane (SQLite event
+//! log, admin API under `/admin/v1`) and one worker, joined by an in-process bus.
+//!
+//! The story: config → event log (seeded from aliases.yaml on first start) → worker built on
+//! the current version → publisher and follower joined by the local bus → serve → on SIGTERM
+//! stop being ready, drain in-flight work (bounded), exit 0.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use mana_llm_control_plane::api::{router as admin_router, AdminState};
+use mana_llm_control_plane::publisher;
+use mana_llm_data_plane::{logging, run, sync, App, GatewayConfig, Source};
+use mana_llm_shared::bus::LocalBus;
+use mana_llm_shared::{Registry, RegistryVersion};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::{registry_log, signals};
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on. Use 0.0.0.0 to accept connections from other machines.
+    #[arg(long, env = "MANA_LLM_HOST", default_value = "127.0.0.1")]
+    host: std::net::IpAddr,
+    /// Port to listen on (0 picks a free one; the chosen address is printed on stdout).
+    #[arg(long, env = "PORT", default_value_t = 3025)]
+    port: u16,
+    /// The alias registry file: seeds an empty event log, re-read on SIGHUP and on
+    /// `mana-llm aliases reload`. When the default file is missing, the shipped registry seeds.
+    #[arg(long, env = "MANA_LLM_ALIASES", default_value = registry_log::DEFAULT_ALIASES)]
+    aliases: PathBuf,
+    /// The SQLite file holding every registry version (created if missing).
+    #[arg(long, env = "MANA_LLM_DB", default_value = registry_log::DEFAULT_DB)]
+    db: PathBuf,
+    /// How long in-flight requests and streams may run after SIGTERM before the process exits.
+    #[arg(long, env = "MANA_LLM_DRAIN_SECONDS", default_value_t = 30)]
+    drain_seconds: u64,
+    /// Log filter: error, warn, info, debug, trace (or an env-filter directive).
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    log_level: String,
+    /// Log format: text or json.
+    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
+    log_format: String,
+}
+
+pub async fn serve(args: ServeArgs) -> Result<(), String> {
+    logging::init(&args.log_level, &args.log_format)?;
+    let source = Source::from_env();
+    let config = GatewayConfig::from_source(&source).map_err(|e| e.to_string())?;
+    let token = source
+        .get("MANA_LLM_ADMIN_TOKEN")
+        .filter(|t| !t.trim().is_empty());
+
+    let service = registry_log::open(&args.db, &args.aliases).await?;
+    let current = service
+        .current()
+        .await
+        .ok_or("the event log has no registry version")?;
+    let registry = Registry::new(current.document, RegistryVersion(current.version));
+    let app = App::build(config, registry, source).map_err(|e| e.to_string())?;
+
+    let background = CancellationToken::new();
+    app.spawn_background(background.clone());
+    let bus = LocalBus::default();
+    sync::follow_local(app.clone(), bus.subscribe(), background.clone());
+    publisher::spawn(service.clone(), Arc::new(bus), background.clone());
+    let (hup_service, hup_app, hup_path) = (service.clone(), app.clone(), args.aliases.clone());
+    signals::on_hangup(move || {
+        let (service, app, path) = (hup_service.clone(), hup_app.clone(), hup_path.clone());
+        async move { app.count_reload(registry_log::reload(&service, &path).await) }
+    });
+
+    let admin = AdminState {
+        service,
+        token: token.clone(),
+        aliases_path: Some(args.aliases.clone()),
+    };
+    let router = app.router().merge(admin_router(Arc::new(admin)));
+    let addr = SocketAddr::new(args.host, args.port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    // Tests and scripts read this line to find a port chosen with --port 0.
+    println!("listening on http://{local}");
+    let snapshot = app.state().snapshots.load();
+    let providers: Vec<String> = snapshot
+        .providers
+        .configured()
+        .map(|p| p.id().to_string())
+        .collect();
+    tracing::info!(%local, providers = %providers.join(","), auth = app.state().config.auth.enabled(),
+        registry_version = snapshot.registry.version().0, db = %args.db.display(), "mana-llm serving");
+    if token.is_none() {
+        tracing::info!(
+            "admin API: no MANA_LLM_ADMIN_TOKEN set, so /admin/v1 answers loopback clients only"
+        );
+    }
+
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let server = tokio::spawn(run(listener, router, async move {
+        let _ = stop_rx.wait_for(|stop| *stop).await;
+    }));
+    signals::shutdown().await;
+    // Phases: stop being ready → stop accepting and let in-flight work finish → exit, at the
+    // latest when the drain deadline passes.
+    app.start_draining();
+    background.cancel();
+    tracing::info!(
+        drain_seconds = args.drain_seconds,
+        "shutting down: draining in-flight requests"
+    );
+    let _ = stop_tx.send(true);
+    match tokio::time::timeout(Duration::from_secs(args.drain_seconds), server).await {
+        Ok(Ok(Ok(()))) => tracing::info!("drained; bye"),
+        Ok(Ok(Err(e))) => return Err(format!("server error: {e}")),
+        Ok(Err(e)) => return Err(format!("server task failed: {e}")),
+        Err(_) => tracing::warn!("drain deadline passed; exiting with requests still open"),
+    }
+    Ok(())
+}
