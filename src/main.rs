@@ -1,6 +1,7 @@
 //! `mana-llm`: one binary for every role. This file only parses the command line and hands
 //! over: [`serve`] (the embedded default), [`control_plane`], and the `aliases` commands.
 
+mod admin;
 mod control_plane;
 mod registry_log;
 mod serve;
@@ -39,9 +40,14 @@ enum Command {
     /// Run the control plane alone: the versioned registry (SQLite event log), the admin API,
     /// and publishing each version to the workers through Redis.
     ControlPlane(ControlPlaneArgs),
-    /// Work with alias registries.
-    #[command(subcommand)]
-    Aliases(AliasesCommand),
+    /// Work with alias registries: validate a file offline, or push, inspect, diff and roll
+    /// back versions through the admin API (token from MANA_LLM_ADMIN_TOKEN).
+    Aliases {
+        #[command(flatten)]
+        admin: admin::AdminArgs,
+        #[command(subcommand)]
+        command: AliasesCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -51,6 +57,8 @@ enum AliasesCommand {
         /// The file to check.
         file: PathBuf,
     },
+    #[command(flatten)]
+    Admin(admin::AdminCommand),
 }
 
 #[tokio::main]
@@ -59,7 +67,14 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::serve(args).await,
         Command::ControlPlane(args) => control_plane::control_plane(args).await,
-        Command::Aliases(AliasesCommand::Validate { file }) => return validate(&file),
+        Command::Aliases {
+            command: AliasesCommand::Validate { file },
+            ..
+        } => return validate(&file),
+        Command::Aliases {
+            admin,
+            command: AliasesCommand::Admin(command),
+        } => return admin::run(&admin, command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

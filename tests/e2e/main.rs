@@ -2,9 +2,11 @@
 //! playing every upstream.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod admin;
 mod aliases;
 mod auth;
 mod breaker;
+mod control_plane;
 mod echo;
 mod errors;
 mod google;

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// A running `mana-llm serve` on a free port. Killed on drop.
+pub const BINARY: &str = env!("CARGO_BIN_EXE_mana-llm");
+
+/// A running `mana-llm serve` (or `control-plane`) on a free port. Killed on drop.
 pub struct Gateway {
     child: Child,
     pub url: String,
@@ -18,6 +20,7 @@ pub struct Gateway {
 /// Builds the environment of one gateway process.
 pub struct GatewayBuilder {
     env: Vec<(String, String)>,
+    command: &'static str,
 }
 
 /// A fresh, empty directory under the system temp dir, never shared with another test or an
@@ -71,7 +74,12 @@ impl GatewayBuilder {
     }
 
     pub fn start(self) -> Gateway {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mana-llm"));
+        self.start_with_db(&temp_dir().join("mana-llm.db"))
+    }
+
+    /// Starts on a given event log (to restart a process on the same data).
+    pub fn start_with_db(self, db: &std::path::Path) -> Gateway {
+        let mut cmd = Command::new(BINARY);
         // A clean environment: the developer's own provider keys must not leak into tests.
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -82,9 +90,8 @@ impl GatewayBuilder {
                 "MANA_LLM_ALIASES",
                 concat!(env!("CARGO_MANIFEST_DIR"), "/aliases.yaml"),
             )
-            // A fresh event log per gateway.
-            .env("MANA_LLM_DB", temp_dir().join("mana-llm.db"))
-            .arg("serve")
+            .env("MANA_LLM_DB", db)
+            .arg(self.command)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (k, v) in &self.env {
@@ -127,7 +134,19 @@ impl GatewayBuilder {
 
 impl Gateway {
     pub fn builder() -> GatewayBuilder {
-        GatewayBuilder { env: Vec::new() }
+        GatewayBuilder {
+            env: Vec::new(),
+            command: "serve",
+        }
+    }
+
+    /// `mana-llm control-plane` on a free loopback port, with its own event log.
+    pub fn control_plane() -> GatewayBuilder {
+        GatewayBuilder {
+            env: Vec::new(),
+            command: "control-plane",
+        }
+        .env("MANA_LLM_CONTROL_PLANE_LISTEN", "127.0.0.1:0")
     }
 
     /// A gateway whose providers all point at `mock`.
@@ -171,13 +190,11 @@ impl Gateway {
 
     /// POSTs JSON and returns the status, headers and body as JSON (Null if not JSON).
     pub async fn post(&self, path: &str, body: Value) -> Reply {
-        let response = client()
-            .post(self.url(path))
-            .json(&body)
-            .send()
-            .await
-            .expect("request");
-        Reply::read(response).await
+        self.send(client().post(self.url(path)).json(&body)).await
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
+        Reply::read(request.send().await.expect("request")).await
     }
 
     pub async fn get(&self, path: &str) -> Reply {
@@ -377,3 +394,68 @@ pub fn vision_chat(model: &str, url: &str) -> Value {
 }
 
 pub const PNG: &str = "data:image/png;base64,iVBORw0KGgo=";
+
+/// A real `redis-server` on a free loopback port, stopped on drop. It can be stopped and
+/// started again on the same port to play an outage.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = RedisServer { port, child: None };
+        server.restart();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/test installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not start on port {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

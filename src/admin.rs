@@ -1,0 +1,421 @@
+//! `mana-llm admin …`: the command-line client for the control plane's admin API.
+//!
+//! The HTTP part is deliberately thin (one request, or two, per command); what the user sees —
+//! tables, diff lines, error lines, exit codes — is built by pure functions in [`render`] and
+//! [`failure`] so it can be tested without a server.
+
+mod failure;
+mod render;
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, IF_MATCH};
+use reqwest::{RequestBuilder, Url};
+use serde::de::DeserializeOwned;
+
+use failure::{api_failure, transport_failure, Failure, TokenState};
+use render::{AuditPage, DiffView, Published, Style, VersionView, VersionsPage, PRETTY_UNREADABLE};
+
+/// The env var holding the admin bearer token.
+const TOKEN_ENV: &str = "MANA_LLM_ADMIN_TOKEN";
+/// A CLI should not hang on a control plane that accepted the connection but never answers.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(clap::Args)]
+pub struct AdminArgs {
+    /// Admin API base URL (the control plane, or `mana-llm serve`); the admin token is read
+    /// from MANA_LLM_ADMIN_TOKEN.
+    #[arg(
+        long,
+        global = true,
+        env = "MANA_LLM_CONTROL_PLANE_URL",
+        default_value = "http://127.0.0.1:3025"
+    )]
+    pub url: String,
+    /// Print JSON instead of tables
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(clap::Subcommand)]
+pub enum AdminCommand {
+    /// Publish an aliases file (YAML, or JSON when it ends in .json) as a new registry version.
+    /// Pushing the content of the current version changes nothing.
+    Push {
+        /// The aliases file to publish.
+        file: PathBuf,
+        /// Refuse (exit 5) unless this is still the current version: guards against
+        /// overwriting someone else's push.
+        #[arg(long)]
+        expected_version: Option<u64>,
+    },
+    /// List the newest registry versions: source, actor, time, alias count, hash.
+    List {
+        /// How many of the newest versions to show.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Show one registry version's aliases and their fallback chains.
+    Show {
+        /// The version to show; the current one when omitted.
+        version: Option<u64>,
+    },
+    /// Show the audit log: every publish, rollback and rejected reload, oldest first.
+    History {
+        /// Show only events after this sequence number (for paging).
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// How many events to show.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Show what changed between two registry versions.
+    Diff {
+        /// The older version.
+        from: u64,
+        /// The newer version.
+        to: u64,
+    },
+    /// Publish the content of an earlier version as a new version.
+    Rollback {
+        /// The version whose content to restore.
+        version: u64,
+        /// Refuse (exit 5) unless this is still the current version.
+        #[arg(long)]
+        expected_version: Option<u64>,
+    },
+    /// Make the control plane re-read its aliases file from disk (like SIGHUP); a bad file is
+    /// rejected, recorded in the audit log and changes nothing.
+    Reload,
+}
+
+/// Runs one admin command and prints its result: a table or message on stdout, or exactly one
+/// error line (`mana-llm: …`, followed by the validation errors when the registry is invalid)
+/// on stderr.
+///
+/// Exit codes:
+/// - 0: done.
+/// - 1: the registry is invalid (400), another request error (4xx), or a local problem such as
+///   an unreadable file or a malformed `--url`.
+/// - 3: the control plane is unreachable (connection refused, DNS failure, no answer in 10 s).
+/// - 4: unauthorized (401): MANA_LLM_ADMIN_TOKEN is missing or wrong.
+/// - 5: version conflict (409): the current version is not the `--expected-version`.
+/// - 6: not found (404): no such version, or no registry yet.
+/// - 7: the control plane failed (5xx) or gave an answer this client cannot read.
+pub async fn run(args: &AdminArgs, command: AdminCommand) -> ExitCode {
+    // An empty variable is treated as unset so `MANA_LLM_ADMIN_TOKEN= mana-llm …` sends nothing.
+    let token = std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty());
+    let style = Style {
+        colour: std::io::stdout().is_terminal() && colour_allowed(std::env::var_os("NO_COLOR")),
+    };
+    let outcome = match Client::new(&args.url, token.as_deref()) {
+        Ok(client) => execute(&client, args.json, style, command).await,
+        Err(failure) => Err(failure),
+    };
+    match outcome {
+        Ok(text) => {
+            print_stdout(&text);
+            ExitCode::SUCCESS
+        }
+        Err(failure) => {
+            // The token never goes into a message on purpose; redacting is the safety net for
+            // a server that echoes what it was sent.
+            let text = failure.render(token.as_deref());
+            let _ = std::io::stderr().lock().write_all(text.as_bytes());
+            ExitCode::from(failure.exit)
+        }
+    }
+}
+
+/// <https://no-color.org>: a set, non-empty NO_COLOR turns colour off.
+fn colour_allowed(no_color: Option<std::ffi::OsString>) -> bool {
+    no_color.is_none_or(|v| v.is_empty())
+}
+
+/// Writes to stdout, ignoring a closed pipe (`mana-llm admin list | head` must not panic).
+fn print_stdout(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+async fn execute(
+    client: &Client,
+    json: bool,
+    style: Style,
+    command: AdminCommand,
+) -> Result<String, Failure> {
+    match command {
+        AdminCommand::Push {
+            file,
+            expected_version,
+        } => {
+            let body = read_file(&file)?;
+            let mut request = client
+                .post("/registry")
+                .header(CONTENT_TYPE, content_type(&file))
+                .body(body);
+            if let Some(v) = expected_version {
+                request = request.header(IF_MATCH, v.to_string());
+            }
+            let text = client.send(request, expected_version).await?;
+            output::<Published>(&text, json, |p| render::published(p, None))
+        }
+        AdminCommand::List { limit } => {
+            // Versions are numbered 1, 2, 3, … and the API pages oldest first, so the newest
+            // `limit` are the ones after `current - limit`.
+            let after = match client.send(client.get("/registry"), None).await {
+                Ok(text) => parse::<VersionView>(&text)?
+                    .version
+                    .saturating_sub(u64::from(limit)),
+                Err(f) if f.exit == failure::EXIT_NOT_FOUND => 0,
+                Err(f) => return Err(f),
+            };
+            let path = format!("/registry/versions?after={after}&limit={limit}");
+            let text = client.send(client.get(&path), None).await?;
+            output::<VersionsPage>(&text, json, render::versions)
+        }
+        AdminCommand::Show { version } => {
+            let path = match version {
+                Some(v) => format!("/registry/versions/{v}"),
+                None => "/registry".to_string(),
+            };
+            let text = client.send(client.get(&path), None).await?;
+            output::<VersionView>(&text, json, render::version)
+        }
+        AdminCommand::History { after, limit } => {
+            let path = format!("/audit?after={after}&limit={limit}");
+            let text = client.send(client.get(&path), None).await?;
+            output::<AuditPage>(&text, json, render::audit)
+        }
+        AdminCommand::Diff { from, to } => {
+            let path = format!("/registry/diff?from={from}&to={to}");
+            let text = client.send(client.get(&path), None).await?;
+            if json {
+                return pretty(&text);
+            }
+            let diff = parse::<DiffView>(&text)?;
+            // The diff names added aliases only; their chains come from the newer version. That
+            // is decoration, so failing to fetch it still prints the diff.
+            let target = if diff.added.is_empty() {
+                None
+            } else {
+                let path = format!("/registry/versions/{to}");
+                match client.send(client.get(&path), None).await {
+                    Ok(text) => parse::<VersionView>(&text).ok(),
+                    Err(_) => None,
+                }
+            };
+            Ok(render::diff(&diff, target.as_ref(), style))
+        }
+        AdminCommand::Rollback {
+            version,
+            expected_version,
+        } => {
+            let mut body = serde_json::json!({ "to_version": version });
+            if let Some(v) = expected_version {
+                body["expected_version"] = v.into();
+            }
+            let request = client
+                .post("/registry/rollback")
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.to_string());
+            let text = client.send(request, expected_version).await?;
+            output::<Published>(&text, json, |p| render::published(p, Some(version)))
+        }
+        AdminCommand::Reload => {
+            let text = client.send(client.post("/registry/reload"), None).await?;
+            output::<Published>(&text, json, |p| render::published(p, None))
+        }
+    }
+}
+
+/// The server's JSON as is (re-indented) with `--json`, else the typed answer rendered.
+fn output<T: DeserializeOwned>(
+    text: &str,
+    json: bool,
+    render: impl FnOnce(&T) -> String,
+) -> Result<String, Failure> {
+    if json {
+        pretty(text)
+    } else {
+        parse::<T>(text).map(|value| render(&value))
+    }
+}
+
+fn pretty(text: &str) -> Result<String, Failure> {
+    render::pretty_json(text)
+        .map(|mut s| {
+            s.push('\n');
+            s
+        })
+        .ok_or_else(|| Failure::unreadable(PRETTY_UNREADABLE))
+}
+
+fn parse<T: DeserializeOwned>(text: &str) -> Result<T, Failure> {
+    serde_json::from_str(text).map_err(|e| Failure::unreadable(&e.to_string()))
+}
+
+fn read_file(path: &Path) -> Result<String, Failure> {
+    std::fs::read_to_string(path)
+        .map_err(|e| Failure::local(format!("cannot read {}: {e}", path.display())))
+}
+
+fn content_type(path: &Path) -> &'static str {
+    let is_json = path
+        .extension()
+        .is_some_and(|ext| ext.eq_ignore_ascii_case("json"));
+    if is_json {
+        "application/json"
+    } else {
+        "application/yaml"
+    }
+}
+
+/// The admin API at one base URL, with the token (if any) attached to every request.
+struct Client {
+    http: reqwest::Client,
+    /// `{url}/admin/v1`, without a trailing slash.
+    base: String,
+    /// The URL as error messages show it: without any user:password part.
+    shown: String,
+    auth: Option<HeaderValue>,
+}
+
+impl Client {
+    fn new(url: &str, token: Option<&str>) -> Result<Self, Failure> {
+        let parsed =
+            Url::parse(url).map_err(|e| Failure::local(format!("invalid --url '{url}': {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(Failure::local(format!(
+                "invalid --url '{url}': expected http:// or https://"
+            )));
+        }
+        let auth = match token {
+            Some(token) => {
+                let mut value =
+                    HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+                        Failure::local(format!(
+                            "{TOKEN_ENV} contains characters not allowed in an HTTP header"
+                        ))
+                    })?;
+                // Keeps the value out of reqwest's Debug output and HTTP/2 header tables.
+                value.set_sensitive(true);
+                Some(value)
+            }
+            None => None,
+        };
+        let http = reqwest::Client::builder()
+            .timeout(TIMEOUT)
+            // An admin API has no reason to redirect, and following one could carry the token
+            // somewhere unexpected.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| Failure::local(format!("cannot set up the HTTP client: {e}")))?;
+        Ok(Self {
+            http,
+            base: format!("{}/admin/v1", url.trim_end_matches('/')),
+            shown: failure::shown_url(&parsed),
+            auth,
+        })
+    }
+
+    fn get(&self, path: &str) -> RequestBuilder {
+        self.with_auth(self.http.get(format!("{}{path}", self.base)))
+    }
+
+    fn post(&self, path: &str) -> RequestBuilder {
+        self.with_auth(self.http.post(format!("{}{path}", self.base)))
+    }
+
+    fn with_auth(&self, request: RequestBuilder) -> RequestBuilder {
+        match &self.auth {
+            Some(value) => request.header(AUTHORIZATION, value.clone()),
+            None => request,
+        }
+    }
+
+    /// Sends the request; a 2xx answer's body comes back, anything else becomes a [`Failure`].
+    /// `expected_version` only makes a 409's message more precise.
+    async fn send(
+        &self,
+        request: RequestBuilder,
+        expected_version: Option<u64>,
+    ) -> Result<String, Failure> {
+        let response = request
+            .send()
+            .await
+            .map_err(|e| transport_failure(&e, &self.shown))?;
+        let status = response.status().as_u16();
+        let body = response
+            .text()
+            .await
+            .map_err(|e| transport_failure(&e, &self.shown))?;
+        if (200..300).contains(&status) {
+            Ok(body)
+        } else {
+            let token = if self.auth.is_some() {
+                TokenState::Sent
+            } else {
+                TokenState::Missing
+            };
+            Err(api_failure(status, &body, token, expected_version))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_files_are_sent_as_json_everything_else_as_yaml() {
+        assert_eq!(content_type(Path::new("a.json")), "application/json");
+        assert_eq!(content_type(Path::new("a.JSON")), "application/json");
+        assert_eq!(content_type(Path::new("aliases.yaml")), "application/yaml");
+        assert_eq!(content_type(Path::new("aliases")), "application/yaml");
+    }
+
+    #[test]
+    fn no_color_set_and_non_empty_turns_colour_off() {
+        assert!(colour_allowed(None));
+        assert!(colour_allowed(Some("".into())));
+        assert!(!colour_allowed(Some("1".into())));
+    }
+
+    #[test]
+    fn a_missing_file_names_the_path_and_exits_1() {
+        let failure = read_file(Path::new("/nonexistent/aliases.yaml")).err();
+        let failure = failure.map(|f| (f.exit, f.line.contains("/nonexistent/aliases.yaml")));
+        assert_eq!(failure, Some((1, true)));
+    }
+
+    #[test]
+    fn the_client_targets_admin_v1_and_rejects_bad_urls() {
+        let client = Client::new("http://u:secret@example.test:3025/", Some("tok"));
+        let client = client.ok();
+        assert_eq!(
+            client.as_ref().map(|c| c.base.as_str()),
+            Some("http://u:secret@example.test:3025/admin/v1")
+        );
+        assert_eq!(
+            client.as_ref().map(|c| c.shown.as_str()),
+            Some("http://example.test:3025/")
+        );
+        assert_eq!(
+            Client::new("not a url", None).err().map(|f| f.exit),
+            Some(1)
+        );
+        assert_eq!(Client::new("ftp://x", None).err().map(|f| f.exit), Some(1));
+    }
+
+    #[test]
+    fn a_token_with_a_newline_is_refused_without_being_shown() {
+        let failure = Client::new("http://127.0.0.1:3025", Some("abc\ndef")).err();
+        let line = failure.map(|f| f.line).unwrap_or_default();
+        assert!(line.contains(TOKEN_ENV));
+        assert!(!line.contains("abc"));
+    }
+}
