@@ -93,7 +93,9 @@ pub struct LocalBus {
 
 impl Default for LocalBus {
     fn default() -> Self {
-        Self { tx: watch::channel(None).0 }
+        Self {
+            tx: watch::channel(None).0,
+        }
     }
 }
 
@@ -108,7 +110,10 @@ impl Publish for LocalBus {
     async fn publish(&self, version: &PublishedVersion) -> Result<(), BusError> {
         // Versions only move forward, as on the Redis bus.
         self.tx.send_if_modified(|current| {
-            if current.as_ref().is_some_and(|c| c.version >= version.version) {
+            if current
+                .as_ref()
+                .is_some_and(|c| c.version >= version.version)
+            {
                 return false;
             }
             *current = Some(version.clone());
@@ -139,7 +144,11 @@ mod local_bus_tests {
     use super::*;
 
     fn version(v: u64) -> PublishedVersion {
-        PublishedVersion { version: v, hash: format!("h{v}"), document: RegistryDocument::default() }
+        PublishedVersion {
+            version: v,
+            hash: format!("h{v}"),
+            document: RegistryDocument::default(),
+        }
     }
 
     #[tokio::test]

@@ -6,6 +6,7 @@ mod admin;
 mod aliases;
 mod auth;
 mod breaker;
+mod cli;
 mod control_plane;
 mod echo;
 mod errors;
