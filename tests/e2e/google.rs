@@ -92,40 +92,17 @@ async fn images_become_inline_data() {
 async fn tools_in_both_directions() {
     let mock = MockProvider::start().await;
     let gw = Gateway::with_mock(&mock);
-    mock.push(
+    let sent = assert_tool_round_trip(
+        &gw,
+        &mock,
+        "google/gemini-2.5-flash",
         Route::GeminiGenerate,
-        MockReply::tool_call("get_weather", json!({"city": "Berlin"})),
-    );
-    let r = gw
-        .post(
-            "/v1/chat/completions",
-            tool_chat("google/gemini-2.5-flash", false),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    let call = &r.json["choices"][0]["message"]["tool_calls"][0];
-    assert_eq!(call["function"]["name"], "get_weather");
-    let args: serde_json::Value =
-        serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
-    assert_eq!(args, json!({"city": "Berlin"}));
-    assert_eq!(r.json["choices"][0]["finish_reason"], "tool_calls");
-    let sent = mock.last_request(Route::GeminiGenerate).unwrap();
+        Route::GeminiStream,
+    )
+    .await;
     assert_eq!(
         sent.body["tools"][0]["functionDeclarations"][0]["name"],
         "get_weather"
-    );
-
-    mock.push(
-        Route::GeminiStream,
-        MockReply::tool_call("get_weather", json!({"city": "Berlin"})),
-    );
-    let (_, _, data) = gw.stream(tool_chat("google/gemini-2.5-flash", true)).await;
-    let chunks = chunks(&data);
-    let calls = streamed_tool_calls(&chunks);
-    assert_eq!(calls[0].0, "get_weather");
-    assert_eq!(
-        serde_json::from_str::<serde_json::Value>(&calls[0].1).unwrap(),
-        json!({"city": "Berlin"})
     );
 }
 

@@ -113,41 +113,15 @@ async fn images_arrive_as_base64_and_urls_are_refused_clearly() {
 async fn tools_in_both_directions() {
     let mock = MockProvider::start().await;
     let gw = Gateway::with_mock(&mock);
-    mock.push(
+    let sent = assert_tool_round_trip(
+        &gw,
+        &mock,
+        "ollama/qwen2.5:7b",
         Route::OllamaChat,
-        MockReply::tool_call("get_weather", json!({"city": "Berlin"})),
-    );
-    let r = gw
-        .post(
-            "/v1/chat/completions",
-            tool_chat("ollama/qwen2.5:7b", false),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    let call = &r.json["choices"][0]["message"]["tool_calls"][0];
-    assert_eq!(call["function"]["name"], "get_weather");
-    let args: serde_json::Value =
-        serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
-    assert_eq!(args, json!({"city": "Berlin"}));
-    assert_eq!(r.json["choices"][0]["finish_reason"], "tool_calls");
-    assert_eq!(
-        mock.last_request(Route::OllamaChat).unwrap().body["tools"][0]["function"]["name"],
-        "get_weather"
-    );
-
-    mock.push(
         Route::OllamaChat,
-        MockReply::tool_call("get_weather", json!({"city": "Berlin"})),
-    );
-    let (_, _, data) = gw.stream(tool_chat("ollama/qwen2.5:7b", true)).await;
-    let chunks = chunks(&data);
-    let calls = streamed_tool_calls(&chunks);
-    assert_eq!(calls[0].0, "get_weather");
-    assert_eq!(
-        serde_json::from_str::<serde_json::Value>(&calls[0].1).unwrap(),
-        json!({"city": "Berlin"})
-    );
-    assert_eq!(finish_reason(&chunks).as_deref(), Some("tool_calls"));
+    )
+    .await;
+    assert_eq!(sent.body["tools"][0]["function"]["name"], "get_weather");
 
     // Tool history goes back as native objects.
     let history = json!({"model": "ollama/qwen2.5:7b", "messages": [

@@ -1,6 +1,6 @@
 //! OpenAI-compatible providers (openai, openrouter, groq, together) against the mock.
 
-use mana_llm_mock::{MockProvider, Reply as MockReply, Route};
+use mana_llm_mock::{MockProvider, Route};
 use serde_json::json;
 
 use crate::support::*;
@@ -118,42 +118,15 @@ async fn vision_parts_pass_through_unchanged() {
 async fn tools_non_streaming_and_streamed() {
     let mock = MockProvider::start().await;
     let gw = Gateway::with_mock(&mock);
-    mock.push(
+    let sent = assert_tool_round_trip(
+        &gw,
+        &mock,
+        "groq/llama-3.3-70b-versatile",
         Route::OpenAiChat,
-        MockReply::tool_call("get_weather", json!({"city": "Berlin"})),
-    );
-    let r = gw
-        .post(
-            "/v1/chat/completions",
-            tool_chat("groq/llama-3.3-70b-versatile", false),
-        )
-        .await;
-    let call = &r.json["choices"][0]["message"]["tool_calls"][0];
-    assert_eq!(call["function"]["name"], "get_weather");
-    let args: serde_json::Value =
-        serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
-    assert_eq!(args, json!({"city": "Berlin"}));
-    assert_eq!(r.json["choices"][0]["finish_reason"], "tool_calls");
-    assert_eq!(
-        mock.last_request(Route::OpenAiChat).unwrap().body["tools"][0]["function"]["name"],
-        "get_weather"
-    );
-
-    mock.push(
         Route::OpenAiChat,
-        MockReply::tool_call("get_weather", json!({"city": "Berlin"})),
-    );
-    let (_, _, data) = gw
-        .stream(tool_chat("groq/llama-3.3-70b-versatile", true))
-        .await;
-    let chunks = chunks(&data);
-    let calls = streamed_tool_calls(&chunks);
-    assert_eq!(calls.len(), 1);
-    assert_eq!(calls[0].0, "get_weather");
-    let args: serde_json::Value =
-        serde_json::from_str(&calls[0].1).expect("assembled arguments are JSON");
-    assert_eq!(args, json!({"city": "Berlin"}));
-    assert_eq!(finish_reason(&chunks).as_deref(), Some("tool_calls"));
+    )
+    .await;
+    assert_eq!(sent.body["tools"][0]["function"]["name"], "get_weather");
 }
 
 #[tokio::test]

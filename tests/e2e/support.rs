@@ -459,3 +459,52 @@ impl Drop for RedisServer {
         self.stop();
     }
 }
+
+/// The mock answers `model` with a `get_weather(city: Berlin)` call on `json_route`, then on
+/// `stream_route`; both gateway answers must carry it in OpenAI form (the streamed one as
+/// fragments that assemble into valid JSON). Returns what the upstream received the first time.
+pub async fn assert_tool_round_trip(
+    gw: &Gateway,
+    mock: &mana_llm_mock::MockProvider,
+    model: &str,
+    json_route: mana_llm_mock::Route,
+    stream_route: mana_llm_mock::Route,
+) -> mana_llm_mock::Recorded {
+    let berlin = serde_json::json!({"city": "Berlin"});
+    mock.push(
+        json_route,
+        mana_llm_mock::Reply::tool_call("get_weather", berlin.clone()),
+    );
+    let r = gw
+        .post("/v1/chat/completions", tool_chat(model, false))
+        .await;
+    assert_eq!(r.status, 200, "{model}: {}", r.text);
+    let call = &r.json["choices"][0]["message"]["tool_calls"][0];
+    assert_eq!(call["function"]["name"], "get_weather", "{model}");
+    let args: Value =
+        serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+    assert_eq!(args, berlin, "{model}");
+    assert_eq!(
+        r.json["choices"][0]["finish_reason"], "tool_calls",
+        "{model}"
+    );
+    let sent = mock.last_request(json_route).unwrap();
+
+    mock.push(
+        stream_route,
+        mana_llm_mock::Reply::tool_call("get_weather", berlin.clone()),
+    );
+    let (_, _, data) = gw.stream(tool_chat(model, true)).await;
+    let chunks = chunks(&data);
+    let calls = streamed_tool_calls(&chunks);
+    assert_eq!(calls.len(), 1, "{model}: {calls:?}");
+    assert_eq!(calls[0].0, "get_weather", "{model}");
+    let args: Value = serde_json::from_str(&calls[0].1).expect("assembled arguments are JSON");
+    assert_eq!(args, berlin, "{model}");
+    assert_eq!(
+        finish_reason(&chunks).as_deref(),
+        Some("tool_calls"),
+        "{model}"
+    );
+    sent
+}
