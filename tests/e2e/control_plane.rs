@@ -102,14 +102,41 @@ async fn versions_pushed_while_redis_is_down_are_published_when_it_returns() {
         .await
     );
 
-    redis.restart();
-    assert!(
-        eventually_async(Duration::from_secs(15), || async {
-            current_in_redis(&redis).await == Some(3)
-        })
-        .await,
-        "the outbox published once Redis came back"
+    // Back, but locked until this test has subscribed, so it sees every version go out.
+    redis.restart_locked("let-me-subscribe-first");
+    let locked = format!("redis://:let-me-subscribe-first@127.0.0.1:{}", redis.port);
+    let client = redis::Client::open(locked).unwrap();
+    let mut pubsub = client.get_async_pubsub().await.unwrap();
+    pubsub
+        .subscribe("mana-llm:registry:versions")
+        .await
+        .unwrap();
+    let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg("")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+
+    let mut messages = pubsub.on_message();
+    let mut versions = Vec::new();
+    while versions.len() < 2 {
+        let message = tokio::time::timeout(Duration::from_secs(15), messages.next())
+            .await
+            .expect("the outbox publishes once Redis is back")
+            .unwrap();
+        let announcement: Value =
+            serde_json::from_str(&message.get_payload::<String>().unwrap()).unwrap();
+        versions.push(announcement["version"].as_u64().unwrap());
+    }
+    assert_eq!(
+        versions,
+        [2, 3],
+        "the versions pushed during the outage, in order"
     );
+    assert_eq!(current_in_redis(&redis).await, Some(3));
     assert!(
         eventually_async(Duration::from_secs(5), || async {
             metric(

@@ -419,10 +419,21 @@ impl RedisServer {
     }
 
     pub fn restart(&mut self) {
+        self.restart_with(&[]);
+    }
+
+    /// Starts again with a password: clients without it (the gateway) are refused until the
+    /// test lifts it with `CONFIG SET requirepass ""`, so the test can subscribe first.
+    pub fn restart_locked(&mut self, password: &str) {
+        self.restart_with(&["--requirepass", password]);
+    }
+
+    fn restart_with(&mut self, extra: &[&str]) {
+        let port = self.port.to_string();
         let child = Command::new("redis-server")
             .args([
                 "--port",
-                &self.port.to_string(),
+                &port,
                 "--bind",
                 "127.0.0.1",
                 "--save",
@@ -430,6 +441,7 @@ impl RedisServer {
                 "--appendonly",
                 "no",
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
