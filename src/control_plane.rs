@@ -50,6 +50,7 @@ pub struct ControlPlaneArgs {
 
 pub async fn control_plane(args: ControlPlaneArgs) -> Result<(), String> {
     logging::init(&args.log_level, &args.log_format)?;
+    let shutdown = signals::shutdown();
     let token = std::env::var("MANA_LLM_ADMIN_TOKEN")
         .ok()
         .filter(|t| !t.trim().is_empty());
@@ -106,7 +107,7 @@ pub async fn control_plane(args: ControlPlaneArgs) -> Result<(), String> {
     let server = tokio::spawn(run(listener, router, async move {
         let _ = stop_rx.wait_for(|stop| *stop).await;
     }));
-    signals::shutdown().await;
+    shutdown.await;
     background.cancel();
     let _ = stop_tx.send(true);
     match tokio::time::timeout(Duration::from_secs(10), server).await {

@@ -50,6 +50,7 @@ pub struct ServeArgs {
 
 pub async fn serve(args: ServeArgs) -> Result<(), String> {
     logging::init(&args.log_level, &args.log_format)?;
+    let shutdown = signals::shutdown();
     let source = Source::from_env();
     let config = GatewayConfig::from_source(&source).map_err(|e| e.to_string())?;
     let token = source
@@ -106,7 +107,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     let server = tokio::spawn(run(listener, router, async move {
         let _ = stop_rx.wait_for(|stop| *stop).await;
     }));
-    signals::shutdown().await;
+    shutdown.await;
     // Phases: stop being ready → stop accepting and let in-flight work finish → exit, at the
     // latest when the drain deadline passes.
     app.start_draining();
