@@ -7,6 +7,7 @@
 //! - [`router`]: model → chain ([`router::plan`]) → the first entry that answers ([`router::walk`]).
 //! - [`snapshot`]: the registry and the providers derived from it, swapped atomically.
 //! - [`sync`]: following the control plane's published versions.
+//! - [`redis`]: the shared Redis connection with short timeouts and a down/up state.
 //! - [`health`]: per-provider circuit breakers and the background probe.
 //! - [`openai`]: the wire types and request validation.
 //! - [`providers`]: one module per upstream API behind one trait.
@@ -22,6 +23,7 @@ pub mod logging;
 pub mod metrics;
 pub mod openai;
 pub mod providers;
+pub mod redis;
 pub mod router;
 pub mod server;
 pub mod snapshot;

@@ -40,6 +40,13 @@ pub struct Metrics {
     pub gateway_overhead: HistogramVec,
     pub registry_version: IntGauge,
     pub registry_reloads_total: IntCounterVec,
+    pub redis_up: IntGauge,
+    pub redis_errors_total: IntCounterVec,
+    /// `result`: hit, miss, bypass; `tier`: local, redis, none.
+    pub cache_requests_total: IntCounterVec,
+    /// 0 closed, 1 half-open, 2 open.
+    pub breaker_state: IntGaugeVec,
+    pub worker_info: IntGaugeVec,
     models: Mutex<HashSet<String>>,
 }
 
@@ -174,6 +181,34 @@ impl Metrics {
                 "Alias registry reloads by result (applied, unchanged, rejected)",
                 &["result"],
             )?,
+            redis_up: {
+                let g = IntGauge::new("mana_llm_redis_up", "1 while this worker reaches Redis")?;
+                registry.register(Box::new(g.clone()))?;
+                g
+            },
+            redis_errors_total: counter(&registry, "mana_llm_redis_errors_total", "Failed Redis calls by operation", &["op"])?,
+            cache_requests_total: counter(
+                &registry,
+                "mana_llm_cache_requests_total",
+                "Response cache lookups by result (hit, miss, bypass) and tier (local, redis, none)",
+                &["result", "tier"],
+            )?,
+            breaker_state: {
+                let g = IntGaugeVec::new(
+                    Opts::new("mana_llm_breaker_state", "Circuit breaker per provider: 0 closed, 1 half-open, 2 open"),
+                    &["provider"],
+                )?;
+                registry.register(Box::new(g.clone()))?;
+                g
+            },
+            worker_info: {
+                let g = IntGaugeVec::new(
+                    Opts::new("mana_llm_worker_info", "Always 1: this worker's id and build version"),
+                    &["worker_id", "version"],
+                )?;
+                registry.register(Box::new(g.clone()))?;
+                g
+            },
             registry,
             models: Mutex::new(HashSet::new()),
         })

@@ -66,6 +66,40 @@ impl BusNames {
     pub fn versions_channel(&self) -> String {
         format!("{}:registry:versions", self.prefix)
     }
+
+    /// The hash holding one provider's shared circuit breaker.
+    pub fn breaker_key(&self, provider: &str) -> String {
+        format!("{}:breaker:{provider}", self.prefix)
+    }
+
+    /// The set of providers that have a shared breaker (for a full re-sync).
+    pub fn breakers_index(&self) -> String {
+        format!("{}:breakers", self.prefix)
+    }
+
+    /// The channel announcing breaker changes, so every worker's mirror follows in milliseconds.
+    pub fn breaker_channel(&self) -> String {
+        format!("{}:breaker:events", self.prefix)
+    }
+
+    /// The lock a worker holds while it runs a provider's half-open trial.
+    pub fn trial_lock(&self, provider: &str) -> String {
+        format!("{}:breaker:{provider}:trial", self.prefix)
+    }
+
+    /// The lock the worker that runs the current probe tick holds.
+    pub fn probe_lock(&self) -> String {
+        format!("{}:probe:lock", self.prefix)
+    }
+
+    /// A cached response, by the hash of its canonical request and resolved chain.
+    pub fn cache_key(&self, hash: &str) -> String {
+        format!("{}:cache:v1:{hash}", self.prefix)
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
 }
 
 impl Default for BusNames {
