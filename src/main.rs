@@ -6,6 +6,7 @@ mod control_plane;
 mod registry_log;
 mod serve;
 mod signals;
+mod worker;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -16,6 +17,7 @@ use mana_llm_shared::RegistryVersion;
 
 use control_plane::ControlPlaneArgs;
 use serve::ServeArgs;
+use worker::WorkerArgs;
 
 #[derive(Parser)]
 #[command(
@@ -40,6 +42,9 @@ enum Command {
     /// Run the control plane alone: the versioned registry (SQLite event log), the admin API,
     /// and publishing each version to the workers through Redis.
     ControlPlane(ControlPlaneArgs),
+    /// Run one stateless data-plane worker of a fleet: registry versions, provider health and
+    /// cached answers come from (and are shared through) Redis.
+    Worker(WorkerArgs),
     /// Work with alias registries: validate a file offline, or push, inspect, diff and roll
     /// back versions through the admin API (token from MANA_LLM_ADMIN_TOKEN).
     Aliases {
@@ -67,6 +72,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::serve(args).await,
         Command::ControlPlane(args) => control_plane::control_plane(args).await,
+        Command::Worker(args) => worker::worker(args).await,
         Command::Aliases {
             command: AliasesCommand::Validate { file },
             ..

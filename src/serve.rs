@@ -13,12 +13,12 @@ use std::time::Duration;
 use clap::Args;
 use mana_llm_control_plane::api::{router as admin_router, AdminState};
 use mana_llm_control_plane::publisher;
+use mana_llm_control_plane::redis_bus::RedisBus;
 use mana_llm_data_plane::{logging, run, sync, App, GatewayConfig, Source};
-use mana_llm_shared::bus::LocalBus;
+use mana_llm_shared::bus::{BusNames, FanOut, LocalBus, Publish};
 use mana_llm_shared::{Registry, RegistryVersion};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 use crate::{registry_log, signals};
 
@@ -65,11 +65,20 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     let registry = Registry::new(current.document, RegistryVersion(current.version));
     let app = App::build(config, registry, source).map_err(|e| e.to_string())?;
 
-    let background = CancellationToken::new();
-    app.spawn_background(background.clone());
+    app.spawn_background();
+    let background = app.background();
     let bus = LocalBus::default();
     sync::follow_local(app.clone(), bus.subscribe(), background.clone());
-    publisher::spawn(service.clone(), Arc::new(bus), background.clone());
+    // With REDIS_URL the embedded control plane also publishes for standalone workers.
+    let publish: Arc<dyn Publish> = match &app.state().config.redis {
+        Some(r) => {
+            let redis = RedisBus::new(&r.url, BusNames::new(&r.prefix), Duration::from_secs(2))
+                .map_err(|e| e.to_string())?;
+            Arc::new(FanOut(vec![Arc::new(bus), Arc::new(redis)]))
+        }
+        None => Arc::new(bus),
+    };
+    publisher::spawn(service.clone(), publish, background.clone());
     let (hup_service, hup_app, hup_path) = (service.clone(), app.clone(), args.aliases.clone());
     signals::on_hangup(move || {
         let (service, app, path) = (hup_service.clone(), hup_app.clone(), hup_path.clone());
@@ -111,7 +120,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     // Phases: stop being ready → stop accepting and let in-flight work finish → exit, at the
     // latest when the drain deadline passes.
     app.start_draining();
-    background.cancel();
+    app.stop_background();
     tracing::info!(
         drain_seconds = args.drain_seconds,
         "shutting down: draining in-flight requests"

@@ -31,6 +31,7 @@ pub mod headers {
     pub const REQUEST_ID: &str = "x-request-id";
     pub const RESOLVED: &str = "x-mana-llm-resolved";
     pub const REGISTRY_VERSION: &str = "x-mana-llm-registry-version";
+    pub const CACHE: &str = "x-mana-llm-cache";
 }
 
 pub fn router(state: Arc<AppState>) -> Router {

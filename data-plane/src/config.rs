@@ -8,6 +8,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::cache::CacheConfig;
 use crate::health::probe::ProbeConfig;
 use crate::health::BreakerConfig;
 use crate::providers::{ProvidersConfig, Secret};
@@ -31,6 +32,12 @@ impl Source {
 
     pub fn get(&self, key: &str) -> Option<String> {
         self.vars.get(key).cloned()
+    }
+
+    /// This source with `key` set (command-line flags override the environment this way).
+    pub fn with(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.vars.insert(key.to_owned(), value.into());
+        self
     }
 
     pub fn string(&self, key: &str, default: &str) -> String {
@@ -163,6 +170,21 @@ pub struct GatewayConfig {
     pub breaker: BreakerConfig,
     /// `None` turns the background probe off.
     pub probe: Option<ProbeConfig>,
+    /// Set: provider health and cached answers are shared with the fleet through Redis.
+    pub redis: Option<RedisConfig>,
+    /// This worker's name in metrics, logs and Redis locks.
+    pub worker_id: String,
+    /// How often a worker compares its registry version with the published one.
+    pub sync_interval: Duration,
+    pub cache: CacheConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    pub url: String,
+    pub prefix: String,
+    /// Bound on one Redis call on the request path.
+    pub timeout: Duration,
 }
 
 impl GatewayConfig {
@@ -194,6 +216,28 @@ impl GatewayConfig {
                 src.seconds("MANA_LLM_RATE_LIMIT_OPEN_SECONDS", 15.0)?,
             )
             .map_err(|e| ConfigError::new("MANA_LLM_BREAKER_FAILURES", e))?,
+            redis: match src
+                .get("REDIS_URL")
+                .map(|u| u.trim().to_owned())
+                .filter(|u| !u.is_empty())
+            {
+                None => None,
+                Some(url) => Some(RedisConfig {
+                    url,
+                    prefix: src.string(
+                        "MANA_LLM_REDIS_PREFIX",
+                        mana_llm_shared::bus::DEFAULT_PREFIX,
+                    ),
+                    timeout: Duration::from_millis(src.number("MANA_LLM_REDIS_TIMEOUT_MS", 50)?),
+                }),
+            },
+            worker_id: src
+                .get("MANA_LLM_WORKER_ID")
+                .map(|w| w.trim().to_owned())
+                .filter(|w| !w.is_empty())
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            sync_interval: src.seconds("MANA_LLM_SYNC_INTERVAL", 5.0)?,
+            cache: CacheConfig::from_source(src)?,
             probe: if src.flag("MANA_LLM_PROBE", true)? {
                 Some(
                     ProbeConfig::new(

@@ -14,7 +14,7 @@ use serde_json::json;
 use crate::providers::UpstreamError;
 use crate::router::Attempt;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
     /// The request is malformed or asks for something impossible (400).
     #[error("{message}")]

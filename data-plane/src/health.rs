@@ -7,6 +7,7 @@
 
 pub mod breaker;
 pub mod probe;
+pub mod redis_store;
 
 use std::collections::{BTreeMap, HashMap};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -57,6 +58,10 @@ pub trait HealthStore: Send + Sync {
     /// Whether this state is shared by the fleet right now.
     fn shared(&self) -> bool;
     fn config(&self) -> &BreakerConfig;
+    /// Whether this worker should run a fleet-wide periodic job now, e.g. a probe tick.
+    async fn try_lead(&self, _name: &str, _ttl: Duration) -> bool {
+        true
+    }
 }
 
 /// Breakers in this process only.
@@ -149,6 +154,11 @@ impl Health {
 
     pub fn shared(&self) -> bool {
         self.store.shared()
+    }
+
+    /// Whether this worker should run the fleet-wide job `name` now (e.g. a probe tick).
+    pub async fn try_lead(&self, name: &str, ttl: Duration) -> bool {
+        self.store.try_lead(name, ttl).await
     }
 
     pub async fn admit(&self, provider: &ProviderId) -> Admission {

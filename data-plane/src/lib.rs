@@ -11,11 +11,13 @@
 //! - [`health`]: per-provider circuit breakers and the background probe.
 //! - [`openai`]: the wire types and request validation.
 //! - [`providers`]: one module per upstream API behind one trait.
+//! - [`cache`]: the exact-match response cache (local tier in front of Redis, single flight).
 //! - [`streaming`]: SSE responses with keep-alive and in-band errors.
 //! - [`error`]: the one error type of the HTTP edge, OpenAI-shaped.
 //! - [`metrics`]: this worker's Prometheus registry.
 
 pub mod api;
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod health;

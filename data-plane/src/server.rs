@@ -13,11 +13,15 @@ use mana_llm_shared::{Registry, RegistryErrors, RegistryVersion};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::cache::ResponseCache;
 use crate::config::{ConfigError, GatewayConfig, Source};
-use crate::health::{probe, Health, Transition};
+use crate::health::redis_store::RedisStore;
+use crate::health::{probe, Health, HealthStore, MemoryStore, Status, SystemClock, Transition};
 use crate::metrics::Metrics;
 use crate::providers::Providers;
+use crate::redis::SharedRedis;
 use crate::snapshot::Snapshots;
+use mana_llm_shared::bus::BusNames;
 
 /// What every handler can reach. The registry snapshot is swapped atomically; the rest is
 /// fixed at start.
@@ -26,12 +30,53 @@ pub struct AppState {
     pub snapshots: Snapshots,
     pub health: Arc<Health>,
     pub metrics: Arc<Metrics>,
+    /// Set when the fleet shares state through Redis.
+    pub redis: Option<Arc<SharedRedis>>,
+    pub cache: ResponseCache,
+    /// Redis key and channel names (also used for cache keys without Redis).
+    pub names: BusNames,
     draining: AtomicBool,
+    /// Stops every background task (probe, followers, subscribers).
+    background: CancellationToken,
 }
 
 impl AppState {
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Ready to take traffic: a registry is loaded and the worker is not draining.
+    pub fn is_ready(&self) -> bool {
+        !self.is_draining() && self.snapshots.version().0 > 0
+    }
+
+    /// Sets the breaker gauges from the breakers as they are now (time-aware: an open breaker
+    /// whose window passed reads half-open).
+    pub fn observe_breakers(&self) {
+        let snapshot = self.snapshots.load();
+        let configured: Vec<_> = snapshot
+            .providers
+            .configured()
+            .map(|p| p.id().clone())
+            .collect();
+        for (id, breaker) in self.health.snapshot(&configured) {
+            if !snapshot.providers.known_ids().contains(&id.as_str()) {
+                continue;
+            }
+            let (state, healthy) = match self.health.status(&breaker) {
+                Status::Healthy => (0, 1),
+                Status::HalfOpen => (1, 0),
+                Status::Open => (2, 0),
+            };
+            self.metrics
+                .breaker_state
+                .with_label_values(&[id.as_str()])
+                .set(state);
+            self.metrics
+                .provider_healthy
+                .with_label_values(&[id.as_str()])
+                .set(healthy);
+        }
     }
 }
 
@@ -75,19 +120,57 @@ impl App {
         source: Source,
     ) -> Result<Self, BuildError> {
         let metrics = Arc::new(Metrics::new()?);
-        let health = Arc::new(Health::in_memory(config.breaker));
+        metrics
+            .worker_info
+            .with_label_values(&[&config.worker_id, env!("CARGO_PKG_VERSION")])
+            .set(1);
+        let background = CancellationToken::new();
+        let redis = match &config.redis {
+            Some(r) => Some(
+                SharedRedis::new(
+                    &r.url,
+                    BusNames::new(&r.prefix),
+                    r.timeout,
+                    metrics.redis_up.clone(),
+                    metrics.redis_errors_total.clone(),
+                )
+                .map_err(|e| ConfigError::new("REDIS_URL", e))?,
+            ),
+            None => None,
+        };
+        let store: Arc<dyn HealthStore> = match &redis {
+            Some(redis) => RedisStore::start(
+                redis.clone(),
+                config.breaker,
+                config.worker_id.clone(),
+                background.clone(),
+            ),
+            None => Arc::new(MemoryStore::new(config.breaker)),
+        };
+        let health = Arc::new(Health::new(store, Arc::new(SystemClock)));
         let gauge = metrics.provider_healthy.clone();
         health.add_listener(Arc::new(move |provider, transition| {
             let up = i64::from(transition == Transition::Recovered);
             gauge.with_label_values(&[provider.as_str()]).set(up);
         }));
         let snapshots = Snapshots::new(providers, registry, source);
+        let names = BusNames::new(
+            config
+                .redis
+                .as_ref()
+                .map_or(mana_llm_shared::bus::DEFAULT_PREFIX, |r| r.prefix.as_str()),
+        );
+        let cache = ResponseCache::new(config.cache.clone(), redis.clone(), metrics.clone());
         let state = Arc::new(AppState {
             config,
             snapshots,
             health,
             metrics,
+            redis,
+            cache,
+            names,
             draining: AtomicBool::new(false),
+            background,
         });
         let app = Self { state };
         app.observe_snapshot();
@@ -107,8 +190,18 @@ impl App {
         self.state.draining.store(true, Ordering::Relaxed);
     }
 
-    /// Starts the background probe (if configured); it stops when `cancel` fires.
-    pub fn spawn_background(&self, cancel: CancellationToken) {
+    /// Starts the background work: the probe (if configured) and, with Redis, following the
+    /// registry versions the control plane publishes. It stops on [`App::stop_background`].
+    pub fn spawn_background(&self) {
+        let cancel = self.state.background.clone();
+        if let Some(redis) = &self.state.redis {
+            crate::sync::follow_redis(
+                self.clone(),
+                redis.clone(),
+                self.state.config.sync_interval,
+                cancel.clone(),
+            );
+        }
         let Some(config) = self.state.config.probe else {
             return;
         };
@@ -127,6 +220,15 @@ impl App {
             config,
             cancel,
         );
+    }
+
+    /// A token that background tasks of this app stop on.
+    pub fn background(&self) -> CancellationToken {
+        self.state.background.clone()
+    }
+
+    pub fn stop_background(&self) {
+        self.state.background.cancel();
     }
 
     /// Serves a version the control plane published, unless this worker already has it or a
@@ -186,20 +288,9 @@ impl App {
 
     /// Updates the gauges that follow the snapshot.
     fn observe_snapshot(&self) {
-        let snapshot = self.state.snapshots.load();
-        let version = i64::try_from(snapshot.registry.version().0).unwrap_or(i64::MAX);
+        let version = i64::try_from(self.state.snapshots.version().0).unwrap_or(i64::MAX);
         self.state.metrics.registry_version.set(version);
-        let breakers = self.state.health.snapshot([]);
-        for provider in snapshot.providers.configured() {
-            let up = breakers
-                .get(provider.id())
-                .is_none_or(|b| b.open_until.is_none());
-            self.state
-                .metrics
-                .provider_healthy
-                .with_label_values(&[provider.id().as_str()])
-                .set(i64::from(up));
-        }
+        self.state.observe_breakers();
     }
 }
 

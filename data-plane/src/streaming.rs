@@ -63,6 +63,27 @@ pub fn respond(
     response
 }
 
+/// Answers with a finished list of chunks (a cached answer replayed as a stream).
+pub fn replay(chunks: Vec<ChatChunk>, target: &str) -> Response {
+    let model = target.to_owned();
+    let events = chunks
+        .into_iter()
+        .filter_map(move |chunk| chunk_event(chunk, &model))
+        .chain(std::iter::once(Bytes::from_static(DONE)))
+        .map(Ok::<_, Infallible>);
+    let mut response = Response::new(Body::from_stream(futures_util::stream::iter(events)));
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if let Ok(v) = HeaderValue::from_str(target) {
+        h.insert(headers::RESOLVED, v);
+    }
+    response
+}
+
 fn event(json: &[u8]) -> Bytes {
     let mut out = Vec::with_capacity(json.len() + 8);
     out.extend_from_slice(b"data: ");

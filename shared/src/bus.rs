@@ -157,6 +157,20 @@ impl Publish for LocalBus {
     }
 }
 
+/// Publishes to several buses; succeeds only when all did (a retry re-publishes to all, which
+/// is harmless: versions only move forward).
+pub struct FanOut(pub Vec<std::sync::Arc<dyn Publish>>);
+
+#[async_trait]
+impl Publish for FanOut {
+    async fn publish(&self, version: &PublishedVersion) -> Result<(), BusError> {
+        for bus in &self.0 {
+            bus.publish(version).await?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@ mod cli;
 mod control_plane;
 mod echo;
 mod errors;
+mod fleet;
 mod google;
 mod ollama;
 mod openai_compat;

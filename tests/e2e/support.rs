@@ -140,6 +140,17 @@ impl Gateway {
         }
     }
 
+    /// `mana-llm worker` on a free loopback port, following the versions in `redis`.
+    pub fn worker(redis: &str) -> GatewayBuilder {
+        GatewayBuilder {
+            env: Vec::new(),
+            command: "worker",
+        }
+        .env("MANA_LLM_LISTEN", "127.0.0.1:0")
+        .env("REDIS_URL", redis)
+        .env("MANA_LLM_SYNC_INTERVAL", "0.2")
+    }
+
     /// `mana-llm control-plane` on a free loopback port, with its own event log.
     pub fn control_plane() -> GatewayBuilder {
         GatewayBuilder {

@@ -1,28 +1,37 @@
 //! `POST /v1/chat/completions`.
+//!
+//! Deterministic requests go through the response cache: a hit answers from it (replayed as
+//! SSE for a streaming request), a miss walks the chain once per worker however many
+//! identical requests arrive together. Everything else walks the chain directly.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::State;
-use axum::http::HeaderValue;
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::StreamExt;
 
 use super::body::JsonBody;
 use super::{headers, RouteLog};
+use crate::cache::{
+    bypass_header_value, decide, replay_chunks, CacheKey, Cached, Decision, Outcome,
+};
 use crate::error::ApiError;
-use crate::openai::ChatRequest;
-use crate::router::{plan, walk};
+use crate::openai::{ChatCompletion, ChatRequest};
+use crate::router::{plan, walk, Plan};
 use crate::server::AppState;
+use crate::snapshot::Snapshot;
 use crate::streaming;
 
 pub async fn completions(
     State(state): State<Arc<AppState>>,
+    request_headers: HeaderMap,
     JsonBody(request): JsonBody<ChatRequest>,
 ) -> Response {
     let mut log = RouteLog::new(request.model.as_deref().unwrap_or(""));
-    let mut response = serve(&state, request, &mut log)
+    let mut response = serve(&state, &request_headers, request, &mut log)
         .await
         .unwrap_or_else(IntoResponse::into_response);
     response.extensions_mut().insert(log);
@@ -31,46 +40,102 @@ pub async fn completions(
 
 async fn serve(
     state: &Arc<AppState>,
+    request_headers: &HeaderMap,
     request: ChatRequest,
     log: &mut RouteLog,
 ) -> Result<Response, ApiError> {
     request.validate()?;
     let snapshot = state.snapshots.load();
     let plan = plan(&snapshot, request.model.as_deref())?;
-    let started = Instant::now();
-    let request = &request;
+    let chain: Vec<String> = plan.entries.iter().map(|e| e.target.to_string()).collect();
+    let (key, read) = match decide(
+        state.cache.config(),
+        &request,
+        request_headers,
+        &chain,
+        &state.names,
+    ) {
+        Decision::Bypass(reason) => {
+            state.cache.record_bypass(reason);
+            let response = if request.stream {
+                stream_live(state, &snapshot, &plan, &request, log).await?
+            } else {
+                answer(respond_json(state, &snapshot, &plan, &request, log).await?)
+            };
+            return Ok(with_cache_header(response, bypass_header_value()));
+        }
+        Decision::Use { key, read } => (key, read),
+    };
 
     if request.stream {
-        let outcome = walk(
-            state,
-            &snapshot,
-            &plan,
-            request.needs_tools(),
-            |provider, target| async move {
-                let mut stream = provider.chat_stream(request, &target.model).await?;
-                // The first chunk commits this entry: until it arrives the walk may still move on.
-                let first = stream.next().await.transpose()?;
-                Ok((first, stream))
-            },
-        )
-        .await?;
-        log.target = Some(outcome.target.to_string());
-        log.upstream = Some(outcome.upstream);
-        let (first, rest) = outcome.value;
-        return Ok(streaming::respond(
-            state,
-            &snapshot,
-            first,
-            rest,
-            &outcome.target,
-            started,
-        ));
+        // A hit is replayed; a miss streams live (and is not stored: only whole answers are).
+        if read {
+            if let Some((cached, tier)) = state.cache.get(&key).await {
+                state
+                    .metrics
+                    .cache_requests_total
+                    .with_label_values(&["hit", tier.label()])
+                    .inc();
+                log.target = Some(cached.target.clone());
+                let chunks = replay_chunks(&cached, request.include_usage());
+                return Ok(with_cache_header(
+                    streaming::replay(chunks, &cached.target),
+                    "hit",
+                ));
+            }
+        }
+        state
+            .metrics
+            .cache_requests_total
+            .with_label_values(&["miss", "none"])
+            .inc();
+        let response = stream_live(state, &snapshot, &plan, &request, log).await?;
+        return Ok(with_cache_header(response, "miss"));
     }
 
+    let (cached, outcome) =
+        cached_answer(state, &snapshot, &plan, &request, &key, read, log).await?;
+    log.target = Some(cached.target.clone());
+    Ok(with_cache_header(answer(cached), outcome.header_value()))
+}
+
+async fn cached_answer(
+    state: &AppState,
+    snapshot: &Snapshot,
+    plan: &Plan,
+    request: &ChatRequest,
+    key: &CacheKey,
+    read: bool,
+    log: &mut RouteLog,
+) -> Result<(Cached, Outcome), ApiError> {
+    let mut timing = None;
+    let result = state
+        .cache
+        .lookup(key, read, || async {
+            let cached =
+                respond_json(state, snapshot, plan, request, &mut RouteLog::default()).await;
+            timing = Some(Instant::now());
+            cached
+        })
+        .await;
+    if timing.is_some() {
+        log.upstream = None;
+    }
+    result
+}
+
+/// Walks the chain for a whole answer and records it.
+async fn respond_json(
+    state: &AppState,
+    snapshot: &Snapshot,
+    plan: &Plan,
+    request: &ChatRequest,
+    log: &mut RouteLog,
+) -> Result<Cached, ApiError> {
     let outcome = walk(
         state,
-        &snapshot,
-        &plan,
+        snapshot,
+        plan,
         request.needs_tools(),
         |provider, target| async move { provider.chat(request, &target.model).await },
     )
@@ -78,21 +143,70 @@ async fn serve(
     let target = &outcome.target;
     log.target = Some(target.to_string());
     log.upstream = Some(outcome.upstream);
-    let mut completion = outcome.value;
+    let mut completion: ChatCompletion = outcome.value;
     completion.model = target.to_string();
     let metrics = &state.metrics;
-    metrics.record_success(&snapshot, target, false, Some(outcome.upstream));
+    metrics.record_success(snapshot, target, false, Some(outcome.upstream));
     if let Some(usage) = completion.usage {
         metrics.record_tokens(
-            &snapshot,
+            snapshot,
             target,
             usage.prompt_tokens,
             usage.completion_tokens,
         );
     }
-    let mut response = Json(completion).into_response();
-    if let Ok(v) = HeaderValue::from_str(&target.to_string()) {
+    Ok(Cached {
+        target: target.to_string(),
+        completion,
+    })
+}
+
+/// Walks the chain until an entry produces its first chunk, then streams the rest.
+async fn stream_live(
+    state: &Arc<AppState>,
+    snapshot: &Arc<Snapshot>,
+    plan: &Plan,
+    request: &ChatRequest,
+    log: &mut RouteLog,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let outcome = walk(
+        state,
+        snapshot,
+        plan,
+        request.needs_tools(),
+        |provider, target| async move {
+            let mut stream = provider.chat_stream(request, &target.model).await?;
+            // The first chunk commits this entry: until it arrives the walk may still move on.
+            let first = stream.next().await.transpose()?;
+            Ok((first, stream))
+        },
+    )
+    .await?;
+    log.target = Some(outcome.target.to_string());
+    log.upstream = Some(outcome.upstream);
+    let (first, rest) = outcome.value;
+    Ok(streaming::respond(
+        state,
+        snapshot,
+        first,
+        rest,
+        &outcome.target,
+        started,
+    ))
+}
+
+fn answer(cached: Cached) -> Response {
+    let mut response = Json(cached.completion).into_response();
+    if let Ok(v) = HeaderValue::from_str(&cached.target) {
         response.headers_mut().insert(headers::RESOLVED, v);
     }
-    Ok(response)
+    response
+}
+
+fn with_cache_header(mut response: Response, value: &'static str) -> Response {
+    response
+        .headers_mut()
+        .insert(headers::CACHE, HeaderValue::from_static(value));
+    response
 }

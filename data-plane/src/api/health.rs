@@ -87,6 +87,7 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 }
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    state.observe_breakers();
     (
         [(
             header::CONTENT_TYPE,

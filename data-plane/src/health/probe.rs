@@ -76,7 +76,10 @@ where
 {
     tokio::spawn(async move {
         loop {
-            tick_once(&health, &providers(), config.timeout).await;
+            // With shared health one worker probes for the fleet each tick.
+            if health.try_lead("probe", config.interval).await {
+                tick_once(&health, &providers(), config.timeout).await;
+            }
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep(config.interval) => {}

@@ -1,0 +1,134 @@
+//! The cache policy and the cache key: which requests may use the cache, and under what name.
+
+use std::io;
+
+use http::header::CACHE_CONTROL;
+use mana_llm_shared::bus::BusNames;
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::CacheConfig;
+use crate::openai::ChatRequest;
+
+/// The full Redis key of one cached answer (`names.cache_key(hex)`); also the local tier's key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey(pub String);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Neither read nor write; the reason is for logs.
+    Bypass(&'static str),
+    /// `read: false` (`Cache-Control: no-cache`) skips the read but still stores the answer.
+    Use { key: CacheKey, read: bool },
+}
+
+/// Whether `request`, about to be routed along `chain` (its targets in order), uses the cache.
+pub fn decide(
+    config: &CacheConfig,
+    request: &ChatRequest,
+    headers: &http::HeaderMap,
+    chain: &[String],
+    names: &BusNames,
+) -> Decision {
+    if !config.enabled {
+        return Decision::Bypass("disabled");
+    }
+    let (no_store, no_cache) = cache_control(headers);
+    if no_store {
+        return Decision::Bypass("no_store");
+    }
+    // Only the first choice is stored and replayed.
+    if request.n.is_some_and(|n| n > 1) {
+        return Decision::Bypass("multiple_choices");
+    }
+    // Sampling answers differ on purpose from one call to the next; serving one twice would be
+    // wrong. Exact 0 is what clients send for "greedy", so no tolerance is needed.
+    let deterministic = request.temperature == Some(0.0) || request.seed.is_some();
+    if !deterministic {
+        return Decision::Bypass("not_deterministic");
+    }
+    Decision::Use {
+        key: CacheKey(names.cache_key(&key_of(request, chain))),
+        read: !no_cache,
+    }
+}
+
+/// `(no-store, no-cache)` from every `Cache-Control` header, directives case-insensitive.
+fn cache_control(headers: &http::HeaderMap) -> (bool, bool) {
+    let mut no_store = false;
+    let mut no_cache = false;
+    for value in headers.get_all(CACHE_CONTROL) {
+        let Ok(value) = value.to_str() else { continue };
+        for directive in value.split(',') {
+            let name = directive.split('=').next().unwrap_or("").trim();
+            no_store |= name.eq_ignore_ascii_case("no-store");
+            no_cache |= name.eq_ignore_ascii_case("no-cache");
+        }
+    }
+    (no_store, no_cache)
+}
+
+/// The hex SHA-256 of the canonical request and the chain.
+pub fn key_of(request: &ChatRequest, chain: &[String]) -> String {
+    match canonical_hash(request, chain) {
+        Ok(hash) => hash,
+        Err(e) => {
+            // Cannot happen with the types we have (string keys only); should it ever, a key of
+            // its own means a wasted entry rather than another request's answer.
+            tracing::warn!(error = %e, "could not encode a request for its cache key");
+            uuid::Uuid::new_v4().simple().to_string()
+        }
+    }
+}
+
+fn canonical_hash(request: &ChatRequest, chain: &[String]) -> Result<String, serde_json::Error> {
+    // serde_json's `Map` is a BTreeMap (no `preserve_order` in this workspace), so the value's
+    // keys come out sorted at every level whatever order the client sent them in.
+    let mut value = serde_json::to_value(request)?;
+    if let Value::Object(map) = &mut value {
+        // Transport and attribution, not content: the same answer serves all of them.
+        for field in ["model", "stream", "stream_options", "user"] {
+            map.remove(field);
+        }
+    }
+    // The chain sits beside the request, not inside it, so no request field can imitate it.
+    #[derive(Serialize)]
+    struct Canonical<'a> {
+        chain: &'a [String],
+        request: &'a Value,
+    }
+    let mut hasher = HashWriter(Sha256::new());
+    serde_json::to_writer(
+        &mut hasher,
+        &Canonical {
+            chain,
+            request: &value,
+        },
+    )?;
+    Ok(hex(&hasher.0.finalize()))
+}
+
+/// Feeds serialized JSON straight into the hash instead of building a string first.
+struct HashWriter(Sha256);
+
+impl io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
+}

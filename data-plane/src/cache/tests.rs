@@ -1,0 +1,378 @@
+//! Tests of the policy, the key and the read-through; the tiers, flights and replay have their
+//! own next to their code. No Redis here: the e2e suite covers it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::CACHE_CONTROL;
+use http::{HeaderMap, HeaderValue};
+use mana_llm_shared::bus::BusNames;
+use serde_json::{json, Value};
+use tokio::sync::Notify;
+
+use super::*;
+use crate::openai::ChatRequest;
+
+fn request(v: Value) -> ChatRequest {
+    serde_json::from_value(v).unwrap()
+}
+
+fn chain() -> Vec<String> {
+    vec!["groq/llama".to_owned(), "ollama/gemma".to_owned()]
+}
+
+fn decide_with(req: Value, cache_control: Option<&str>) -> Decision {
+    let mut headers = HeaderMap::new();
+    if let Some(cc) = cache_control {
+        headers.insert(CACHE_CONTROL, HeaderValue::from_str(cc).unwrap());
+    }
+    decide(
+        &CacheConfig::default(),
+        &request(req),
+        &headers,
+        &chain(),
+        &BusNames::default(),
+    )
+}
+
+fn msgs() -> Value {
+    json!([{"role": "user", "content": "hi"}])
+}
+
+#[test]
+fn config_defaults_and_overrides() {
+    assert_eq!(
+        CacheConfig::from_source(&Source::default()).unwrap(),
+        CacheConfig::default()
+    );
+    let vars = HashMap::from([
+        ("MANA_LLM_CACHE".to_owned(), "off".to_owned()),
+        ("CACHE_TTL".to_owned(), "10".to_owned()),
+        ("MANA_LLM_CACHE_MAX_ENTRY_KB".to_owned(), "2".to_owned()),
+        ("MANA_LLM_CACHE_LOCAL_ENTRIES".to_owned(), "0".to_owned()),
+        ("MANA_LLM_CACHE_LOCAL_TTL".to_owned(), "0.5".to_owned()),
+    ]);
+    let c = CacheConfig::from_source(&Source::from_map(vars)).unwrap();
+    assert!(!c.enabled);
+    assert_eq!(c.ttl, Duration::from_secs(10));
+    assert_eq!(c.max_entry_bytes, 2048);
+    assert_eq!(c.local_entries, 0);
+    assert_eq!(c.local_ttl, Duration::from_millis(500));
+    let bad = HashMap::from([("CACHE_TTL".to_owned(), "soon".to_owned())]);
+    assert!(CacheConfig::from_source(&Source::from_map(bad)).is_err());
+}
+
+#[test]
+fn only_deterministic_requests_are_cached() {
+    let d = decide_with(json!({"messages": msgs(), "temperature": 0}), None);
+    let Decision::Use { key, read: true } = d else {
+        panic!("temperature 0 is cached: {d:?}");
+    };
+    assert!(key.0.starts_with(&BusNames::default().cache_key("")));
+    assert_eq!(
+        key.0.len(),
+        BusNames::default().cache_key("").len() + 64,
+        "hex SHA-256"
+    );
+    assert_eq!(
+        decide_with(json!({"messages": msgs(), "temperature": 0.7}), None),
+        Decision::Bypass("not_deterministic")
+    );
+    assert_eq!(
+        decide_with(json!({"messages": msgs()}), None),
+        Decision::Bypass("not_deterministic")
+    );
+    assert!(matches!(
+        decide_with(
+            json!({"messages": msgs(), "temperature": 0.7, "seed": 1}),
+            None
+        ),
+        Decision::Use { read: true, .. }
+    ));
+    assert_eq!(
+        decide_with(json!({"messages": msgs(), "seed": 1, "n": 2}), None),
+        Decision::Bypass("multiple_choices")
+    );
+}
+
+#[test]
+fn cache_control_is_honoured() {
+    let det = json!({"messages": msgs(), "temperature": 0});
+    assert_eq!(
+        decide_with(det.clone(), Some("max-age=0, No-Store")),
+        Decision::Bypass("no_store")
+    );
+    assert!(matches!(
+        decide_with(det.clone(), Some("no-cache")),
+        Decision::Use { read: false, .. }
+    ));
+    assert!(matches!(
+        decide_with(det, Some("max-age=60")),
+        Decision::Use { read: true, .. }
+    ));
+    let off = CacheConfig {
+        enabled: false,
+        ..CacheConfig::default()
+    };
+    let d = decide(
+        &off,
+        &request(json!({"messages": msgs(), "temperature": 0})),
+        &HeaderMap::new(),
+        &chain(),
+        &BusNames::default(),
+    );
+    assert_eq!(d, Decision::Bypass("disabled"));
+}
+
+#[test]
+fn key_ignores_order_and_transport_fields() {
+    let a = request(json!({
+        "model": "mana/fast", "messages": msgs(), "temperature": 0, "logprobs": true,
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {"a": {}, "b": {}}}}}]
+    }));
+    let b = request(json!({
+        "tools": [{"function": {"parameters": {"properties": {"b": {}, "a": {}}, "type": "object"}, "name": "f"}, "type": "function"}],
+        "logprobs": true, "temperature": 0.0, "messages": msgs(), "model": "groq/llama",
+        "stream": true, "stream_options": {"include_usage": true}, "user": "someone"
+    }));
+    assert_eq!(key_of(&a, &chain()), key_of(&b, &chain()));
+}
+
+#[test]
+fn key_depends_on_chain_and_content() {
+    let a = request(json!({"messages": msgs(), "temperature": 0}));
+    let base = key_of(&a, &chain());
+    assert_ne!(base, key_of(&a, &["groq/llama".to_owned()]));
+    let reversed: Vec<String> = chain().into_iter().rev().collect();
+    assert_ne!(base, key_of(&a, &reversed));
+    let other =
+        request(json!({"messages": [{"role": "user", "content": "hello"}], "temperature": 0}));
+    assert_ne!(base, key_of(&other, &chain()));
+    let more_tokens = request(json!({"messages": msgs(), "temperature": 0, "max_tokens": 5}));
+    assert_ne!(base, key_of(&more_tokens, &chain()));
+    // A request field named like the chain cannot stand in for it.
+    let imitation = request(json!({"messages": msgs(), "temperature": 0, "chain": chain()}));
+    assert_ne!(base, key_of(&imitation, &[]));
+}
+
+fn answer(text: &str) -> Cached {
+    Cached {
+        target: "groq/llama".to_owned(),
+        completion: serde_json::from_value(json!({
+            "id": "chatcmpl-1", "created": 1, "model": "groq/llama",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+        }))
+        .unwrap(),
+    }
+}
+
+fn text(c: &Cached) -> &str {
+    c.completion.choices[0].message.content.as_deref().unwrap()
+}
+
+fn cache_with(config: CacheConfig) -> (Arc<ResponseCache>, Arc<Metrics>) {
+    let metrics = Arc::new(Metrics::new().unwrap());
+    (
+        Arc::new(ResponseCache::new(config, None, metrics.clone())),
+        metrics,
+    )
+}
+
+fn count(metrics: &Metrics, result: &str, tier: &str) -> u64 {
+    metrics
+        .cache_requests_total
+        .with_label_values(&[result, tier])
+        .get()
+}
+
+fn key() -> CacheKey {
+    CacheKey(BusNames::default().cache_key("abc"))
+}
+
+#[tokio::test(start_paused = true)]
+async fn miss_then_hit_then_expiry() {
+    let (cache, metrics) = cache_with(CacheConfig {
+        local_ttl: Duration::from_secs(60),
+        ..CacheConfig::default()
+    });
+    let (c, outcome) = cache
+        .lookup(&key(), true, || async { Ok::<_, String>(answer("one")) })
+        .await
+        .unwrap();
+    assert_eq!((text(&c), outcome), ("one", Outcome::Miss));
+    let (c, outcome) = cache
+        .lookup(&key(), true, || async { Ok::<_, String>(answer("two")) })
+        .await
+        .unwrap();
+    assert_eq!((text(&c), outcome), ("one", Outcome::Hit(Tier::Local)));
+    assert_eq!(outcome.header_value(), "hit");
+    assert_eq!(count(&metrics, "miss", "none"), 1);
+    assert_eq!(count(&metrics, "hit", "local"), 1);
+
+    // `no-cache`: no read, but the fresh answer replaces the old one.
+    let (c, outcome) = cache
+        .lookup(&key(), false, || async { Ok::<_, String>(answer("three")) })
+        .await
+        .unwrap();
+    assert_eq!((text(&c), outcome), ("three", Outcome::Miss));
+    assert_eq!(text(&cache.get(&key()).await.unwrap().0), "three");
+
+    tokio::time::advance(Duration::from_secs(61)).await;
+    assert!(cache.get(&key()).await.is_none(), "local entries expire");
+    cache.record_bypass("not_deterministic");
+    assert_eq!(count(&metrics, "bypass", "none"), 1);
+}
+
+#[tokio::test]
+async fn concurrent_identical_misses_fetch_once() {
+    let (cache, metrics) = cache_with(CacheConfig::default());
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let release = Arc::new(Notify::new());
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let (cache, fetches, release) = (cache.clone(), fetches.clone(), release.clone());
+        tasks.push(tokio::spawn(async move {
+            cache
+                .lookup(&key(), true, || async move {
+                    fetches.fetch_add(1, Ordering::SeqCst);
+                    release.notified().await;
+                    Ok::<_, String>(answer("shared"))
+                })
+                .await
+        }));
+    }
+    // Let every task reach its waiting point before the leader may finish.
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(tasks.iter().all(|t| !t.is_finished()));
+    assert_eq!(cache.flights.in_flight(), 1);
+    release.notify_one();
+    for task in tasks {
+        let (c, outcome) = task.await.unwrap().unwrap();
+        assert_eq!((text(&c), outcome), ("shared", Outcome::Miss));
+    }
+    assert_eq!(fetches.load(Ordering::SeqCst), 1);
+    assert_eq!(count(&metrics, "miss", "none"), 20);
+    assert_eq!(cache.flights.in_flight(), 0);
+    assert!(cache.get(&key()).await.is_some());
+}
+
+#[tokio::test]
+async fn errors_are_shared_and_not_stored() {
+    let (cache, _) = cache_with(CacheConfig::default());
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let release = Arc::new(Notify::new());
+    let mut tasks = Vec::new();
+    for _ in 0..5 {
+        let (cache, fetches, release) = (cache.clone(), fetches.clone(), release.clone());
+        tasks.push(tokio::spawn(async move {
+            cache
+                .lookup(&key(), true, || async move {
+                    fetches.fetch_add(1, Ordering::SeqCst);
+                    release.notified().await;
+                    Err::<Cached, _>("upstream down".to_owned())
+                })
+                .await
+        }));
+    }
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    release.notify_one();
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap_err(), "upstream down");
+    }
+    assert_eq!(fetches.load(Ordering::SeqCst), 1);
+    assert!(cache.get(&key()).await.is_none());
+}
+
+#[tokio::test]
+async fn a_dropped_leader_hands_over_to_a_waiter() {
+    let (cache, _) = cache_with(CacheConfig::default());
+    let leader = {
+        let cache = cache.clone();
+        tokio::spawn(async move {
+            cache
+                .lookup(&key(), true, || {
+                    std::future::pending::<Result<Cached, String>>()
+                })
+                .await
+        })
+    };
+    tokio::task::yield_now().await;
+    let waiter = {
+        let cache = cache.clone();
+        tokio::spawn(async move {
+            cache
+                .lookup(&key(), true, || async { Ok::<_, String>(answer("second")) })
+                .await
+        })
+    };
+    tokio::task::yield_now().await;
+    assert!(!waiter.is_finished(), "waits for the first fetch");
+    leader.abort();
+    let (c, outcome) = waiter.await.unwrap().unwrap();
+    assert_eq!((text(&c), outcome), ("second", Outcome::Miss));
+}
+
+#[tokio::test]
+async fn too_large_answers_are_not_stored() {
+    let (cache, _) = cache_with(CacheConfig {
+        max_entry_bytes: 300,
+        ..CacheConfig::default()
+    });
+    let big = answer(&"x".repeat(400));
+    let (c, _) = cache
+        .lookup(&key(), true, || async { Ok::<_, String>(big) })
+        .await
+        .unwrap();
+    assert_eq!(text(&c).len(), 400, "still answered");
+    assert!(cache.get(&key()).await.is_none());
+    cache.put(&key(), &answer(&"x".repeat(400))).await;
+    assert!(cache.get(&key()).await.is_none());
+    cache.put(&key(), &answer("small")).await;
+    assert!(cache.get(&key()).await.is_some());
+}
+
+#[tokio::test]
+async fn redis_down_is_a_miss() {
+    let metrics = Arc::new(Metrics::new().unwrap());
+    // Nothing listens on port 1: connecting fails at once.
+    let redis = SharedRedis::new(
+        "redis://127.0.0.1:1/",
+        BusNames::default(),
+        Duration::from_millis(50),
+        metrics.redis_up.clone(),
+        metrics.redis_errors_total.clone(),
+    )
+    .unwrap();
+    let cache = ResponseCache::new(
+        CacheConfig {
+            local_entries: 0,
+            ..CacheConfig::default()
+        },
+        Some(redis),
+        metrics,
+    );
+    cache.put(&key(), &answer("a")).await;
+    assert!(cache.get(&key()).await.is_none());
+    let (_, outcome) = cache
+        .lookup(&key(), true, || async { Ok::<_, String>(answer("b")) })
+        .await
+        .unwrap();
+    assert_eq!(outcome, Outcome::Miss);
+}
+
+#[test]
+fn stored_form_round_trips() {
+    let json = serde_json::to_vec(&answer("a")).unwrap();
+    let back: Cached = serde_json::from_slice(&json).unwrap();
+    assert_eq!(back.target, "groq/llama");
+    assert_eq!(text(&back), "a");
+    assert_eq!(bypass_header_value(), "bypass");
+    assert_eq!(Outcome::Miss.header_value(), "miss");
+}

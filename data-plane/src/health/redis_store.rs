@@ -1,0 +1,280 @@
+//! [`RedisStore`]: provider health shared by the fleet through Redis.
+//!
+//! Each breaker lives in a Redis hash and changes only inside one Lua script
+//! (`redis_store/breaker.lua`, the twin of [`super::breaker`]), which also announces the new
+//! state on the breaker channel. Every worker keeps a [`mirror::Mirror`] of all breakers,
+//! fed by its own script results, by the channel, and by a full re-read whenever it may have
+//! missed something; admissions are decided from that mirror, so Redis stays off the hot
+//! path. Only a half-open provider costs a round trip: the fleet-wide trial lock makes
+//! exactly one worker run each trial.
+//!
+//! Redis down: the mirror goes on as a plain local breaker (like `MemoryStore`) and
+//! [`HealthStore::shared`] says so; when Redis is back the subscriber re-reads everything
+//! and Redis is the truth again (what this worker saw alone meanwhile is not pushed back).
+
+mod mirror;
+mod subscriber;
+#[cfg(test)]
+mod test_redis;
+#[cfg(test)]
+mod tests;
+mod wire;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use mana_llm_shared::ProviderId;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use self::mirror::{Local, Mirror};
+use super::{Admission, Breaker, BreakerConfig, HealthStore, Report, Transition};
+use crate::redis::SharedRedis;
+
+/// The breaker state machine in Lua; see the file for its arguments.
+const SCRIPT: &str = include_str!("redis_store/breaker.lua");
+
+/// Breakers shared by the fleet; see the module docs.
+pub struct RedisStore {
+    inner: Arc<Inner>,
+    /// Stops the subscriber when the store is dropped, even if `cancel` never fires.
+    _stop: DropGuard,
+}
+
+/// What the store and its subscriber task share.
+struct Inner {
+    redis: Arc<SharedRedis>,
+    config: BreakerConfig,
+    worker_id: String,
+    script: redis::Script,
+    mirror: Mirror,
+    /// The breaker channel subscription is live.
+    subscribed: AtomicBool,
+    /// This worker may have missed changes (a call failed, the subscription dropped): the
+    /// subscriber re-reads every breaker as soon as Redis answers.
+    stale: AtomicBool,
+}
+
+impl RedisStore {
+    /// Starts the subscriber task (stops on `cancel`, or when the store is dropped).
+    /// `worker_id` names lock holders. Must be called inside a Tokio runtime.
+    pub fn start(
+        redis: Arc<SharedRedis>,
+        config: BreakerConfig,
+        worker_id: String,
+        cancel: CancellationToken,
+    ) -> Arc<Self> {
+        let stop = cancel.child_token();
+        let inner = Arc::new(Inner {
+            redis,
+            config,
+            worker_id,
+            script: redis::Script::new(SCRIPT),
+            mirror: Mirror::default(),
+            subscribed: AtomicBool::new(false),
+            stale: AtomicBool::new(true),
+        });
+        tokio::spawn(subscriber::run(inner.clone(), stop.clone()));
+        Arc::new(Self {
+            inner,
+            _stop: stop.drop_guard(),
+        })
+    }
+}
+
+/// Milliseconds for `PX`, which refuses 0.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+impl Inner {
+    /// Runs the report through the script: `(transition, message)`, or `None` while Redis is
+    /// down.
+    async fn report_in_redis(
+        &self,
+        provider: &ProviderId,
+        report: Report<'_>,
+        now: f64,
+    ) -> Option<(String, String)> {
+        // A NaN or infinite time would make the script fail, which would look like an outage.
+        if !now.is_finite() {
+            return None;
+        }
+        let (kind, reason, retry_after) = match report {
+            Report::Success => ("success", "", String::new()),
+            Report::Failure(reason) => ("failure", reason, String::new()),
+            Report::RateLimited(after) => (
+                "rate_limited",
+                "",
+                after.map_or_else(String::new, |d| wire::number(d.as_secs_f64())),
+            ),
+            Report::Probe(Ok(())) => ("probe_ok", "", String::new()),
+            Report::Probe(Err(reason)) => ("probe_failure", reason, String::new()),
+        };
+        let names = self.redis.names();
+        let id = provider.as_str();
+        let mut call = self.script.key(names.breaker_key(id));
+        call.key(names.breakers_index())
+            .key(names.trial_lock(id))
+            .arg("report")
+            .arg(id)
+            .arg(names.breaker_channel())
+            .arg(kind)
+            .arg(wire::number(now))
+            .arg(reason)
+            .arg(retry_after)
+            .arg(self.config.failure_threshold)
+            .arg(wire::number(self.config.open_for.as_secs_f64()))
+            .arg(wire::number(self.config.rate_limited_for.as_secs_f64()));
+        self.redis
+            .call("breaker_report", |mut conn| async move {
+                call.invoke_async(&mut conn).await
+            })
+            .await
+    }
+
+    /// `SET key worker_id NX PX ttl`: whether this worker now holds the lock, or `None`
+    /// while Redis is down.
+    async fn lock(&self, op: &'static str, key: String, ttl: Duration) -> Option<bool> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key)
+            .arg(&self.worker_id)
+            .arg("NX")
+            .arg("PX")
+            .arg(millis(ttl));
+        self.redis
+            .call(op, |mut conn| async move {
+                cmd.query_async::<Option<String>>(&mut conn).await
+            })
+            .await
+            .map(|reply| reply.is_some())
+    }
+
+    /// Re-reads every breaker Redis lists into the mirror; false if Redis did not answer.
+    async fn resync(&self) -> bool {
+        let names = self.redis.names();
+        let index = names.breakers_index();
+        let Some(providers) = self
+            .redis
+            .call("breaker_sync", |mut conn| async move {
+                redis::cmd("SMEMBERS")
+                    .arg(index)
+                    .query_async::<Vec<String>>(&mut conn)
+                    .await
+            })
+            .await
+        else {
+            return false;
+        };
+        let messages = if providers.is_empty() {
+            Vec::new()
+        } else {
+            // One script reads them all, so the snapshot is consistent across providers.
+            let mut call = self.script.arg("read");
+            for p in &providers {
+                call.key(names.breaker_key(p)).arg(p);
+            }
+            let Some(messages) = self
+                .redis
+                .call("breaker_sync", |mut conn| async move {
+                    call.invoke_async::<Vec<String>>(&mut conn).await
+                })
+                .await
+            else {
+                return false;
+            };
+            messages
+        };
+        let updates = messages
+            .iter()
+            .filter_map(|m| match wire::parse(m) {
+                Ok(update) => Some(update),
+                Err(error) => {
+                    tracing::warn!(%error, "unreadable shared breaker skipped");
+                    None
+                }
+            })
+            .collect();
+        self.mirror.resync(updates);
+        self.stale.store(false, Ordering::SeqCst);
+        tracing::debug!(count = providers.len(), "shared breakers re-read");
+        true
+    }
+}
+
+#[async_trait]
+impl HealthStore for RedisStore {
+    async fn admit(&self, provider: &ProviderId, now: f64) -> Admission {
+        let inner = &self.inner;
+        let seq = match inner.mirror.admit(provider, now, &inner.config) {
+            Local::Decided(admission) => return admission,
+            Local::TrialFree { seq } => seq,
+        };
+        let key = inner.redis.names().trial_lock(provider.as_str());
+        match inner
+            .lock("breaker_trial", key, inner.config.open_for)
+            .await
+        {
+            Some(won) => {
+                // Won or lost, a trial now runs in the fleet: stop asking Redis until its
+                // outcome arrives (or it goes stale, as the lock expires).
+                inner.mirror.trial_started(provider, seq, now);
+                if won {
+                    Admission::Trial
+                } else {
+                    Admission::Reject
+                }
+            }
+            None => {
+                inner.stale.store(true, Ordering::SeqCst);
+                let config = inner.config;
+                inner.mirror.local(provider, |b| b.admit(now, &config))
+            }
+        }
+    }
+
+    async fn report(
+        &self,
+        provider: &ProviderId,
+        report: Report<'_>,
+        now: f64,
+    ) -> Option<Transition> {
+        let inner = &self.inner;
+        if let Some((transition, message)) = inner.report_in_redis(provider, report, now).await {
+            match wire::parse(&message) {
+                Ok(update) => inner.mirror.apply(update),
+                // Redis has the change; the channel or the next re-sync brings it here.
+                Err(error) => tracing::warn!(%provider, %error, "unreadable breaker update"),
+            }
+            return wire::transition(&transition);
+        }
+        inner.stale.store(true, Ordering::SeqCst);
+        let config = inner.config;
+        inner.mirror.local(provider, |b| match report {
+            Report::Success => b.on_success(now),
+            Report::Failure(reason) => b.on_failure(reason, now, &config),
+            Report::RateLimited(after) => b.on_rate_limited(after, now, &config),
+            Report::Probe(result) => b.on_probe(result, now, &config),
+        })
+    }
+
+    fn snapshot(&self) -> BTreeMap<ProviderId, Breaker> {
+        self.inner.mirror.snapshot()
+    }
+
+    fn shared(&self) -> bool {
+        self.inner.redis.is_up() && self.inner.subscribed.load(Ordering::SeqCst)
+    }
+
+    fn config(&self) -> &BreakerConfig {
+        &self.inner.config
+    }
+
+    async fn try_lead(&self, name: &str, ttl: Duration) -> bool {
+        let key = format!("{}:{name}", self.inner.redis.names().probe_lock());
+        // Redis down: nobody can coordinate, so every worker does the job for itself.
+        self.inner.lock("lead", key, ttl).await.unwrap_or(true)
+    }
+}

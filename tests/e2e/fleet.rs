@@ -1,0 +1,468 @@
+//! Three workers, one control plane, one Redis, one mock provider: the fleet behaves as one
+//! gateway, and keeps working when Redis or the control plane do not.
+
+use std::time::{Duration, Instant};
+
+use mana_llm_mock::{MockProvider, Reply as MockReply, Route};
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+const ALIASES: &str = "aliases:\n  mana/chain: {chain: [ollama/first, groq/second]}\n  mana/echo: {chain: [echo/v1]}\ndefault: mana/chain\n";
+
+pub struct Cluster {
+    pub redis: RedisServer,
+    pub control_plane: Gateway,
+    pub workers: Vec<Gateway>,
+    pub mock: MockProvider,
+}
+
+impl Cluster {
+    pub async fn start(workers: usize) -> Cluster {
+        Self::start_with(workers, &[]).await
+    }
+
+    pub async fn start_with(workers: usize, env: &[(&str, &str)]) -> Cluster {
+        let redis = RedisServer::start();
+        let mock = MockProvider::start().await;
+        let aliases = temp_file("aliases.yaml", ALIASES);
+        let control_plane = Gateway::control_plane()
+            .env("REDIS_URL", redis.url())
+            .env("MANA_LLM_ALIASES", aliases.to_string_lossy())
+            .start();
+        let mut cluster = Cluster {
+            redis,
+            control_plane,
+            workers: Vec::new(),
+            mock,
+        };
+        for i in 0..workers {
+            cluster.add_worker(i, env);
+        }
+        for w in &cluster.workers {
+            assert!(
+                eventually_async(Duration::from_secs(10), || async {
+                    w.get("/ready").await.status == 200
+                })
+                .await,
+                "worker ready"
+            );
+        }
+        cluster
+    }
+
+    pub fn add_worker(&mut self, i: usize, env: &[(&str, &str)]) {
+        let mut builder = Gateway::worker(&self.redis.url())
+            .mock(&self.mock)
+            .env("MANA_LLM_WORKER_ID", format!("w{i}"));
+        for (k, v) in env {
+            builder = builder.env(k, *v);
+        }
+        self.workers.push(builder.start());
+    }
+
+    pub async fn push(&self, yaml: &str) -> u64 {
+        let r = self
+            .control_plane
+            .send(
+                client()
+                    .post(self.control_plane.url("/admin/v1/registry"))
+                    .body(yaml.to_owned()),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        r.json["version"].as_u64().unwrap()
+    }
+
+    /// Waits until every worker serves `version`; returns how long it took.
+    pub async fn converge(&self, version: u64) -> Duration {
+        let start = Instant::now();
+        for w in &self.workers {
+            assert!(
+                eventually_async(Duration::from_secs(10), || async {
+                    w.get("/v1/aliases").await.json["version"] == version
+                })
+                .await,
+                "a worker did not reach version {version}"
+            );
+        }
+        start.elapsed()
+    }
+}
+
+fn echo(n: u32) -> String {
+    format!("aliases:\n  mana/chain: {{chain: [ollama/first, groq/second]}}\n  mana/echo: {{chain: [echo/v{n}]}}\ndefault: mana/chain\n")
+}
+
+#[tokio::test]
+async fn a_pushed_version_reaches_every_worker() {
+    let cluster = Cluster::start(3).await;
+    let version = cluster.push(&echo(2)).await;
+    let took = cluster.converge(version).await;
+    eprintln!("registry propagation to 3 workers: {took:?}");
+    for w in &cluster.workers {
+        let r = w
+            .post("/v1/chat/completions", chat("mana/echo", "hi"))
+            .await;
+        assert_eq!(r.json["model"], "echo/v2");
+        assert_eq!(r.header("x-mana-llm-registry-version"), Some("2"));
+    }
+}
+
+#[tokio::test]
+async fn a_late_worker_boots_at_the_latest_version() {
+    let mut cluster = Cluster::start(1).await;
+    for n in 2..=4 {
+        cluster.push(&echo(n)).await;
+    }
+    cluster.add_worker(9, &[]);
+    let late = cluster.workers.last().unwrap();
+    assert!(
+        eventually_async(Duration::from_secs(10), || async {
+            late.get("/v1/aliases").await.json["version"] == 4
+        })
+        .await
+    );
+    assert_eq!(late.get("/ready").await.status, 200);
+}
+
+#[tokio::test]
+async fn a_lost_message_is_caught_up_by_version_number() {
+    let cluster = Cluster::start(2).await;
+    // Cut every subscription: the workers must notice and catch up on reconnect.
+    let client = redis::Client::open(cluster.redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: Value = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut conn)
+        .await
+        .map(|n: i64| json!(n))
+        .unwrap();
+    let version = cluster.push(&echo(2)).await;
+    cluster.converge(version).await;
+
+    // A version written to `current` without any announcement: the slow timer finds it.
+    let current: String = redis::cmd("GET")
+        .arg("mana-llm:registry:current")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut published: Value = serde_json::from_str(&current).unwrap();
+    published["version"] = json!(7);
+    let _: () = redis::cmd("SET")
+        .arg("mana-llm:registry:current")
+        .arg(published.to_string())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    cluster.converge(7).await;
+}
+
+#[tokio::test]
+async fn a_breaker_tripped_through_one_worker_is_skipped_by_all() {
+    let cluster = Cluster::start_with(3, &[("MANA_LLM_BREAKER_OPEN_SECONDS", "2")]).await;
+    let mock = &cluster.mock;
+    mock.set_default(Route::OllamaChat, MockReply::status(500));
+    let a = &cluster.workers[0];
+    for _ in 0..2 {
+        assert_eq!(
+            a.post("/v1/chat/completions", chat("mana/chain", "hi"))
+                .await
+                .json["model"],
+            "groq/second"
+        );
+    }
+    assert_eq!(mock.calls(Route::OllamaChat), 2);
+    let start = Instant::now();
+    for w in &cluster.workers[1..] {
+        assert!(
+            eventually_async(Duration::from_secs(5), || async {
+                w.get("/v1/health").await.json["providers"]["ollama"]["status"] == "open"
+            })
+            .await
+        );
+    }
+    eprintln!("breaker propagation: {:?}", start.elapsed());
+    for w in &cluster.workers {
+        assert_eq!(
+            w.post("/v1/chat/completions", chat("mana/chain", "hi"))
+                .await
+                .json["model"],
+            "groq/second"
+        );
+        assert_eq!(w.get("/v1/health").await.json["shared"], true);
+    }
+    assert_eq!(
+        mock.calls(Route::OllamaChat),
+        2,
+        "no worker called the open provider"
+    );
+
+    // Half-open: exactly one worker in the fleet runs the trial.
+    mock.set_default(
+        Route::OllamaChat,
+        MockReply::ok().delay(Duration::from_millis(300)),
+    );
+    assert!(
+        eventually_async(Duration::from_secs(5), || async {
+            cluster.workers[0].get("/v1/health").await.json["providers"]["ollama"]["status"]
+                == "half_open"
+        })
+        .await
+    );
+    let calls_before = mock.calls(Route::OllamaChat);
+    let mut answers = Vec::new();
+    for w in &cluster.workers {
+        let url = w.url("/v1/chat/completions");
+        answers.push(tokio::spawn(async move {
+            Reply::read(
+                client()
+                    .post(url)
+                    .json(&chat("mana/chain", "hi"))
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }));
+    }
+    let mut models = Vec::new();
+    for a in answers {
+        models.push(
+            a.await.unwrap().json["model"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned(),
+        );
+    }
+    assert_eq!(
+        mock.calls(Route::OllamaChat) - calls_before,
+        1,
+        "one trial in the fleet: {models:?}"
+    );
+    assert_eq!(
+        models.iter().filter(|m| *m == "ollama/first").count(),
+        1,
+        "{models:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_cache_is_shared_by_the_fleet() {
+    let cluster = Cluster::start(3).await;
+    let mock = &cluster.mock;
+    let mut body = chat("groq/cached", "same question");
+    body["temperature"] = json!(0);
+    let a = cluster.workers[0]
+        .post("/v1/chat/completions", body.clone())
+        .await;
+    assert_eq!(a.header("x-mana-llm-cache"), Some("miss"));
+    let b = cluster.workers[1]
+        .post("/v1/chat/completions", body.clone())
+        .await;
+    assert_eq!(b.header("x-mana-llm-cache"), Some("hit"), "{}", b.text);
+    assert_eq!(b.json["choices"], a.json["choices"]);
+    assert_eq!(mock.calls(Route::OpenAiChat), 1);
+
+    // A streaming request for the same content is replayed as SSE.
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let (status, headers, data) = cluster.workers[2].stream(streamed).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["x-mana-llm-cache"], "hit");
+    assert_eq!(streamed_text(&chunks(&data)), "Hello from mock");
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+    assert_eq!(mock.calls(Route::OpenAiChat), 1);
+
+    // no-cache skips the read; non-deterministic requests bypass.
+    let fresh = cluster.workers[0]
+        .send(
+            client()
+                .post(cluster.workers[0].url("/v1/chat/completions"))
+                .header("cache-control", "no-cache")
+                .json(&body),
+        )
+        .await;
+    assert_eq!(fresh.header("x-mana-llm-cache"), Some("miss"));
+    assert_eq!(mock.calls(Route::OpenAiChat), 2);
+    let random = cluster.workers[0]
+        .post("/v1/chat/completions", chat("groq/cached", "same question"))
+        .await;
+    assert_eq!(random.header("x-mana-llm-cache"), Some("bypass"));
+}
+
+#[tokio::test]
+async fn concurrent_identical_misses_make_one_call_per_worker() {
+    let cluster = Cluster::start(2).await;
+    cluster.mock.set_default(
+        Route::OpenAiChat,
+        MockReply::ok().delay(Duration::from_millis(300)),
+    );
+    let mut body = chat("groq/flight", "everyone asks this");
+    body["seed"] = json!(42);
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let url = cluster.workers[i % 2].url("/v1/chat/completions");
+        let body = body.clone();
+        tasks.push(tokio::spawn(async move {
+            client()
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    let calls = cluster.mock.calls(Route::OpenAiChat);
+    assert!(
+        (1..=2).contains(&calls),
+        "{calls} upstream calls for 20 identical requests on 2 workers"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_and_back() {
+    let mut cluster = Cluster::start(2).await;
+    let urls: Vec<String> = cluster
+        .workers
+        .iter()
+        .map(|w| w.url("/v1/chat/completions"))
+        .collect();
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = served.clone();
+    let load = tokio::spawn(async move {
+        let (mut ok, mut failed) = (0, 0);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            for url in &urls {
+                let mut body = chat("mana/echo", "under load");
+                body["temperature"] = json!(0);
+                match client().post(url).json(&body).send().await {
+                    Ok(r) if r.status() == 200 => ok += 1,
+                    _ => failed += 1,
+                }
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        (ok, failed)
+    });
+    // Kill Redis while the load is running.
+    assert!(
+        eventually(Duration::from_secs(5), || served
+            .load(std::sync::atomic::Ordering::SeqCst)
+            >= 20)
+        .await
+    );
+    cluster.redis.stop();
+    let (ok, failed) = load.await.unwrap();
+    assert_eq!(failed, 0, "{ok} ok, {failed} failed while Redis died");
+    for w in &cluster.workers {
+        let health = w.get("/v1/health").await;
+        assert_eq!(health.json["shared"], false, "{}", health.text);
+        let mut body = chat("groq/x", "cache while down");
+        body["temperature"] = json!(0);
+        let r = w.post("/v1/chat/completions", body).await;
+        assert_eq!(r.status, 200);
+        assert_ne!(r.header("x-mana-llm-cache"), Some("hit"));
+        assert_eq!(
+            metric(&w.get("/metrics").await.text, "mana_llm_redis_up", &[]),
+            Some(0.0)
+        );
+    }
+
+    cluster.redis.restart();
+    // The control plane's outbox republishes its latest version into the fresh Redis.
+    let version = cluster.push(&echo(5)).await;
+    cluster.converge(version).await;
+    for w in &cluster.workers {
+        assert!(
+            eventually_async(Duration::from_secs(10), || async {
+                w.get("/v1/health").await.json["shared"] == true
+            })
+            .await
+        );
+    }
+}
+
+#[tokio::test]
+async fn workers_keep_serving_when_the_control_plane_dies() {
+    let mut cluster = Cluster::start(2).await;
+    let version = cluster.push(&echo(3)).await;
+    cluster.converge(version).await;
+    cluster.control_plane.signal("KILL");
+    for w in &cluster.workers {
+        let r = w
+            .post("/v1/chat/completions", chat("mana/echo", "still here"))
+            .await;
+        assert_eq!(r.json["model"], "echo/v3");
+        assert_eq!(w.get("/ready").await.status, 200);
+    }
+    let _ = cluster.control_plane.wait_exit(Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_slow_stream_finish_then_exits_zero() {
+    let mut cluster = Cluster::start(1).await;
+    cluster.mock.set_default(
+        Route::OllamaChat,
+        MockReply::text(&["slow", " but", " complete"]).interval(Duration::from_millis(300)),
+    );
+    let url = cluster.workers[0].url("/v1/chat/completions");
+    let mut body = chat("ollama/slow", "stream");
+    body["stream"] = json!(true);
+    let stream = tokio::spawn(async move {
+        client()
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    let w = &cluster.workers[0];
+    assert!(
+        eventually_async(Duration::from_secs(5), || async {
+            metric(
+                &w.get("/metrics").await.text,
+                "mana_llm_time_to_first_token_seconds_count",
+                &[],
+            )
+            .is_some_and(|n| n >= 1.0)
+        })
+        .await
+    );
+    w.signal("TERM");
+    let ready = w.url("/ready");
+    assert!(
+        eventually_async(Duration::from_secs(2), || async {
+            // Draining: not ready, or not accepting new connections at all.
+            client()
+                .get(&ready)
+                .send()
+                .await
+                .map_or(true, |r| r.status() != 200)
+        })
+        .await,
+        "not ready while draining"
+    );
+    let text = stream.await.unwrap();
+    assert_eq!(
+        streamed_text(&chunks(&sse_data(&text))),
+        "slow but complete"
+    );
+    assert!(text.trim_end().ends_with("data: [DONE]"));
+    let worker = cluster.workers.last_mut().unwrap();
+    assert_eq!(
+        tokio::task::block_in_place(|| worker.wait_exit(Duration::from_secs(10))),
+        Some(0)
+    );
+}
