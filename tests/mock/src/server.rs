@@ -112,7 +112,8 @@ async fn dispatch(
         body: body.clone(),
         model: model.clone(),
     };
-    let reply = shared.record_and_take(route, recorded);
+    let reply =
+        by_model_name(model.as_deref()).unwrap_or_else(|| shared.record_and_take(route, recorded));
 
     // From here on, a client going away before the end counts as "closed early".
     let guard = CloseGuard::new(shared.closed_early.clone());
@@ -136,6 +137,29 @@ async fn dispatch(
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     response
+}
+
+/// Replies chosen by the model's name, for runs where nobody can script the mock (benchmarks,
+/// the binary): `status-503` answers that status, `pieces-20` answers in 20 pieces. Such
+/// requests are not recorded, and neither are `bench…` models (default answers): a long load
+/// run must not grow the mock's memory.
+fn by_model_name(model: Option<&str>) -> Option<Reply> {
+    let model = model?;
+    if model.starts_with("bench") {
+        return Some(Reply::ok());
+    }
+    if let Some(code) = model
+        .strip_prefix("status-")
+        .and_then(|c| c.parse::<u16>().ok())
+    {
+        return Some(Reply::status(code));
+    }
+    let n = model
+        .strip_prefix("pieces-")
+        .and_then(|n| n.parse::<usize>().ok())?;
+    let pieces: Vec<String> = (0..n.clamp(1, 10_000)).map(|i| format!("w{i} ")).collect();
+    let refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
+    Some(Reply::text(&refs))
 }
 
 /// Builds the response; `guard` is disarmed for complete bodies and moved into streamed ones.
@@ -253,4 +277,22 @@ pub(crate) fn embedding(text: &str) -> Value {
 /// A rough token count for usage fields: whitespace-separated words, at least one.
 pub(crate) fn tokens(text: &str) -> u64 {
     text.split_whitespace().count().max(1) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_names_choose_replies() {
+        assert_eq!(
+            by_model_name(Some("status-503")).and_then(|r| r.status),
+            Some(503)
+        );
+        let pieces = by_model_name(Some("pieces-20")).unwrap();
+        assert_eq!(pieces.pieces.map(|p| p.len()), Some(20));
+        assert!(by_model_name(Some("bench-x")).is_some());
+        assert!(by_model_name(Some("mock-model")).is_none());
+        assert!(by_model_name(None).is_none());
+    }
 }

@@ -1,0 +1,75 @@
+//! `mana-llm-bench [--smoke] [fleet|overhead|streaming|all]`: starts everything it needs on
+//! loopback (a real `redis-server`, the release `mana-llm` binary as control plane, workers or
+//! `serve`, the `mana-llm-mock` upstream), measures, prints a Markdown report and writes
+//! `target/bench/results.json`.
+//!
+//! Every figure that compares is measured against a direct call to the same upstream in the
+//! same run. `--smoke` runs each scenario for a moment, with no thresholds: CI runs it so the
+//! harness never rots.
+//!
+//! - [`procs`]: the processes (binary paths, free ports, the `listening on` line).
+//! - [`fleet`]: registry and breaker propagation across three workers, cache-hit latency.
+//! - [`load`]: overhead under load (wrk) and streaming time to first byte.
+//! - [`stats`]: percentiles.
+
+mod fleet;
+mod load;
+mod procs;
+mod stats;
+
+use std::process::ExitCode;
+
+use serde_json::{json, Value};
+
+pub struct Settings {
+    pub smoke: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let smoke = args.iter().any(|a| a == "--smoke");
+    let scenario = args
+        .iter()
+        .find(|a| !a.starts_with("--"))
+        .map_or("all", String::as_str);
+    let settings = Settings { smoke };
+    let mut results = serde_json::Map::new();
+    let run = |name: &str| scenario == "all" || scenario == name;
+    let outcome: Result<(), String> = async {
+        if run("fleet") {
+            results.insert("fleet".into(), fleet::run(&settings).await?);
+        }
+        if run("overhead") {
+            results.insert("overhead".into(), load::overhead(&settings).await?);
+        }
+        if run("streaming") {
+            results.insert("streaming".into(), load::streaming(&settings).await?);
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = outcome {
+        eprintln!("mana-llm-bench: {e}");
+        return ExitCode::FAILURE;
+    }
+    let report =
+        json!({"smoke": smoke, "machine": procs::machine(), "results": Value::Object(results)});
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench");
+    let _ = std::fs::create_dir_all(&dir);
+    let path = dir.join(if smoke { "smoke.json" } else { "results.json" });
+    match serde_json::to_string_pretty(&report) {
+        Ok(text) => {
+            if let Err(e) = std::fs::write(&path, text) {
+                eprintln!("mana-llm-bench: cannot write {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+            println!("results written to {}", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mana-llm-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

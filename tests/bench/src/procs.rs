@@ -1,0 +1,179 @@
+//! The processes a benchmark runs: the release binaries of this workspace and `redis-server`,
+//! each on a free loopback port, killed on drop.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// `target/<profile>/<name>` beside this harness's own executable.
+pub fn binary(name: &str) -> Result<PathBuf, String> {
+    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    let dir = me.parent().ok_or("no executable directory")?;
+    let path = dir.join(name);
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "{} not built: run `cargo build --release --workspace --bins` first",
+            path.display()
+        ))
+    }
+}
+
+pub struct Proc {
+    child: Child,
+    pub url: String,
+}
+
+impl Proc {
+    /// Starts `cmd` and waits for its `listening on http://…` line.
+    pub fn start(mut cmd: Command) -> Result<Proc, String> {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::null());
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            for _ in lines {}
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .map_err(|_| format!("{cmd:?} did not start"))?;
+        let url = line
+            .strip_prefix("listening on ")
+            .ok_or_else(|| format!("unexpected first line {line:?}"))?
+            .to_owned();
+        Ok(Proc { child, url })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// CPU time (user + system) the process has used so far.
+    pub fn cpu(&self) -> Duration {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        // Fields after the command name (which may contain spaces) start after the last ')'.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or("", |(_, rest)| rest)
+            .split_whitespace()
+            .collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        // utime and stime are fields 14 and 15 (1-based), i.e. 11 and 12 here; 100 ticks/s.
+        Duration::from_millis((ticks(11) + ticks(12)) * 10)
+    }
+
+    /// Resident memory in MiB.
+    pub fn rss_mib(&self) -> f64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(0.0, |kb| (kb / 1024.0 * 10.0).round() / 10.0)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> Result<u16, String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+pub fn temp_dir(name: &str) -> Result<PathBuf, String> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_nanos();
+    let dir = std::env::temp_dir().join(format!("mana-llm-bench-{name}-{nanos}"));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    Ok(dir)
+}
+
+/// A `redis-server` on a free port.
+pub fn redis() -> Result<(Proc, String), String> {
+    let port = free_port()?;
+    let mut cmd = Command::new("redis-server");
+    cmd.args([
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]);
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    let child = cmd.spawn().map_err(|e| format!("redis-server: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            return Err("redis-server did not start".into());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let url = format!("redis://127.0.0.1:{port}");
+    Ok((
+        Proc {
+            child,
+            url: url.clone(),
+        },
+        url,
+    ))
+}
+
+/// The mock upstream in its default (fast) mode.
+pub fn mock() -> Result<Proc, String> {
+    let mut cmd = Command::new(binary("mana-llm-mock")?);
+    cmd.args(["--listen", "127.0.0.1:0"]);
+    Proc::start(cmd)
+}
+
+/// `mana-llm <args>` with a clean environment plus `env`.
+pub fn mana_llm(args: &[&str], env: &[(&str, String)]) -> Result<Proc, String> {
+    let mut cmd = Command::new(binary("mana-llm")?);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("LOG_LEVEL", "warn")
+        .env("MANA_LLM_PROBE", "off");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.args(args);
+    Proc::start(cmd)
+}
+
+/// Cores and CPU model, for the report.
+pub fn machine() -> Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    json!({"cores": cores, "cpu": model})
+}
