@@ -79,7 +79,7 @@ fn wrk(url: &str, body: &str, connections: usize, seconds: u64) -> Result<WrkRes
         text.lines().find_map(|l| {
             l.trim()
                 .strip_prefix(prefix)
-                .map(|v| v.trim().split_whitespace().next().unwrap_or("").to_owned())
+                .map(|v| v.split_whitespace().next().unwrap_or("").to_owned())
         })
     };
     let requests_per_sec = field("Requests/sec:")
