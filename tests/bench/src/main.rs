@@ -7,10 +7,10 @@
 //! same run. `--smoke` runs each scenario for a moment, with no thresholds: CI runs it so the
 //! harness never rots.
 //!
-//! - [`procs`]: the processes (binary paths, free ports, the `listening on` line).
-//! - [`fleet`]: registry and breaker propagation across three workers, cache-hit latency.
-//! - [`load`]: overhead under load (wrk) and streaming time to first byte.
-//! - [`stats`]: percentiles.
+//! - [`procs`] — the processes (binary paths, free ports, the `listening on` line).
+//! - [`fleet`] — registry and breaker propagation across three workers, cache-hit latency.
+//! - [`load`] — overhead under load (wrk) and streaming time to first byte.
+//! - [`stats`] — percentiles.
 
 mod fleet;
 mod load;
