@@ -466,3 +466,45 @@ async fn sigterm_lets_a_slow_stream_finish_then_exits_zero() {
         Some(0)
     );
 }
+
+#[tokio::test]
+async fn serve_with_redis_shares_its_registry_and_cache_with_workers() {
+    let redis = RedisServer::start();
+    let mock = MockProvider::start().await;
+    let serve = Gateway::builder()
+        .mock(&mock)
+        .aliases(ALIASES)
+        .env("REDIS_URL", redis.url())
+        .start();
+    let worker = Gateway::worker(&redis.url()).mock(&mock).start();
+    // The embedded control plane publishes to Redis too, so the worker serves its version.
+    assert!(
+        eventually_async(Duration::from_secs(10), || async {
+            worker.get("/ready").await.status == 200
+        })
+        .await
+    );
+    assert_eq!(
+        worker.get("/v1/aliases").await.json["aliases"][1]["name"],
+        "mana/echo"
+    );
+
+    let mut body = chat("groq/shared", "one answer for all");
+    body["temperature"] = json!(0);
+    assert_eq!(
+        serve
+            .post("/v1/chat/completions", body.clone())
+            .await
+            .header("x-mana-llm-cache"),
+        Some("miss")
+    );
+    assert_eq!(
+        worker
+            .post("/v1/chat/completions", body)
+            .await
+            .header("x-mana-llm-cache"),
+        Some("hit")
+    );
+    assert_eq!(mock.calls(Route::OpenAiChat), 1);
+    assert_eq!(serve.get("/v1/health").await.json["shared"], true);
+}
