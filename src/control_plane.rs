@@ -11,10 +11,9 @@ use mana_llm_control_plane::api::{router as admin_router, AdminState};
 use mana_llm_control_plane::ops::Ops;
 use mana_llm_control_plane::publisher;
 use mana_llm_control_plane::redis_bus::RedisBus;
-use mana_llm_data_plane::{logging, run};
+use mana_llm_data_plane::logging;
 use mana_llm_shared::bus::BusNames;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::{registry_log, signals};
@@ -103,17 +102,8 @@ pub async fn control_plane(args: ControlPlaneArgs) -> Result<(), String> {
         tracing::info!("admin API: no MANA_LLM_ADMIN_TOKEN set, answering loopback clients only");
     }
 
-    let (stop_tx, mut stop_rx) = watch::channel(false);
-    let server = tokio::spawn(run(listener, router, async move {
-        let _ = stop_rx.wait_for(|stop| *stop).await;
-    }));
-    shutdown.await;
-    background.cancel();
-    let _ = stop_tx.send(true);
-    match tokio::time::timeout(Duration::from_secs(10), server).await {
-        Ok(Ok(Ok(()))) => Ok(()),
-        Ok(Ok(Err(e))) => Err(format!("server error: {e}")),
-        Ok(Err(e)) => Err(format!("server task failed: {e}")),
-        Err(_) => Ok(()),
-    }
+    signals::serve_until(listener, router, shutdown, Duration::from_secs(10), || {
+        background.cancel()
+    })
+    .await
 }

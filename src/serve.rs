@@ -14,11 +14,10 @@ use clap::Args;
 use mana_llm_control_plane::api::{router as admin_router, AdminState};
 use mana_llm_control_plane::publisher;
 use mana_llm_control_plane::redis_bus::RedisBus;
-use mana_llm_data_plane::{logging, run, sync, App, GatewayConfig, Source};
+use mana_llm_data_plane::{logging, sync, App, GatewayConfig, Source};
 use mana_llm_shared::bus::{BusNames, FanOut, LocalBus, Publish};
 use mana_llm_shared::{Registry, RegistryVersion};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use crate::{registry_log, signals};
 
@@ -112,25 +111,12 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         );
     }
 
-    let (stop_tx, mut stop_rx) = watch::channel(false);
-    let server = tokio::spawn(run(listener, router, async move {
-        let _ = stop_rx.wait_for(|stop| *stop).await;
-    }));
-    shutdown.await;
-    // Phases: stop being ready → stop accepting and let in-flight work finish → exit, at the
-    // latest when the drain deadline passes.
-    app.start_draining();
-    app.stop_background();
-    tracing::info!(
-        drain_seconds = args.drain_seconds,
-        "shutting down: draining in-flight requests"
-    );
-    let _ = stop_tx.send(true);
-    match tokio::time::timeout(Duration::from_secs(args.drain_seconds), server).await {
-        Ok(Ok(Ok(()))) => tracing::info!("drained; bye"),
-        Ok(Ok(Err(e))) => return Err(format!("server error: {e}")),
-        Ok(Err(e)) => return Err(format!("server task failed: {e}")),
-        Err(_) => tracing::warn!("drain deadline passed; exiting with requests still open"),
-    }
-    Ok(())
+    // Phases: stop being ready and stop background work → refuse new connections and let
+    // in-flight work finish → exit, at the latest when the drain deadline passes.
+    let drain = Duration::from_secs(args.drain_seconds);
+    signals::serve_until(listener, router, shutdown, drain, || {
+        app.start_draining();
+        app.stop_background();
+    })
+    .await
 }

@@ -57,3 +57,36 @@ where
     #[cfg(not(unix))]
     let _ = on_hangup;
 }
+
+/// Serves `router` until `shutdown` completes, then drains: `before_drain` runs first (stop
+/// being ready, stop background work), new connections are refused, and in-flight requests
+/// and streams get up to `drain` to finish.
+pub async fn serve_until<F>(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    shutdown: F,
+    drain: std::time::Duration,
+    before_drain: impl FnOnce(),
+) -> Result<(), String>
+where
+    F: Future<Output = ()>,
+{
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(mana_llm_data_plane::run(listener, router, async move {
+        let _ = stop_rx.wait_for(|stop| *stop).await;
+    }));
+    shutdown.await;
+    before_drain();
+    tracing::info!(
+        drain_seconds = drain.as_secs_f64(),
+        "shutting down: draining in-flight requests"
+    );
+    let _ = stop_tx.send(true);
+    match tokio::time::timeout(drain, server).await {
+        Ok(Ok(Ok(()))) => tracing::info!("drained; bye"),
+        Ok(Ok(Err(e))) => return Err(format!("server error: {e}")),
+        Ok(Err(e)) => return Err(format!("server task failed: {e}")),
+        Err(_) => tracing::warn!("drain deadline passed; exiting with requests still open"),
+    }
+    Ok(())
+}

@@ -11,10 +11,9 @@ use std::time::Duration;
 
 use clap::Args;
 use mana_llm_data_plane::sync::fetch_from_control_plane;
-use mana_llm_data_plane::{logging, run, App, GatewayConfig, Source};
+use mana_llm_data_plane::{logging, App, GatewayConfig, Source};
 use mana_llm_shared::Registry;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use crate::signals;
 
@@ -69,27 +68,14 @@ pub async fn worker(args: WorkerArgs) -> Result<(), String> {
     println!("listening on http://{local}");
     tracing::info!(%local, worker_id, "mana-llm worker serving (ready once a registry version is loaded)");
 
-    let (stop_tx, mut stop_rx) = watch::channel(false);
-    let server = tokio::spawn(run(listener, app.router(), async move {
-        let _ = stop_rx.wait_for(|stop| *stop).await;
-    }));
-    shutdown.await;
-    // Phases: stop being ready → stop accepting and let in-flight work finish → exit, at the
-    // latest when the drain deadline passes.
-    app.start_draining();
-    app.stop_background();
-    tracing::info!(
-        drain_seconds = args.drain_seconds,
-        "shutting down: draining in-flight requests"
-    );
-    let _ = stop_tx.send(true);
-    match tokio::time::timeout(Duration::from_secs(args.drain_seconds), server).await {
-        Ok(Ok(Ok(()))) => tracing::info!("drained; bye"),
-        Ok(Ok(Err(e))) => return Err(format!("server error: {e}")),
-        Ok(Err(e)) => return Err(format!("server task failed: {e}")),
-        Err(_) => tracing::warn!("drain deadline passed; exiting with requests still open"),
-    }
-    Ok(())
+    // Phases: stop being ready and stop background work → refuse new connections and let
+    // in-flight work finish → exit, at the latest when the drain deadline passes.
+    let drain = Duration::from_secs(args.drain_seconds);
+    signals::serve_until(listener, app.router(), shutdown, drain, || {
+        app.start_draining();
+        app.stop_background();
+    })
+    .await
 }
 
 /// While no version is loaded (Redis empty or down), ask the control plane directly.

@@ -62,7 +62,12 @@ async fn fail(state: &AdminState, e: ServiceError) -> AdminError {
 
 /// 201 with the new version, or 200 when nothing changed.
 fn written(executed: &Executed, current_hash: Option<String>) -> Response {
-    match outcome(executed) {
+    answer(outcome(executed), current_hash)
+}
+
+/// The answer to anything that may write a version: 201 new, 200 unchanged, 400 rejected.
+fn answer(outcome: ReloadOutcome, current_hash: Option<String>) -> Response {
+    match outcome {
         ReloadOutcome::Published { version, hash } => (
             StatusCode::CREATED,
             Json(json!({"version": version, "hash": hash, "changed": true})),
@@ -174,19 +179,7 @@ pub async fn reload(State(state): State<Arc<AdminState>>) -> Result<Response, Ad
         Err(e) => return Err(fail(&state, e).await),
     };
     let hash = state.service.current().await.map(|c| c.hash);
-    Ok(match result {
-        ReloadOutcome::Published { version, hash } => (
-            StatusCode::CREATED,
-            Json(json!({"version": version, "hash": hash, "changed": true})),
-        )
-            .into_response(),
-        ReloadOutcome::Unchanged { version } => (
-            StatusCode::OK,
-            Json(json!({"version": version, "hash": hash, "changed": false})),
-        )
-            .into_response(),
-        ReloadOutcome::Rejected { errors } => AdminError::Invalid(errors).into_response(),
-    })
+    Ok(answer(result, hash))
 }
 
 /// Who made each version and when, from the log.
