@@ -480,13 +480,13 @@ async fn serve_with_redis_shares_its_registry_and_cache_with_workers() {
     // The embedded control plane publishes to Redis too, so the worker serves its version.
     assert!(
         eventually_async(Duration::from_secs(10), || async {
+            let aliases = worker.get("/v1/aliases").await;
             worker.get("/ready").await.status == 200
+                && aliases.json["aliases"][1]["name"] == "mana/echo"
         })
-        .await
-    );
-    assert_eq!(
-        worker.get("/v1/aliases").await.json["aliases"][1]["name"],
-        "mana/echo"
+        .await,
+        "the worker serves serve's registry: {}",
+        worker.get("/v1/aliases").await.text
     );
 
     let mut body = chat("groq/shared", "one answer for all");
