@@ -94,13 +94,6 @@ pub enum BuildError {
     Metrics(#[from] prometheus::Error),
 }
 
-/// What a reload did.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Reloaded {
-    Applied(u64),
-    Unchanged(u64),
-}
-
 impl App {
     /// Builds every provider the configuration enables and serves `registry`.
     pub fn build(
@@ -257,33 +250,6 @@ impl App {
             .registry_reloads_total
             .with_label_values(&[result])
             .inc();
-    }
-
-    /// Re-reads the aliases file: a change becomes the next version, swapped in atomically;
-    /// identical content changes nothing; an invalid file changes nothing and says why.
-    pub fn reload_from(&self, path: &Path) -> Result<Reloaded, RegistryErrors> {
-        let current = self.state.snapshots.load();
-        let version = current.registry.version();
-        let result = read_registry(path, version.next()).map(|registry| {
-            if registry.hash() == current.registry.hash() {
-                return Reloaded::Unchanged(version.0);
-            }
-            let next = registry.version().0;
-            self.state.snapshots.install(registry);
-            self.observe_snapshot();
-            Reloaded::Applied(next)
-        });
-        let label = match &result {
-            Ok(Reloaded::Applied(_)) => "applied",
-            Ok(Reloaded::Unchanged(_)) => "unchanged",
-            Err(_) => "rejected",
-        };
-        self.state
-            .metrics
-            .registry_reloads_total
-            .with_label_values(&[label])
-            .inc();
-        result
     }
 
     /// Updates the gauges that follow the snapshot.
