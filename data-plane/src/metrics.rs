@@ -227,16 +227,15 @@ impl Metrics {
     /// gateway knows it; a model keeps its name when the registry names the target or it has
     /// answered before (up to [`MAX_MODEL_LABELS`] of those), else both become `other`.
     pub fn labels(&self, snapshot: &Snapshot, target: &Target, answered: bool) -> (String, String) {
-        let provider = if snapshot
-            .providers
-            .known_ids()
-            .contains(&target.provider.as_str())
-        {
+        let provider = if snapshot.providers.is_known(&target.provider) {
             target.provider.to_string()
         } else {
             OTHER.to_owned()
         };
-        let model = if snapshot.registry.mentions(&target.to_string()) {
+        let model = if snapshot
+            .registry
+            .mentions_target(target.provider.as_str(), &target.model)
+        {
             target.model.clone()
         } else {
             self.seen_model(&target.to_string(), &target.model, answered)

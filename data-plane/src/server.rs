@@ -60,7 +60,7 @@ impl AppState {
             .map(|p| p.id().clone())
             .collect();
         for (id, breaker) in self.health.snapshot(&configured) {
-            if !snapshot.providers.known_ids().contains(&id.as_str()) {
+            if !snapshot.providers.is_known(&id) {
                 continue;
             }
             let (state, healthy) = match self.health.status(&breaker) {

@@ -174,10 +174,22 @@ impl Registry {
             })
     }
 
-    /// Whether `target` appears in any chain (bounded metric labels use this).
+    /// Whether `target` (`provider/model`) appears in any chain (bounded metric labels use
+    /// this on every request, so it compares parts instead of formatting each entry).
     pub fn mentions(&self, target: &str) -> bool {
-        self.aliases()
-            .any(|a| a.chain.iter().any(|e| e.target.to_string() == target))
+        let Some((provider, model)) = target.split_once('/') else {
+            return false;
+        };
+        self.mentions_target(provider, model)
+    }
+
+    /// Whether the target with these parts appears in any chain.
+    pub fn mentions_target(&self, provider: &str, model: &str) -> bool {
+        self.aliases().any(|a| {
+            a.chain
+                .iter()
+                .any(|e| e.target.provider.as_str() == provider && e.target.model == model)
+        })
     }
 }
 

@@ -264,6 +264,12 @@ impl Providers {
     }
 
     /// Every known provider id, configured or not, sorted.
+    /// Whether `id` is a provider this gateway knows, configured or not (no allocation: the
+    /// metric labels ask on every request).
+    pub fn is_known(&self, id: &ProviderId) -> bool {
+        self.configured.contains_key(id) || self.unconfigured.contains_key(id)
+    }
+
     pub fn known_ids(&self) -> Vec<&str> {
         let mut ids: Vec<&str> = self
             .configured
