@@ -93,8 +93,7 @@ async fn serve(
         return Ok(with_cache_header(response, "miss"));
     }
 
-    let (cached, outcome) =
-        cached_answer(state, &snapshot, &plan, &request, &key, read, log).await?;
+    let (cached, outcome) = cached_answer(state, &snapshot, &plan, &request, &key, read).await?;
     log.target = Some(cached.target.clone());
     Ok(with_cache_header(answer(cached), outcome.header_value()))
 }
@@ -106,22 +105,15 @@ async fn cached_answer(
     request: &ChatRequest,
     key: &CacheKey,
     read: bool,
-    log: &mut RouteLog,
 ) -> Result<(Cached, Outcome), ApiError> {
-    let mut timing = None;
-    let result = state
+    // Identical requests may share this fetch, so its route details are not any one
+    // request's: the caller logs the target from the cached answer.
+    state
         .cache
         .lookup(key, read, || async {
-            let cached =
-                respond_json(state, snapshot, plan, request, &mut RouteLog::default()).await;
-            timing = Some(Instant::now());
-            cached
+            respond_json(state, snapshot, plan, request, &mut RouteLog::default()).await
         })
-        .await;
-    if timing.is_some() {
-        log.upstream = None;
-    }
-    result
+        .await
 }
 
 /// Walks the chain for a whole answer and records it.
