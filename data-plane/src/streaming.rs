@@ -92,11 +92,17 @@ fn event(json: &[u8]) -> Bytes {
     Bytes::from(out)
 }
 
-fn chunk_event(mut chunk: ChatChunk, model: &str) -> Option<Bytes> {
+/// `data: <chunk as JSON with our model>\n\n`, encoded straight into the event buffer.
+pub fn chunk_event(mut chunk: ChatChunk, model: &str) -> Option<Bytes> {
     chunk.model.clear();
     chunk.model.push_str(model);
-    match serde_json::to_vec(&chunk) {
-        Ok(json) => Some(event(&json)),
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"data: ");
+    match serde_json::to_writer(&mut out, &chunk) {
+        Ok(()) => {
+            out.extend_from_slice(b"\n\n");
+            Some(Bytes::from(out))
+        }
         Err(e) => {
             tracing::error!(error = %e, "could not encode a stream chunk; skipped");
             None

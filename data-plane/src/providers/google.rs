@@ -9,6 +9,8 @@
 mod request;
 mod response;
 
+pub use request::generate_content;
+
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use mana_llm_shared::ProviderId;
@@ -68,8 +70,7 @@ impl Google {
 
     fn post<T: Serialize + ?Sized>(&self, path: &str, body: &T) -> reqwest::RequestBuilder {
         self.upstream
-            .client
-            .post(self.upstream.url(path))
+            .post(path)
             .header(KEY_HEADER, self.api_key.expose())
             .json(body)
     }

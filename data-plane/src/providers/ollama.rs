@@ -19,6 +19,7 @@ use super::{ChunkStream, Provider, UpstreamError};
 use crate::openai::{
     ChatChunk, ChatCompletion, ChatRequest, Embeddings, EmbeddingsRequest, ModelInfo,
 };
+pub use convert::chat_body;
 use convert::{ChatResponse, StreamState};
 
 pub struct Ollama {
@@ -58,10 +59,7 @@ impl Ollama {
     }
 
     fn post<T: Serialize + ?Sized>(&self, path: &str, body: &T) -> reqwest::RequestBuilder {
-        self.upstream
-            .client
-            .post(self.upstream.url(path))
-            .json(body)
+        self.upstream.post(path).json(body)
     }
 
     /// Refuses tools for a model that cannot take them before anything is sent, so the router

@@ -77,13 +77,42 @@ impl OpenAiCompatible {
     }
 
     fn post<T: Serialize>(&self, path: &str, body: &T) -> reqwest::RequestBuilder {
-        self.authorized(self.upstream.client.post(self.upstream.url(path)))
-            .json(body)
+        self.authorized(self.upstream.post(path)).json(body)
+    }
+
+    fn post_chat(
+        &self,
+        request: &ChatRequest,
+        model: &str,
+        stream: bool,
+    ) -> Result<reqwest::RequestBuilder, UpstreamError> {
+        let body = chat_body(request, model, stream)?;
+        Ok(self
+            .authorized(self.upstream.post("/chat/completions"))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body))
     }
 }
 
+/// The body sent upstream for a chat request: the client's request with our `model` (and
+/// `stream` when streaming), everything else passed through.
+pub fn chat_body(
+    request: &ChatRequest,
+    model: &str,
+    stream: bool,
+) -> Result<Vec<u8>, UpstreamError> {
+    let body = Outgoing {
+        model,
+        stream: stream.then_some(true),
+        encoding_format: None,
+        request,
+    };
+    serde_json::to_vec(&body)
+        .map_err(|e| UpstreamError::Protocol(format!("cannot encode the request: {e}")))
+}
+
 /// An upstream stream line: a chunk, the end, or an in-band error.
-fn parse_chunk(data: &str) -> Option<Result<ChatChunk, UpstreamError>> {
+pub fn parse_chunk(data: &str) -> Option<Result<ChatChunk, UpstreamError>> {
     if data.trim() == "[DONE]" {
         return None;
     }
@@ -115,15 +144,9 @@ impl Provider for OpenAiCompatible {
         request: &ChatRequest,
         model: &str,
     ) -> Result<ChatCompletion, UpstreamError> {
-        let body = Outgoing {
-            model,
-            stream: None,
-            encoding_format: None,
-            request,
-        };
         let completion: ChatCompletion = self
             .upstream
-            .call_json(self.post("/chat/completions", &body))
+            .call_json(self.post_chat(request, model, false)?)
             .await?;
         if completion.choices.is_empty() {
             return Err(UpstreamError::Protocol(
@@ -138,15 +161,9 @@ impl Provider for OpenAiCompatible {
         request: &ChatRequest,
         model: &str,
     ) -> Result<ChunkStream, UpstreamError> {
-        let body = Outgoing {
-            model,
-            stream: Some(true),
-            encoding_format: None,
-            request,
-        };
         let response = self
             .upstream
-            .open_stream(self.post("/chat/completions", &body))
+            .open_stream(self.post_chat(request, model, true)?)
             .await?;
         let chunks = sse_data(response, self.upstream.idle_timeout)
             .map(|data| data.map(|d| parse_chunk(&d)))

@@ -11,7 +11,7 @@ use crate::stats::summary;
 use crate::Settings;
 
 /// `mana-llm serve` in front of the mock (the groq provider pointed at it).
-fn gateway(mock: &Proc) -> Result<Proc, String> {
+pub fn gateway(mock: &Proc) -> Result<Proc, String> {
     let dir = procs::temp_dir("serve")?;
     procs::mana_llm(
         &["serve"],
@@ -193,5 +193,48 @@ pub async fn streaming(settings: &Settings) -> Result<Value, String> {
         "gateway_cpu_ms_per_stream": ((cpu.as_secs_f64() * 1000.0 / n as f64) * 1000.0).round() / 1000.0,
     });
     println!("streaming: {result}");
+    Ok(result)
+}
+
+/// RSS idle, after a c=64 warm-up, and after 1,000,000 requests at c=64 on the same process:
+/// growth beyond the warmed-up figure would be a leak.
+pub async fn memory(settings: &Settings) -> Result<Value, String> {
+    let mock = procs::mock()?;
+    let gw = gateway(&mock)?;
+    let url = format!("{}/v1/chat/completions", gw.url);
+    let body = r#"{"model":"groq/bench","messages":[{"role":"user","content":"hello"}]}"#;
+    let (goal, slice) = if settings.smoke {
+        (2_000.0, 1)
+    } else {
+        (1_000_000.0, 20)
+    };
+    let idle = gw.rss_mib();
+    let warm = wrk(&url, body, 64, if settings.smoke { 1 } else { 10 })?;
+    let warmed = gw.rss_mib();
+    let mut total = warm.requests;
+    let mut samples = vec![json!({"requests": total, "rss_mib": warmed})];
+    while total < goal + warm.requests {
+        let run = wrk(&url, body, 64, slice)?;
+        if run.requests <= 0.0 {
+            return Err("wrk made no requests".into());
+        }
+        total += run.requests;
+        samples.push(json!({"requests": total, "rss_mib": gw.rss_mib()}));
+    }
+    let after = gw.rss_mib();
+    let growth = if warmed > 0.0 {
+        ((after / warmed - 1.0) * 1000.0).round() / 10.0
+    } else {
+        0.0
+    };
+    let result = json!({
+        "idle_rss_mib": idle,
+        "rss_after_warmup_mib": warmed,
+        "rss_after_mib": after,
+        "requests": total,
+        "growth_percent": growth,
+        "samples": samples,
+    });
+    println!("memory: {result}");
     Ok(result)
 }

@@ -1,4 +1,4 @@
-//! `mana-llm-bench [--smoke] [fleet|overhead|streaming|all]`: starts everything it needs on
+//! `mana-llm-bench [--smoke] [fleet|overhead|streaming|many-streams|large-inputs|memory|peer|all]`: starts everything it needs on
 //! loopback (a real `redis-server`, the release `mana-llm` binary as control plane, workers or
 //! `serve`, the `mana-llm-mock` upstream), measures, prints a Markdown report and writes
 //! `target/bench/results.json`.
@@ -9,13 +9,17 @@
 //!
 //! - [`procs`] — the processes (binary paths, free ports, the `listening on` line).
 //! - [`fleet`] — registry and breaker propagation across three workers, cache-hit latency.
-//! - [`load`] — overhead under load (wrk) and streaming time to first byte.
+//! - [`load`] — overhead under load (wrk), streaming time to first byte, memory over 1M requests.
+//! - [`streams`] — 1,000 slow streams held open at once.
+//! - [`inputs`] — a 2 MB image and a 400 kB prompt.
 //! - [`stats`] — percentiles.
 
 mod fleet;
+mod inputs;
 mod load;
 mod procs;
 mod stats;
+mod streams;
 
 use std::process::ExitCode;
 
@@ -33,6 +37,23 @@ async fn main() -> ExitCode {
         .iter()
         .find(|a| !a.starts_with("--"))
         .map_or("all", String::as_str);
+    const SCENARIOS: [&str; 8] = [
+        "fleet",
+        "overhead",
+        "streaming",
+        "many-streams",
+        "large-inputs",
+        "memory",
+        "peer",
+        "all",
+    ];
+    if !SCENARIOS.contains(&scenario) {
+        eprintln!(
+            "mana-llm-bench: unknown scenario {scenario:?}; one of: {}",
+            SCENARIOS.join(", ")
+        );
+        return ExitCode::from(2);
+    }
     let settings = Settings { smoke };
     let mut results = serde_json::Map::new();
     let run = |name: &str| scenario == "all" || scenario == name;
@@ -45,6 +66,15 @@ async fn main() -> ExitCode {
         }
         if run("streaming") {
             results.insert("streaming".into(), load::streaming(&settings).await?);
+        }
+        if run("many-streams") {
+            results.insert("many_streams".into(), streams::many(&settings).await?);
+        }
+        if run("large-inputs") {
+            results.insert("large_inputs".into(), inputs::large(&settings).await?);
+        }
+        if run("memory") {
+            results.insert("memory".into(), load::memory(&settings).await?);
         }
         Ok(())
     }

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -140,7 +140,8 @@ async fn dispatch(
 }
 
 /// Replies chosen by the model's name, for runs where nobody can script the mock (benchmarks,
-/// the binary): `status-503` answers that status, `pieces-20` answers in 20 pieces. Such
+/// the binary): `status-503` answers that status, `pieces-20` answers in 20 pieces and
+/// `pieces-20-every-100ms` sends them 100 ms apart. Such
 /// requests are not recorded, and neither are `bench…` models (default answers): a long load
 /// run must not grow the mock's memory.
 fn by_model_name(model: Option<&str>) -> Option<Reply> {
@@ -154,12 +155,20 @@ fn by_model_name(model: Option<&str>) -> Option<Reply> {
     {
         return Some(Reply::status(code));
     }
-    let n = model
-        .strip_prefix("pieces-")
-        .and_then(|n| n.parse::<usize>().ok())?;
+    // `pieces-20`, or `pieces-20-every-100ms` for a slow stream.
+    let spec = model.strip_prefix("pieces-")?;
+    let (count, every) = match spec.split_once("-every-") {
+        Some((count, ms)) => (count, Some(ms.strip_suffix("ms")?.parse::<u64>().ok()?)),
+        None => (spec, None),
+    };
+    let n = count.parse::<usize>().ok()?;
     let pieces: Vec<String> = (0..n.clamp(1, 10_000)).map(|i| format!("w{i} ")).collect();
     let refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
-    Some(Reply::text(&refs))
+    let reply = Reply::text(&refs);
+    Some(match every {
+        Some(ms) => reply.interval(Duration::from_millis(ms.min(60_000))),
+        None => reply,
+    })
 }
 
 /// Builds the response; `guard` is disarmed for complete bodies and moved into streamed ones.
@@ -292,6 +301,10 @@ mod tests {
         let pieces = by_model_name(Some("pieces-20")).unwrap();
         assert_eq!(pieces.pieces.map(|p| p.len()), Some(20));
         assert!(by_model_name(Some("bench-x")).is_some());
+        let slow = by_model_name(Some("pieces-20-every-100ms")).unwrap();
+        assert_eq!(slow.interval, Some(Duration::from_millis(100)));
+        assert_eq!(slow.pieces.map(|p| p.len()), Some(20));
+        assert!(by_model_name(Some("pieces-20-every-x")).is_none());
         assert!(by_model_name(Some("mock-model")).is_none());
         assert!(by_model_name(None).is_none());
     }
