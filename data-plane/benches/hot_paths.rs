@@ -77,6 +77,26 @@ fn parse(c: &mut Criterion) {
     });
 }
 
+/// The large-inputs scenario's request: a 2 MB base64 image, parsed and re-encoded for an
+/// OpenAI-compatible upstream — the gateway's whole CPU share of that request's latency.
+fn large_image(c: &mut Criterion) {
+    let image: String = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAAB".repeat((2 << 20) / 32);
+    let body = json!({"model": "groq/vision", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "What is in this picture?"},
+        {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{image}")}}
+    ]}]})
+    .to_string()
+    .into_bytes();
+    c.bench_function("parse + encode upstream body (2 MB image)", |b| {
+        b.iter(|| {
+            let Ok(request) = serde_json::from_slice::<ChatRequest>(black_box(&body)) else {
+                panic!("the sample request parses");
+            };
+            openai::chat_body(&request, "vision", false)
+        })
+    });
+}
+
 fn encode_upstream(c: &mut Criterion) {
     let Ok(request) = serde_json::from_slice::<ChatRequest>(&chat_json()) else {
         panic!("the sample request parses");
@@ -97,16 +117,19 @@ fn encode_upstream(c: &mut Criterion) {
 
 fn answer(c: &mut Criterion) {
     let body = completion_json();
-    c.bench_function("upstream answer: parse + re-serialise with our model", |b| {
-        b.iter(|| {
-            let Ok(mut completion) = serde_json::from_slice::<ChatCompletion>(black_box(&body))
-            else {
-                panic!("the sample answer parses");
-            };
-            completion.model = "groq/llama-3.1-8b-instant".to_owned();
-            serde_json::to_vec(&completion)
-        })
-    });
+    c.bench_function(
+        "upstream answer: parse + re-serialise with our model",
+        |b| {
+            b.iter(|| {
+                let Ok(mut completion) = serde_json::from_slice::<ChatCompletion>(black_box(&body))
+                else {
+                    panic!("the sample answer parses");
+                };
+                completion.model = "groq/llama-3.1-8b-instant".to_owned();
+                serde_json::to_vec(&completion)
+            })
+        },
+    );
     c.bench_function("SSE chunk: parse + rewrite model + frame", |b| {
         b.iter(|| match openai::parse_chunk(black_box(CHUNK)) {
             Some(Ok(chunk)) => chunk_event(chunk, "groq/llama-3.1-8b-instant"),
@@ -125,7 +148,9 @@ fn routing(c: &mut Criterion) {
         b.iter(|| plan(&snapshot, black_box(Some("mana/fast-text"))).map(|p| p.entries.len()))
     });
     c.bench_function("direct model resolution (provider/model)", |b| {
-        b.iter(|| plan(&snapshot, black_box(Some("groq/llama-3.1-8b-instant"))).map(|p| p.entries.len()))
+        b.iter(|| {
+            plan(&snapshot, black_box(Some("groq/llama-3.1-8b-instant"))).map(|p| p.entries.len())
+        })
     });
     let Ok(request) = serde_json::from_slice::<ChatRequest>(&chat_json()) else {
         panic!("the sample request parses");
@@ -142,5 +167,12 @@ fn routing(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, parse, encode_upstream, answer, routing);
+criterion_group!(
+    benches,
+    parse,
+    encode_upstream,
+    answer,
+    routing,
+    large_image
+);
 criterion_main!(benches);

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::peer::{self, LiteLlm};
 use crate::procs::{self, Proc};
 use crate::stats::summary;
 use crate::Settings;
@@ -32,6 +33,8 @@ struct WrkResult {
     requests_per_sec: f64,
     requests: f64,
     latency_ms: Value,
+    /// Non-2xx answers plus socket errors (connect, read, write, timeout).
+    errors: u64,
 }
 
 /// Parses a wrk duration like `812.00us`, `1.20ms`, `2.00s`.
@@ -94,103 +97,229 @@ fn wrk(url: &str, body: &str, connections: usize, seconds: u64) -> Result<WrkRes
         })
         .unwrap_or(0.0);
     let pct = |p: &str| field(p).and_then(|v| wrk_ms(&v));
+    let non_2xx = field("Non-2xx or 3xx responses:")
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    // "Socket errors: connect 0, read 0, write 0, timeout 12"
+    let socket: u64 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Socket errors:"))
+        .map_or(0, |rest| {
+            rest.split(',')
+                .filter_map(|part| part.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum()
+        });
     Ok(WrkResult {
         requests_per_sec,
         requests,
+        errors: non_2xx + socket,
         latency_ms: json!({"p50": pct("50%"), "p90": pct("90%"), "p99": pct("99%")}),
     })
+}
+
+/// A process whose CPU time and memory a scenario records: ours, or the peer's group.
+pub trait Measured {
+    fn cpu(&self) -> Duration;
+    fn rss_mib(&self) -> f64;
+}
+
+impl Measured for Proc {
+    fn cpu(&self) -> Duration {
+        Proc::cpu(self)
+    }
+    fn rss_mib(&self) -> f64 {
+        Proc::rss_mib(self)
+    }
+}
+
+impl Measured for LiteLlm {
+    fn cpu(&self) -> Duration {
+        LiteLlm::cpu(self)
+    }
+    fn rss_mib(&self) -> f64 {
+        LiteLlm::rss_mib(self)
+    }
+}
+
+/// LiteLLM in front of `mock` unless `--no-peer`: installed on first use, also by the smoke
+/// run, so that this path cannot rot either.
+pub fn peer(settings: &Settings, mock: &Proc) -> Result<Option<LiteLlm>, String> {
+    if settings.no_peer {
+        return Ok(None);
+    }
+    let bin = peer::ensure_installed()?;
+    LiteLlm::start(&bin, &mock.url).map(Some)
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+/// One wrk run through `target`, with its CPU time per request and what it added to `direct`.
+fn through(
+    target: &dyn Measured,
+    url: &str,
+    body: &str,
+    connections: usize,
+    seconds: u64,
+    direct: &WrkResult,
+) -> Result<Value, String> {
+    let cpu_before = target.cpu();
+    let run = wrk(url, body, connections, seconds)?;
+    let cpu = target.cpu().saturating_sub(cpu_before);
+    let cpu_per_request_ms = if run.requests > 0.0 {
+        cpu.as_secs_f64() * 1000.0 / run.requests
+    } else {
+        0.0
+    };
+    let added = |p: &str| match (direct.latency_ms[p].as_f64(), run.latency_ms[p].as_f64()) {
+        (Some(d), Some(g)) => json!(round3(g - d)),
+        _ => Value::Null,
+    };
+    Ok(json!({
+        "rps": run.requests_per_sec,
+        "errors": run.errors,
+        "latency_ms": run.latency_ms,
+        "added_latency_ms": {"p50": added("p50"), "p99": added("p99")},
+        "throughput_ratio": round3(run.requests_per_sec / direct.requests_per_sec.max(1.0)),
+        "cpu_ms_per_request": (cpu_per_request_ms * 10000.0).round() / 10000.0,
+        "rss_mib": target.rss_mib(),
+    }))
 }
 
 pub async fn overhead(settings: &Settings) -> Result<Value, String> {
     let mock = procs::mock()?;
     let gw = gateway(&mock)?;
+    let litellm = peer(settings, &mock)?;
     let seconds = if settings.smoke { 1 } else { 15 };
     let direct_url = format!("{}/v1/chat/completions", mock.url);
     let gateway_url = format!("{}/v1/chat/completions", gw.url);
     let direct_body = r#"{"model":"bench","messages":[{"role":"user","content":"hello"}]}"#;
     let gateway_body = r#"{"model":"groq/bench","messages":[{"role":"user","content":"hello"}]}"#;
-    // Warm up both paths (connections, allocator).
+    // Warm up every path (connections, allocator, the peer's workers).
     wrk(&direct_url, direct_body, 4, 1)?;
     wrk(&gateway_url, gateway_body, 4, 1)?;
+    let peer_url = litellm
+        .as_ref()
+        .map(|p| format!("{}/v1/chat/completions", p.url));
+    if let Some(url) = &peer_url {
+        wrk(url, direct_body, 4, if settings.smoke { 1 } else { 3 })?;
+    }
     let idle_rss = gw.rss_mib();
+    let peer_idle_rss = litellm.as_ref().map(LiteLlm::rss_mib);
     let mut rows = Vec::new();
     for c in [1usize, 16, 64] {
         let direct = wrk(&direct_url, direct_body, c, seconds)?;
-        let cpu_before = gw.cpu();
-        let through = wrk(&gateway_url, gateway_body, c, seconds)?;
-        let cpu = gw.cpu().saturating_sub(cpu_before);
-        let cpu_per_request_ms = if through.requests > 0.0 {
-            cpu.as_secs_f64() * 1000.0 / through.requests
-        } else {
-            0.0
-        };
-        let added = |p: &str| match (
-            direct.latency_ms[p].as_f64(),
-            through.latency_ms[p].as_f64(),
-        ) {
-            (Some(d), Some(g)) => json!(((g - d) * 1000.0).round() / 1000.0),
+        let gateway = through(&gw, &gateway_url, gateway_body, c, seconds, &direct)?;
+        let litellm_row = match (&litellm, &peer_url) {
+            (Some(p), Some(url)) => through(p, url, direct_body, c, seconds, &direct)?,
             _ => Value::Null,
         };
         let row = json!({
             "connections": c,
-            "direct": {"rps": direct.requests_per_sec, "latency_ms": direct.latency_ms},
-            "gateway": {"rps": through.requests_per_sec, "latency_ms": through.latency_ms, "rss_mib": gw.rss_mib()},
-            "added_latency_ms": {"p50": added("p50"), "p99": added("p99")},
-            "throughput_ratio": ((through.requests_per_sec / direct.requests_per_sec.max(1.0)) * 1000.0).round() / 1000.0,
-            "gateway_cpu_ms_per_request": (cpu_per_request_ms * 10000.0).round() / 10000.0,
+            "direct": {"rps": direct.requests_per_sec, "errors": direct.errors, "latency_ms": direct.latency_ms},
+            "gateway": gateway,
+            "litellm": litellm_row,
         });
         println!("overhead c={c}: {row}");
         rows.push(row);
     }
-    Ok(json!({"idle_rss_mib": idle_rss, "seconds_per_run": seconds, "rows": rows}))
+    Ok(json!({
+        "idle_rss_mib": idle_rss,
+        "seconds_per_run": seconds,
+        "litellm": litellm.as_ref().map(|p| json!({"version": p.version, "workers": p.workers, "idle_rss_mib": peer_idle_rss})),
+        "rows": rows,
+    }))
 }
 
-/// Time to first content chunk and to the end of a 20-chunk stream, direct vs gateway.
+/// `n` sequential streams to `url`: time to the first content chunk and to the end.
+async fn streams(
+    http: &reqwest::Client,
+    url: &str,
+    model: &str,
+    n: usize,
+) -> Result<(Value, Value), String> {
+    let body =
+        json!({"model": model, "stream": true, "messages": [{"role": "user", "content": "x"}]});
+    let (mut first, mut total) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        let start = Instant::now();
+        let mut response = http
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!("{url}: status {}", response.status()));
+        }
+        let mut seen_first = false;
+        while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+            // The first piece of text (the mock's pieces start with `w`), not a role-only chunk.
+            if !seen_first && chunk.windows(12).any(|w| w == b"\"content\":\"w") {
+                first.push(start.elapsed());
+                seen_first = true;
+            }
+        }
+        total.push(start.elapsed());
+    }
+    Ok((summary(&mut first), summary(&mut total)))
+}
+
+/// [`streams`] through a proxy after a warm-up, with the proxy's CPU milliseconds per stream.
+async fn measured_streams(
+    target: &dyn Measured,
+    http: &reqwest::Client,
+    url: &str,
+    model: &str,
+    n: usize,
+) -> Result<(Value, Value, f64), String> {
+    streams(http, url, model, 5).await?;
+    let before = target.cpu();
+    let (first, total) = streams(http, url, model, n).await?;
+    let cpu = target.cpu().saturating_sub(before);
+    Ok((first, total, round3(cpu.as_secs_f64() * 1000.0 / n as f64)))
+}
+
+/// Time to first content chunk and to the end of a 20-chunk stream: direct, through mana-llm
+/// and through LiteLLM, with the CPU each proxy spent per stream.
 pub async fn streaming(settings: &Settings) -> Result<Value, String> {
     let mock = procs::mock()?;
     let gw = gateway(&mock)?;
+    let litellm = peer(settings, &mock)?;
     let n = if settings.smoke { 10 } else { 300 };
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .map_err(|e| e.to_string())?;
-    let run = |url: String, model: &'static str| {
-        let http = http.clone();
-        async move {
-            let body = json!({"model": model, "stream": true, "messages": [{"role": "user", "content": "x"}]});
-            let (mut first, mut total) = (Vec::new(), Vec::new());
-            for _ in 0..n {
-                let start = Instant::now();
-                let mut response = http
-                    .post(&url)
-                    .json(&body)
-                    .send()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let mut seen_first = false;
-                while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
-                    if !seen_first && chunk.windows(7).any(|w| w == b"content") {
-                        first.push(start.elapsed());
-                        seen_first = true;
-                    }
-                }
-                total.push(start.elapsed());
-            }
-            Ok::<_, String>((summary(&mut first), summary(&mut total)))
+    let direct_url = format!("{}/v1/chat/completions", mock.url);
+    // Warm-up.
+    streams(&http, &direct_url, "pieces-20", 5).await?;
+    let (direct_first, direct_total) = streams(&http, &direct_url, "pieces-20", n).await?;
+    let (gw_first, gw_total, gw_cpu) = measured_streams(
+        &gw,
+        &http,
+        &format!("{}/v1/chat/completions", gw.url),
+        "groq/pieces-20",
+        n,
+    )
+    .await?;
+    let litellm_result = match &litellm {
+        Some(p) => {
+            let url = format!("{}/v1/chat/completions", p.url);
+            let (first, total, cpu) = measured_streams(p, &http, &url, "pieces-20", n).await?;
+            json!({"first_content_ms": first, "total_ms": total, "cpu_ms_per_stream": cpu,
+                   "version": p.version, "workers": p.workers})
         }
+        None => Value::Null,
     };
-    let (direct_first, direct_total) =
-        run(format!("{}/v1/chat/completions", mock.url), "pieces-20").await?;
-    let cpu_before = gw.cpu();
-    let (gw_first, gw_total) =
-        run(format!("{}/v1/chat/completions", gw.url), "groq/pieces-20").await?;
-    let cpu = gw.cpu().saturating_sub(cpu_before);
     let result = json!({
         "streams": n,
         "chunks_per_stream": 20,
         "direct": {"first_content_ms": direct_first, "total_ms": direct_total},
         "gateway": {"first_content_ms": gw_first, "total_ms": gw_total},
-        "gateway_cpu_ms_per_stream": ((cpu.as_secs_f64() * 1000.0 / n as f64) * 1000.0).round() / 1000.0,
+        "gateway_cpu_ms_per_stream": gw_cpu,
+        "litellm": litellm_result,
     });
     println!("streaming: {result}");
     Ok(result)

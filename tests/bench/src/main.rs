@@ -1,4 +1,4 @@
-//! `mana-llm-bench [--smoke] [fleet|overhead|streaming|many-streams|large-inputs|memory|peer|all]`: starts everything it needs on
+//! `mana-llm-bench [--smoke] [--no-peer] [fleet|overhead|streaming|many-streams|large-inputs|memory|all]`: starts everything it needs on
 //! loopback (a real `redis-server`, the release `mana-llm` binary as control plane, workers or
 //! `serve`, the `mana-llm-mock` upstream), measures, prints a Markdown report and writes
 //! `target/bench/results.json`.
@@ -12,11 +12,13 @@
 //! - [`load`] — overhead under load (wrk), streaming time to first byte, memory over 1M requests.
 //! - [`streams`] — 1,000 slow streams held open at once.
 //! - [`inputs`] — a 2 MB image and a 400 kB prompt.
+//! - [`peer`] — LiteLLM's proxy, measured beside us in the overhead and streaming scenarios.
 //! - [`stats`] — percentiles.
 
 mod fleet;
 mod inputs;
 mod load;
+mod peer;
 mod procs;
 mod stats;
 mod streams;
@@ -27,6 +29,8 @@ use serde_json::{json, Value};
 
 pub struct Settings {
     pub smoke: bool,
+    /// `--no-peer`: leave LiteLLM out of the overhead and streaming scenarios.
+    pub no_peer: bool,
 }
 
 #[tokio::main]
@@ -37,14 +41,13 @@ async fn main() -> ExitCode {
         .iter()
         .find(|a| !a.starts_with("--"))
         .map_or("all", String::as_str);
-    const SCENARIOS: [&str; 8] = [
+    const SCENARIOS: [&str; 7] = [
         "fleet",
         "overhead",
         "streaming",
         "many-streams",
         "large-inputs",
         "memory",
-        "peer",
         "all",
     ];
     if !SCENARIOS.contains(&scenario) {
@@ -54,7 +57,8 @@ async fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let settings = Settings { smoke };
+    let no_peer = args.iter().any(|a| a == "--no-peer");
+    let settings = Settings { smoke, no_peer };
     let mut results = serde_json::Map::new();
     let run = |name: &str| scenario == "all" || scenario == name;
     let outcome: Result<(), String> = async {

@@ -60,28 +60,32 @@ impl Proc {
 
     /// CPU time (user + system) the process has used so far.
     pub fn cpu(&self) -> Duration {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
-        // Fields after the command name (which may contain spaces) start after the last ')'.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map_or("", |(_, rest)| rest)
-            .split_whitespace()
-            .collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        // utime and stime are fields 14 and 15 (1-based), i.e. 11 and 12 here; 100 ticks/s.
-        Duration::from_millis((ticks(11) + ticks(12)) * 10)
+        cpu_of(self.pid())
     }
 
     /// Resident memory in MiB.
     pub fn rss_mib(&self) -> f64 {
         rss_mib_of(self.pid())
     }
+}
+
+/// CPU time (user + system) process `pid` has used so far (zero when it is gone).
+pub fn cpu_of(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 (1-based), i.e. 11 and 12 here; 100 ticks/s.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
 /// Resident memory of process `pid` in MiB (0 when it is gone).
