@@ -47,7 +47,12 @@ async fn serve(
     request.validate()?;
     let snapshot = state.snapshots.load();
     let plan = plan(&snapshot, request.model.as_deref())?;
-    let chain: Vec<String> = plan.entries.iter().map(|e| e.target.to_string()).collect();
+    // The chain is part of the cache key; with the cache off nobody reads it.
+    let chain: Vec<String> = if state.cache.config().enabled {
+        plan.entries.iter().map(|e| e.target.to_string()).collect()
+    } else {
+        Vec::new()
+    };
     let (key, read) = match decide(
         state.cache.config(),
         &request,

@@ -87,8 +87,7 @@ async fn main() -> ExitCode {
         eprintln!("mana-llm-bench: {e}");
         return ExitCode::FAILURE;
     }
-    let report =
-        json!({"smoke": smoke, "machine": procs::machine(), "results": Value::Object(results)});
+    let report = json!({"smoke": smoke, "run": procs::provenance(), "machine": procs::machine(), "results": Value::Object(results)});
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench");
     let _ = std::fs::create_dir_all(&dir);
     let path = dir.join(if smoke { "smoke.json" } else { "results.json" });

@@ -175,6 +175,24 @@ pub fn mana_llm(args: &[&str], env: &[(&str, String)]) -> Result<Proc, String> {
     Proc::start(cmd)
 }
 
+/// The output of `cmd args…`, trimmed; `None` when it cannot run or fails.
+fn output_of(cmd: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(cmd).args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// When and on which commit the run happened, for the report.
+pub fn provenance() -> Value {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    json!({
+        "date": output_of("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]),
+        "commit": output_of("git", &["-C", dir, "rev-parse", "--short", "HEAD"]),
+        "uncommitted_changes": output_of("git", &["-C", dir, "status", "--porcelain"]).map(|s| !s.is_empty()),
+    })
+}
+
 /// Cores and CPU model, for the report.
 pub fn machine() -> Value {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
