@@ -1,5 +1,6 @@
 //! Many slow streams held open at once through one gateway: the upstream sends a chunk every
-//! 100 ms, every stream must arrive whole and none may stall. The same streams straight to the
+//! 100 ms (2 s per stream), all are opened within 0.5 s, every stream must arrive whole and
+//! none may stall. The same streams straight to the
 //! upstream are the baseline. Worker RSS (peak, sampled) and CPU over the run are recorded.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +16,8 @@ use crate::Settings;
 
 const CHUNKS: usize = 20;
 const EVERY_MS: u64 = 100;
+/// The streams are opened evenly over this long.
+const RAMP: Duration = Duration::from_millis(500);
 /// A gap this long between two chunks of a stream sending every 100 ms counts as a stall.
 const STALL: Duration = Duration::from_secs(1);
 
@@ -81,8 +84,18 @@ async fn run_all(url: &str, model: &str, n: usize) -> Result<StreamRun, String> 
         .map_err(|e| e.to_string())?;
     let body =
         json!({"model": model, "stream": true, "messages": [{"role": "user", "content": "x"}]});
+    // All n are open together (each lasts 2 s), opened over RAMP rather than in the same
+    // millisecond: a thousand simultaneous SYNs measure the kernel's accept queues (and its 1 s
+    // SYN retransmit), not the gateway.
     let tasks: Vec<_> = (0..n)
-        .map(|_| tokio::spawn(one(http.clone(), url.to_owned(), body.clone())))
+        .map(|i| {
+            let delay = RAMP.mul_f64(i as f64 / n as f64);
+            let (http, url, body) = (http.clone(), url.to_owned(), body.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                one(http, url, body).await
+            })
+        })
         .collect();
     let mut run = StreamRun {
         first: Vec::new(),
