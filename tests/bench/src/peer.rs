@@ -101,7 +101,8 @@ impl LiteLlm {
             )
             .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
             .env("LITELLM_LOG", "ERROR")
-            .env("LITELLM_TELEMETRY", "False")
+            // Opt-in in this version; switched off outright (LITELLM_TELEMETRY_ + `disabled`).
+            .env("LITELLM_TELEMETRY_DISABLED", "true")
             .env("DISABLE_ADMIN_UI", "True")
             .current_dir(&dir)
             .stdout(Stdio::null())
