@@ -16,13 +16,13 @@ use mana_llm_data_plane::server::read_registry;
 use mana_llm_shared::RegistryVersion;
 
 use control_plane::ControlPlaneArgs;
+use serve::ServeArgs;
+use worker::WorkerArgs;
 
 /// glibc's allocator showed up as ~15 % of the gateway's CPU under load (arena locks, futex
 /// wake-ups between the runtime's threads); mimalloc's thread-local free lists avoid both.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use serve::ServeArgs;
-use worker::WorkerArgs;
 
 #[derive(Parser)]
 #[command(

@@ -170,8 +170,7 @@ fn events(
                 if batch.len() >= COALESCE_LIMIT {
                     break;
                 }
-                // The upstream body hands over one chunk per turn of its connection task, so
-                // give that task one turn before deciding that nothing more is here.
+                // Only what is already here: an upstream that has nothing ready ends the batch.
                 match rest.next().now_or_never() {
                     Some(Some(ready)) => item = Some(ready),
                     Some(None) => {
@@ -183,10 +182,11 @@ fn events(
             }
             if ended {
                 batch.extend_from_slice(DONE);
-                yield Ok(Bytes::from(batch));
-                break;
             }
             yield Ok(Bytes::from(batch));
+            if ended {
+                break;
+            }
         }
         if !ended {
             yield Ok(Bytes::from_static(DONE));

@@ -47,17 +47,11 @@ async fn serve(
     request.validate()?;
     let snapshot = state.snapshots.load();
     let plan = plan(&snapshot, request.model.as_deref())?;
-    // The chain is part of the cache key; with the cache off nobody reads it.
-    let chain: Vec<String> = if state.cache.config().enabled {
-        plan.entries.iter().map(|e| e.target.to_string()).collect()
-    } else {
-        Vec::new()
-    };
     let (key, read) = match decide(
         state.cache.config(),
         &request,
         request_headers,
-        &chain,
+        || plan.entries.iter().map(|e| e.target.to_string()).collect(),
         &state.names,
     ) {
         Decision::Bypass(reason) => {

@@ -24,11 +24,12 @@ pub enum Decision {
 }
 
 /// Whether `request`, about to be routed along `chain` (its targets in order), uses the cache.
+/// The chain is only built when a key is needed: most requests are bypassed before that.
 pub fn decide(
     config: &CacheConfig,
     request: &ChatRequest,
     headers: &http::HeaderMap,
-    chain: &[String],
+    chain: impl FnOnce() -> Vec<String>,
     names: &BusNames,
 ) -> Decision {
     if !config.enabled {
@@ -49,7 +50,7 @@ pub fn decide(
         return Decision::Bypass("not_deterministic");
     }
     Decision::Use {
-        key: CacheKey(names.cache_key(&key_of(request, chain))),
+        key: CacheKey(names.cache_key(&key_of(request, &chain()))),
         read: !no_cache,
     }
 }

@@ -32,7 +32,7 @@ fn decide_with(req: Value, cache_control: Option<&str>) -> Decision {
         &CacheConfig::default(),
         &request(req),
         &headers,
-        &chain(),
+        chain,
         &BusNames::default(),
     )
 }
@@ -120,7 +120,7 @@ fn cache_control_is_honoured() {
         &off,
         &request(json!({"messages": msgs(), "temperature": 0})),
         &HeaderMap::new(),
-        &chain(),
+        chain,
         &BusNames::default(),
     );
     assert_eq!(d, Decision::Bypass("disabled"));
