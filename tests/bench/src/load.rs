@@ -243,25 +243,9 @@ async fn streams(
         json!({"model": model, "stream": true, "messages": [{"role": "user", "content": "x"}]});
     let (mut first, mut total) = (Vec::new(), Vec::new());
     for _ in 0..n {
-        let start = Instant::now();
-        let mut response = http
-            .post(url)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        if !response.status().is_success() {
-            return Err(format!("{url}: status {}", response.status()));
-        }
-        let mut seen_first = false;
-        while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
-            // The first piece of text (the mock's pieces start with `w`), not a role-only chunk.
-            if !seen_first && chunk.windows(12).any(|w| w == b"\"content\":\"w") {
-                first.push(start.elapsed());
-                seen_first = true;
-            }
-        }
-        total.push(start.elapsed());
+        let timing = crate::streams::one(http, url, &body).await?;
+        first.push(timing.first);
+        total.push(timing.total);
     }
     Ok((summary(&mut first), summary(&mut total)))
 }
@@ -315,7 +299,7 @@ pub async fn streaming(settings: &Settings) -> Result<Value, String> {
     };
     let result = json!({
         "streams": n,
-        "chunks_per_stream": 20,
+        "chunks_per_stream": crate::streams::CHUNKS,
         "direct": {"first_content_ms": direct_first, "total_ms": direct_total},
         "gateway": {"first_content_ms": gw_first, "total_ms": gw_total},
         "gateway_cpu_ms_per_stream": gw_cpu,

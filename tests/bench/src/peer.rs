@@ -154,14 +154,8 @@ impl LiteLlm {
         };
         entries
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-            .filter(|pid| {
-                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-                // After the command name: state, ppid, pgrp.
-                stat.rsplit_once(')')
-                    .and_then(|(_, rest)| rest.split_whitespace().nth(2))
-                    .and_then(|g| g.parse::<u32>().ok())
-                    == Some(group)
-            })
+            // After the command name: state, ppid, pgrp.
+            .filter(|pid| procs::stat_field(*pid, 2) == Some(u64::from(group)))
             .collect()
     }
 

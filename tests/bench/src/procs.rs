@@ -69,22 +69,18 @@ impl Proc {
     }
 }
 
+/// Field `i` of `/proc/<pid>/stat`, counted from the state field (0) after the command
+/// name, which may itself contain spaces; `None` when the process is gone.
+pub fn stat_field(pid: u32, i: usize) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(i)?.parse().ok()
+}
+
 /// CPU time (user + system) process `pid` has used so far (zero when it is gone).
 pub fn cpu_of(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may contain spaces) start after the last ')'.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // utime and stime are fields 14 and 15 (1-based), i.e. 11 and 12 here; 100 ticks/s.
+    // utime and stime are fields 14 and 15 of stat(5), 11 and 12 here; 100 ticks/s.
+    let ticks = |i| stat_field(pid, i).unwrap_or(0);
     Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 

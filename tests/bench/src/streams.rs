@@ -14,7 +14,8 @@ use crate::procs::{self, Proc};
 use crate::stats::summary;
 use crate::Settings;
 
-const CHUNKS: usize = 20;
+/// Pieces per stream, in this scenario and the sequential streaming one.
+pub const CHUNKS: usize = 20;
 const EVERY_MS: u64 = 100;
 /// The streams are opened evenly over this long.
 const RAMP: Duration = Duration::from_millis(500);
@@ -31,27 +32,35 @@ struct StreamRun {
     errors: Vec<String>,
 }
 
-/// One stream: time to first content chunk, total time, the longest gap, whether it was whole.
-async fn one(
-    http: reqwest::Client,
-    url: String,
-    body: Value,
-) -> Result<(Duration, Duration, Duration, bool), String> {
+/// What one stream looked like from the client.
+pub struct Timing {
+    /// Until the first chunk carrying text (a role-only chunk does not count).
+    pub first: Duration,
+    pub total: Duration,
+    /// The longest silence between two chunks carrying text.
+    pub max_gap: Duration,
+    /// All [`CHUNKS`] pieces arrived, then `[DONE]`.
+    pub whole: bool,
+}
+
+/// Sends one streaming request and times what comes back.
+pub async fn one(http: &reqwest::Client, url: &str, body: &Value) -> Result<Timing, String> {
     let start = Instant::now();
     let mut response = http
-        .post(&url)
-        .json(&body)
+        .post(url)
+        .json(body)
         .send()
         .await
         .map_err(|e| e.to_string())?;
     if !response.status().is_success() {
-        return Err(format!("status {}", response.status()));
+        return Err(format!("{url}: status {}", response.status()));
     }
     let (mut first, mut last, mut max_gap) = (None, start, Duration::ZERO);
     let mut content = 0usize;
     let mut text = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
         let now = Instant::now();
+        // The mock's pieces start with `w`.
         let pieces = chunk
             .windows(12)
             .filter(|w| *w == b"\"content\":\"w")
@@ -68,12 +77,12 @@ async fn one(
         text.extend_from_slice(&chunk);
     }
     let done = text.windows(12).any(|w| w == b"data: [DONE]");
-    Ok((
-        first.unwrap_or_default(),
-        start.elapsed(),
+    Ok(Timing {
+        first: first.unwrap_or_default(),
+        total: start.elapsed(),
         max_gap,
-        done && content == CHUNKS,
-    ))
+        whole: done && content == CHUNKS,
+    })
 }
 
 async fn run_all(url: &str, model: &str, n: usize) -> Result<StreamRun, String> {
@@ -93,7 +102,7 @@ async fn run_all(url: &str, model: &str, n: usize) -> Result<StreamRun, String> 
             let (http, url, body) = (http.clone(), url.to_owned(), body.clone());
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
-                one(http, url, body).await
+                one(&http, &url, &body).await
             })
         })
         .collect();
@@ -108,13 +117,13 @@ async fn run_all(url: &str, model: &str, n: usize) -> Result<StreamRun, String> 
     };
     for task in tasks {
         match task.await.map_err(|e| e.to_string())? {
-            Ok((first, total, gap, whole)) => {
-                run.first.push(first);
-                run.total.push(total);
-                run.max_gap.push(gap);
-                run.complete += usize::from(whole);
-                run.stalled += usize::from(gap > STALL);
-                run.failed += usize::from(!whole);
+            Ok(t) => {
+                run.first.push(t.first);
+                run.total.push(t.total);
+                run.max_gap.push(t.max_gap);
+                run.complete += usize::from(t.whole);
+                run.stalled += usize::from(t.max_gap > STALL);
+                run.failed += usize::from(!t.whole);
             }
             Err(e) => {
                 run.failed += 1;
