@@ -2,7 +2,7 @@
 //! upstream in the same run. The load generator is `wrk` (Debian's package), never our own.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
