@@ -6,9 +6,11 @@
 //!   versioned snapshots with a content hash.
 //! - [`events`]: what happened to the registry (the control plane's event log).
 //! - [`bus`]: what the control plane tells workers, and the Redis names it uses.
+//! - [`fleet_key`]: HMAC-SHA256 signatures over what the fleet shares through Redis.
 
 pub mod bus;
 pub mod events;
+pub mod fleet_key;
 pub mod registry;
 pub mod target;
 
