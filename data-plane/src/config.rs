@@ -8,6 +8,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use mana_llm_shared::fleet_key::{FleetKey, FLEET_KEY_ENV};
+
 use crate::cache::CacheConfig;
 use crate::health::probe::ProbeConfig;
 use crate::health::BreakerConfig;
@@ -177,6 +179,9 @@ pub struct GatewayConfig {
     /// How often a worker compares its registry version with the published one.
     pub sync_interval: Duration,
     pub cache: CacheConfig,
+    /// Signs and verifies what the fleet shares through Redis (registry versions, cache
+    /// entries). `None`: shared state is validated but its origin cannot be checked.
+    pub fleet_key: Option<FleetKey>,
 }
 
 #[derive(Debug, Clone)]
@@ -238,6 +243,8 @@ impl GatewayConfig {
                 .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
             sync_interval: src.seconds("MANA_LLM_SYNC_INTERVAL", 5.0)?,
             cache: CacheConfig::from_source(src)?,
+            fleet_key: FleetKey::from_setting(src.get(FLEET_KEY_ENV).as_deref())
+                .map_err(|e| ConfigError::new(FLEET_KEY_ENV, e.to_string()))?,
             probe: if src.flag("MANA_LLM_PROBE", true)? {
                 Some(
                     ProbeConfig::new(
