@@ -13,6 +13,7 @@ mod handlers;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use axum::Router;
@@ -31,6 +32,9 @@ pub struct AdminState {
 
 /// The admin routes, to be merged into a server that provides `ConnectInfo<SocketAddr>`.
 pub fn router(state: Arc<AdminState>) -> Router {
+    // Room for the largest document the policy accepts (the push handler answers a clear 413
+    // past it); axum's own default would cut at 2 MB with a plain-text answer.
+    let body_limit = state.service.policy().limits.max_bytes.saturating_add(64 * 1024);
     Router::new()
         .route(
             "/admin/v1/registry",
@@ -46,5 +50,6 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/admin/v1/registry/reload", post(handlers::reload))
         .route("/admin/v1/audit", get(handlers::audit))
         .route_layer(from_fn_with_state(state.clone(), auth::require_admin))
+        .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }

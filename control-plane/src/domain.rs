@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use mana_llm_shared::events::RegistryEvent;
-use mana_llm_shared::{Registry, RegistryDocument, RegistryVersion};
+use mana_llm_shared::{
+    DocumentFormat, Registry, RegistryDocument, RegistryPolicy, RegistryVersion,
+};
 use serde::Serialize;
 
 /// Where a published registry text came from.
@@ -50,6 +52,8 @@ pub enum Command {
     /// Validate `text` (aliases.yaml, or JSON) and make it the next version.
     Publish {
         text: String,
+        /// YAML (`aliases.yaml`) or JSON (an admin API body sent as `application/json`).
+        format: DocumentFormat,
         source: PublishSource,
         /// A file path or "admin API": names the text in validation messages.
         origin: String,
@@ -100,20 +104,30 @@ pub struct RegistryAggregate {
     /// 0 = no version yet.
     pub(crate) current: u64,
     pub(crate) versions: BTreeMap<u64, VersionRecord>,
+    /// The operator's rules new documents must follow (not state: set by whoever loads the
+    /// aggregate, never folded from events — what the log holds already happened).
+    pub(crate) policy: RegistryPolicy,
 }
 
 impl RegistryAggregate {
+    /// This aggregate deciding under `policy`.
+    pub fn with_policy(mut self, policy: RegistryPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
     /// Decides what happens; never changes `self`.
     pub fn handle(&self, command: Command) -> Result<Vec<RegistryEvent>, DomainError> {
         match command {
             Command::Publish {
                 text,
+                format,
                 source,
                 origin,
                 expected_version,
             } => {
                 self.check_expected(expected_version)?;
-                self.publish(&text, source, &origin)
+                self.publish(&text, format, source, &origin)
             }
             Command::Rollback {
                 to_version,
@@ -179,11 +193,13 @@ impl RegistryAggregate {
     fn publish(
         &self,
         text: &str,
+        format: DocumentFormat,
         source: PublishSource,
         origin: &str,
     ) -> Result<Vec<RegistryEvent>, DomainError> {
         let next = self.current + 1;
-        let registry = match Registry::parse(text, origin, RegistryVersion(next)) {
+        let parsed = Registry::parse_with(text, format, origin, RegistryVersion(next), &self.policy);
+        let registry = match parsed {
             Ok(registry) => registry,
             // A bad file on disk is something that happened (and is audited), not a refusal.
             Err(errors) if source == PublishSource::Reload => {

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use mana_llm_shared::events::RegistryEvent;
+use mana_llm_shared::DocumentFormat;
 
 use crate::domain::{Command, PublishSource};
 use crate::service::{Executed, RegistryService, ServiceError};
@@ -30,6 +31,7 @@ pub async fn reload_file(
     let command = match std::fs::read_to_string(path) {
         Ok(text) => Command::Publish {
             text,
+            format: DocumentFormat::Yaml,
             source: PublishSource::Reload,
             origin,
             expected_version: None,

@@ -11,6 +11,7 @@ mod tests;
 use std::sync::Arc;
 
 use mana_llm_shared::events::REGISTRY_STREAM;
+use mana_llm_shared::{DocumentFormat, RegistryPolicy};
 use tokio::sync::{watch, Mutex};
 
 use crate::diff::Diff;
@@ -61,6 +62,8 @@ pub struct RegistryService {
 #[derive(Debug)]
 struct Inner {
     store: EventStore,
+    /// The operator's rules for new documents, given to every aggregate this service loads.
+    policy: RegistryPolicy,
     state: Mutex<State>,
     /// The global sequence of the last event this service appended.
     appended: watch::Sender<u64>,
@@ -74,27 +77,43 @@ struct State {
 }
 
 impl State {
-    async fn load(store: &EventStore) -> Result<Self, StoreError> {
+    async fn load(store: &EventStore, policy: &RegistryPolicy) -> Result<Self, StoreError> {
         let events = store.load(REGISTRY_STREAM).await?;
         Ok(Self {
-            aggregate: replay(&events),
+            aggregate: replay(&events).with_policy(policy.clone()),
             stream_sequence: events.last().map_or(0, |e| e.stream_sequence),
         })
     }
 }
 
 impl RegistryService {
-    /// Replays the registry stream into memory.
+    /// Replays the registry stream into memory; new documents follow the default policy.
     pub async fn open(store: EventStore) -> Result<Self, ServiceError> {
-        let state = State::load(&store).await.map_err(ServiceError::Store)?;
+        Self::open_with_policy(store, RegistryPolicy::default()).await
+    }
+
+    /// Replays the registry stream into memory; new documents must follow `policy`.
+    pub async fn open_with_policy(
+        store: EventStore,
+        policy: RegistryPolicy,
+    ) -> Result<Self, ServiceError> {
+        let state = State::load(&store, &policy)
+            .await
+            .map_err(ServiceError::Store)?;
         let (appended, _) = watch::channel(0);
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
+                policy,
                 state: Mutex::new(state),
                 appended,
             }),
         })
+    }
+
+    /// The rules new documents must follow.
+    pub fn policy(&self) -> &RegistryPolicy {
+        &self.inner.policy
     }
 
     /// The store underneath (the publisher reads the outbox through it).
@@ -115,7 +134,7 @@ impl RegistryService {
             Ok(stored) => stored,
             Err(StoreError::Conflict { .. }) => {
                 tracing::warn!(actor, "registry changed by another writer; reloading");
-                *state = State::load(&self.inner.store)
+                *state = State::load(&self.inner.store, &self.inner.policy)
                     .await
                     .map_err(ServiceError::Store)?;
                 return Err(ServiceError::Conflict);
@@ -154,6 +173,7 @@ impl RegistryService {
         }
         let command = Command::Publish {
             text: text.to_owned(),
+            format: DocumentFormat::Yaml,
             source: PublishSource::Seed,
             origin: origin.to_owned(),
             expected_version: Some(0),
@@ -221,7 +241,7 @@ impl RegistryService {
     /// Re-reads the log (e.g. after another process wrote). Returns the current version.
     pub async fn refresh(&self) -> Result<u64, ServiceError> {
         let mut state = self.inner.state.lock().await;
-        *state = State::load(&self.inner.store)
+        *state = State::load(&self.inner.store, &self.inner.policy)
             .await
             .map_err(ServiceError::Store)?;
         Ok(state.aggregate.current_version())

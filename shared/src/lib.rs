@@ -15,7 +15,9 @@ pub mod registry;
 pub mod target;
 
 pub use registry::{
-    Alias, AliasName, ChainEntry, Registry, RegistryDocument, RegistryErrors, RegistryVersion,
-    UnknownAlias,
+    Alias, AliasName, ChainEntry, DocumentFormat, DocumentLimits, Registry, RegistryDocument,
+    RegistryErrors, RegistryPolicy, RegistryVersion, UnknownAlias,
 };
-pub use target::{ModelRef, ProviderId, Target, ALIAS_PREFIX, DEFAULT_PROVIDER};
+pub use target::{
+    ModelRef, ProviderId, Target, ALIAS_PREFIX, BUILTIN_PROVIDERS, DEFAULT_PROVIDER,
+};

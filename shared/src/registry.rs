@@ -5,7 +5,9 @@
 //! `aliases.yaml` format, every error reported in one pass; the running worker swaps whole
 //! snapshots, never mutates one.
 
+mod guard;
 mod parse;
+pub mod policy;
 #[cfg(test)]
 mod tests;
 
@@ -18,7 +20,18 @@ use sha2::{Digest, Sha256};
 
 use crate::target::{ProviderId, Target};
 
+pub use guard::DocumentLimits;
 pub use parse::RegistryErrors;
+pub use policy::RegistryPolicy;
+
+/// How a registry document is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DocumentFormat {
+    /// `aliases.yaml` (JSON is YAML too, but is better read by [`DocumentFormat::Json`]).
+    #[default]
+    Yaml,
+    Json,
+}
 
 /// A registry's version: 1, 2, 3, … (0 means "none loaded").
 #[derive(
@@ -115,13 +128,55 @@ pub struct UnknownAlias {
 }
 
 impl Registry {
-    /// Parses and validates `aliases.yaml` text; `source` names it in error messages.
+    /// Parses and validates `aliases.yaml` text under the default policy; `source` names it
+    /// in error messages.
     pub fn parse(
         text: &str,
         source: &str,
         version: RegistryVersion,
     ) -> Result<Self, RegistryErrors> {
-        parse::parse_document(text, source).map(|document| Self::new(document, version))
+        Self::parse_with(
+            text,
+            DocumentFormat::Yaml,
+            source,
+            version,
+            &RegistryPolicy::default(),
+        )
+    }
+
+    /// Parses and validates a document in `format` under the operator's `policy`.
+    pub fn parse_with(
+        text: &str,
+        format: DocumentFormat,
+        source: &str,
+        version: RegistryVersion,
+        policy: &RegistryPolicy,
+    ) -> Result<Self, RegistryErrors> {
+        parse::parse_document(text, format, source, policy)
+            .map(|document| Self::new(document, version))
+    }
+
+    /// A registry from a document that arrived already structured (from Redis or another
+    /// process): checked against every rule a parsed document obeys and against the hash it
+    /// claims, since whoever wrote it may not be who it says.
+    pub fn verified(
+        document: RegistryDocument,
+        version: RegistryVersion,
+        claimed_hash: &str,
+        policy: &RegistryPolicy,
+    ) -> Result<Self, RegistryErrors> {
+        if version.0 == 0 {
+            return Err(RegistryErrors(vec!["version 0 is not a version".to_owned()]));
+        }
+        parse::validate_document(&document, policy)?;
+        let registry = Self::new(document, version);
+        if registry.hash() != claimed_hash {
+            return Err(RegistryErrors(vec![format!(
+                "content hash {} does not match the claimed {claimed_hash}",
+                registry.hash()
+            )]));
+        }
+        Ok(registry)
     }
 
     pub fn new(document: RegistryDocument, version: RegistryVersion) -> Self {

@@ -15,6 +15,19 @@ pub const DEFAULT_PROVIDER: &str = "ollama";
 /// The reserved namespace of registry aliases.
 pub const ALIAS_PREFIX: &str = "mana/";
 
+/// Provider ids the gateway itself defines (`mana` is the alias namespace): a registry may
+/// not declare a provider under one of these names.
+pub const BUILTIN_PROVIDERS: [&str; 8] = [
+    "ollama",
+    "echo",
+    "openai",
+    "openrouter",
+    "groq",
+    "together",
+    "google",
+    "mana",
+];
+
 /// A provider id such as `ollama`, `groq` or `openrouter`: always lower case.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ProviderId(String);

@@ -27,6 +27,8 @@ pub enum AdminError {
     LoopbackOnly,
     #[error("{0}")]
     BadRequest(String),
+    #[error("the document is {size} bytes; the limit is {limit} bytes (MANA_LLM_REGISTRY_MAX_BYTES)")]
+    TooLarge { size: usize, limit: usize },
     #[error("{0}")]
     Internal(String),
 }
@@ -41,6 +43,7 @@ impl AdminError {
             AdminError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             AdminError::LoopbackOnly => (StatusCode::FORBIDDEN, "loopback_only"),
             AdminError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            AdminError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "document_too_large"),
             AdminError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }
     }

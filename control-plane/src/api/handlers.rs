@@ -5,10 +5,12 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use mana_llm_shared::events::RegistryEvent;
+use mana_llm_shared::DocumentFormat;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -104,18 +106,34 @@ pub async fn push(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AdminError> {
+    // Refused before anything looks at the text: size is the first bound on parsing cost.
+    let limit = state.service.policy().limits.max_bytes;
+    if body.len() > limit {
+        return Err(AdminError::TooLarge {
+            size: body.len(),
+            limit,
+        });
+    }
     let text = String::from_utf8(body.to_vec())
         .map_err(|_| AdminError::BadRequest("the body must be UTF-8 text".to_owned()))?;
+    let declared_json = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().contains("json"));
     let mut expected = expected_from_headers(&headers)?;
     if let Some(v) = query.get("expected_version") {
         expected = Some(v.parse().map_err(|_| {
             AdminError::BadRequest(format!("expected_version must be a number, got '{v}'"))
         })?);
     }
-    // A JSON document may carry `expected_version` beside the registry keys.
+    // A JSON document may carry `expected_version` beside the registry keys. A body that is
+    // JSON is read as JSON (declared so, or an object that parses as one); anything else is
+    // YAML.
     let mut text = text;
-    if text.trim_start().starts_with('{') {
+    let mut format = DocumentFormat::Yaml;
+    if declared_json || text.trim_start().starts_with('{') {
         if let Ok(Value::Object(mut doc)) = serde_json::from_str::<Value>(&text) {
+            format = DocumentFormat::Json;
             if let Some(v) = doc.remove("expected_version") {
                 let v = v.as_u64().ok_or_else(|| {
                     AdminError::BadRequest("expected_version must be a number".to_owned())
@@ -123,10 +141,13 @@ pub async fn push(
                 expected = expected.or(Some(v));
                 text = Value::Object(doc).to_string();
             }
+        } else if declared_json {
+            format = DocumentFormat::Json;
         }
     }
     let command = Command::Publish {
         text,
+        format,
         source: PublishSource::Push,
         origin: "admin API".to_owned(),
         expected_version: expected,

@@ -2,7 +2,7 @@
 //! events happen (or this error).
 
 use mana_llm_shared::events::RegistryEvent;
-use mana_llm_shared::{Registry, RegistryDocument, RegistryVersion};
+use mana_llm_shared::{DocumentFormat, Registry, RegistryDocument, RegistryPolicy, RegistryVersion};
 
 use super::{Command, DomainError, PublishSource, RegistryAggregate};
 
@@ -37,6 +37,7 @@ fn rolled_back(version: u64, to_version: u64, text: &str) -> RegistryEvent {
 
 pub(crate) fn push(text: &str, expected_version: Option<u64>) -> Command {
     Command::Publish {
+        format: DocumentFormat::Yaml,
         text: text.to_owned(),
         source: PublishSource::Push,
         origin: "admin API".to_owned(),
@@ -46,6 +47,7 @@ pub(crate) fn push(text: &str, expected_version: Option<u64>) -> Command {
 
 pub(crate) fn reload(text: &str) -> Command {
     Command::Publish {
+        format: DocumentFormat::Yaml,
         text: text.to_owned(),
         source: PublishSource::Reload,
         origin: "/etc/mana/aliases.yaml".to_owned(),
@@ -252,4 +254,53 @@ fn apply_tracks_the_current_version_and_hash() {
     .aggregate;
     assert_eq!(aggregate.current_version(), 3);
     assert_eq!(aggregate.current_hash(), Some(document(FAST).0.as_str()));
+}
+
+const EXFILTRATE: &str = "aliases:\n  mana/x:\n    chain: [evil/m]\nproviders:\n  evil: {base_url: 'http://127.0.0.1:9/v1', api_key_env: MANA_LLM_ADMIN_TOKEN}\n";
+
+#[test]
+fn given_any_state_when_a_document_names_a_forbidden_key_variable_then_it_is_refused() {
+    let given = RegistryAggregate::default();
+    let e = given.handle(push(EXFILTRATE, None)).unwrap_err();
+    let DomainError::Invalid(errors) = e else {
+        panic!("expected Invalid, got {e:?}");
+    };
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("api_key_env 'MANA_LLM_ADMIN_TOKEN' is not an allowed key variable"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn given_a_policy_when_a_document_follows_it_then_it_is_published() {
+    let text = "aliases:\n  mana/x:\n    chain: [lm/m]\nproviders:\n  lm: {base_url: 'http://llm.internal/v1', api_key_env: SHARED_TOKEN}\n";
+    let default = RegistryAggregate::default();
+    assert!(default.handle(push(text, None)).is_err());
+    let operator = RegistryAggregate::default()
+        .with_policy(RegistryPolicy::default().with_key_envs(&["SHARED_TOKEN"]));
+    let events = operator.handle(push(text, None)).unwrap();
+    assert_eq!(events.len(), 1);
+    let strict = RegistryAggregate::default().with_policy(
+        RegistryPolicy::default()
+            .with_key_envs(&["SHARED_TOKEN"])
+            .with_hosts(&["other.internal"]),
+    );
+    assert!(strict.handle(push(text, None)).is_err());
+}
+
+#[test]
+fn given_json_when_published_as_json_then_it_is_the_same_version_as_the_yaml() {
+    let given = RegistryAggregate::default();
+    let json = r#"{"aliases": {"mana/fast": {"chain": ["ollama/qwen2.5:7b", "groq/llama-3.1-8b-instant"]}}, "default": "mana/fast"}"#;
+    let events = given
+        .handle(Command::Publish {
+            text: json.to_owned(),
+            format: DocumentFormat::Json,
+            source: PublishSource::Push,
+            origin: "admin API".to_owned(),
+            expected_version: None,
+        })
+        .unwrap();
+    assert_eq!(events, vec![published(1, FAST, "push")]);
 }

@@ -12,7 +12,11 @@
 //! providers:               # optional: extra OpenAI-compatible providers
 //!   lmstudio: {base_url: "http://localhost:1234/v1", api_key_env: LMSTUDIO_API_KEY}
 //! ```
-//! Duplicate keys are an error (the original silently kept the last one).
+//! Duplicate keys are an error (the original silently kept the last one), and so are unknown
+//! keys at the top level and in a provider (a typo would otherwise be silently ignored).
+//! Before any of this the text is checked against the policy's size, nesting and alias
+//! expansion bounds ([`guard`]), and after it against the operator's rules for providers
+//! ([`RegistryPolicy`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -20,7 +24,10 @@ use std::time::Duration;
 
 use serde_yaml::{Mapping, Value};
 
-use super::{Alias, AliasName, ChainEntry, ProviderDecl, RegistryDocument};
+use super::guard;
+use super::{
+    Alias, AliasName, ChainEntry, DocumentFormat, ProviderDecl, RegistryDocument, RegistryPolicy,
+};
 use crate::target::{ProviderId, Target, ALIAS_PREFIX};
 
 /// Every problem found in one registry document.
@@ -60,9 +67,30 @@ fn repr(v: &Value) -> String {
     }
 }
 
-pub(super) fn parse_document(text: &str, source: &str) -> Result<RegistryDocument, RegistryErrors> {
-    let root: Value = serde_yaml::from_str(text)
+/// The keys a registry document may have at its top level.
+const TOP_LEVEL_KEYS: [&str; 3] = ["aliases", "default", "providers"];
+
+/// The keys of one `providers:` entry.
+const PROVIDER_KEYS: [&str; 2] = ["base_url", "api_key_env"];
+
+pub(super) fn parse_document(
+    text: &str,
+    format: DocumentFormat,
+    source: &str,
+    policy: &RegistryPolicy,
+) -> Result<RegistryDocument, RegistryErrors> {
+    guard::check(text, &policy.limits)
         .map_err(|e| RegistryErrors(vec![format!("failed to parse {source}: {e}")]))?;
+    let root: Value = match format {
+        DocumentFormat::Yaml => serde_yaml::from_str(text)
+            .map_err(|e| RegistryErrors(vec![format!("failed to parse {source}: {e}")]))?,
+        // JSON is parsed as JSON (serde_json bounds its own nesting), then read with the same
+        // rules as YAML.
+        DocumentFormat::Json => serde_json::from_str::<serde_json::Value>(text)
+            .map_err(|e| format!("failed to parse {source} as JSON: {e}"))
+            .and_then(|json| serde_yaml::to_value(json).map_err(|e| e.to_string()))
+            .map_err(|e| RegistryErrors(vec![e]))?,
+    };
     let mut errors = Vec::new();
     let Value::Mapping(root) = root else {
         return Err(RegistryErrors(vec![format!(
@@ -70,18 +98,109 @@ pub(super) fn parse_document(text: &str, source: &str) -> Result<RegistryDocumen
             type_name(&root)
         )]));
     };
+    unknown_keys(&root, &TOP_LEVEL_KEYS, "the document", &mut errors);
     let aliases = parse_aliases(&root, &mut errors);
     let default = parse_default(&root, &aliases, &mut errors);
     let providers = parse_providers(&root, &mut errors);
+    if !errors.is_empty() {
+        return Err(RegistryErrors(errors));
+    }
+    let document = RegistryDocument {
+        aliases,
+        default,
+        providers,
+    };
+    let violations = policy.violations(&document);
+    if violations.is_empty() {
+        Ok(document)
+    } else {
+        Err(RegistryErrors(violations))
+    }
+}
+
+/// Reports every key of `map` not in `known` (a typo would otherwise be silently ignored).
+fn unknown_keys(map: &Mapping, known: &[&str], owner: &str, errors: &mut Vec<String>) {
+    for key in map.keys() {
+        if !key.as_str().is_some_and(|k| known.contains(&k)) {
+            errors.push(format!(
+                "{owner} has an unknown key {} (known: {})",
+                repr(key),
+                known.join(", ")
+            ));
+        }
+    }
+}
+
+/// Checks a document that did not come through [`parse_document`] (one read from Redis or
+/// an admin API answer) against every rule a parsed one obeys.
+pub(super) fn validate_document(
+    document: &RegistryDocument,
+    policy: &RegistryPolicy,
+) -> Result<(), RegistryErrors> {
+    let mut errors = Vec::new();
+    if document.aliases.is_empty() {
+        errors.push("`aliases` is empty — at least one alias is required".to_owned());
+    }
+    for (key, alias) in &document.aliases {
+        let name = key.as_str();
+        if alias.name != *key {
+            errors.push(format!("alias '{name}' is stored under another name"));
+        }
+        match name.strip_prefix(ALIAS_PREFIX) {
+            None => errors.push(format!(
+                "alias name '{name}' must start with 'mana/' (the reserved namespace)"
+            )),
+            Some(class) if class.is_empty() || class.contains('/') || class.trim() != class => {
+                errors.push(format!(
+                    "alias name '{name}' must have exactly one segment after 'mana/'"
+                ))
+            }
+            Some(_) => {}
+        }
+        if alias.chain.is_empty() {
+            errors.push(format!("alias '{name}': chain must not be empty"));
+        }
+        for (i, entry) in alias.chain.iter().enumerate() {
+            let provider = entry.target.provider.as_str();
+            if provider.is_empty() || entry.target.model.trim().is_empty() {
+                errors.push(format!(
+                    "alias '{name}': chain[{i}] = '{}' must be provider/model",
+                    entry.target
+                ));
+            }
+            if entry.first_token_timeout.is_some_and(|t| t.is_zero()) {
+                errors.push(format!(
+                    "alias '{name}': chain[{i}].first_token_timeout_ms must be a positive integer"
+                ));
+            }
+        }
+    }
+    if let Some(default) = &document.default {
+        if !document.aliases.contains_key(default) {
+            errors.push(format!("`default` references unknown alias '{default}'"));
+        }
+    }
+    for (key, decl) in &document.providers {
+        if decl.id != *key || !is_word(key.as_str()) {
+            errors.push(format!(
+                "provider name '{key}' must be a non-empty word (letters, digits, '-', '_')"
+            ));
+        }
+    }
+    errors.extend(policy.violations(document));
     if errors.is_empty() {
-        Ok(RegistryDocument {
-            aliases,
-            default,
-            providers,
-        })
+        Ok(())
     } else {
         Err(RegistryErrors(errors))
     }
+}
+
+/// A provider name: letters, digits, `-` and `_`.
+fn is_word(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn parse_aliases(root: &Mapping, errors: &mut Vec<String>) -> BTreeMap<AliasName, Alias> {
@@ -271,18 +390,22 @@ fn parse_providers(root: &Mapping, errors: &mut Vec<String>) -> BTreeMap<Provide
     };
     for (key, body) in providers {
         let id = key.as_str().map(str::trim).unwrap_or_default();
-        if id.is_empty()
-            || !id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
+        if !is_word(id) {
             errors.push(format!(
                 "provider name {} must be a non-empty word (letters, digits, '-', '_')",
                 repr(key)
             ));
             continue;
         }
-        let base_url = body
+        let Value::Mapping(fields) = body else {
+            errors.push(format!(
+                "provider '{id}': body must be a mapping, got {}",
+                type_name(body)
+            ));
+            continue;
+        };
+        unknown_keys(fields, &PROVIDER_KEYS, &format!("provider '{id}'"), errors);
+        let base_url = fields
             .get("base_url")
             .and_then(Value::as_str)
             .map(str::trim)
@@ -291,7 +414,7 @@ fn parse_providers(root: &Mapping, errors: &mut Vec<String>) -> BTreeMap<Provide
             errors.push(format!("provider '{id}': base_url must be an http(s) URL"));
             continue;
         }
-        let api_key_env = match body.get("api_key_env") {
+        let api_key_env = match fields.get("api_key_env") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_owned()),
             Some(_) => {

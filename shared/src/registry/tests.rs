@@ -158,7 +158,7 @@ fn duplicate_keys_are_an_error() {
 #[test]
 fn extended_entries_and_providers() {
     let r = load(
-        "aliases:\n  mana/a:\n    chain:\n      - {target: groq/y, first_token_timeout_ms: 4000}\n      - lmstudio/qwen\nproviders:\n  lmstudio: {base_url: 'http://127.0.0.1:1234/v1', api_key_env: LMSTUDIO_KEY}\n",
+        "aliases:\n  mana/a:\n    chain:\n      - {target: groq/y, first_token_timeout_ms: 4000}\n      - lmstudio/qwen\nproviders:\n  lmstudio: {base_url: 'http://127.0.0.1:1234/v1', api_key_env: LMSTUDIO_API_KEY}\n",
     )
     .unwrap();
     let chain = &r.resolve("mana/a").unwrap().chain;
@@ -166,7 +166,7 @@ fn extended_entries_and_providers() {
     assert_eq!(chain[1].target.provider.as_str(), "lmstudio");
     let p: Vec<_> = r.providers().collect();
     assert_eq!(p[0].base_url, "http://127.0.0.1:1234/v1");
-    assert_eq!(p[0].api_key_env.as_deref(), Some("LMSTUDIO_KEY"));
+    assert_eq!(p[0].api_key_env.as_deref(), Some("LMSTUDIO_API_KEY"));
     let e = errors("aliases:\n  mana/a: {chain: [{target: groq/y, first_token_timeout_ms: -1}]}\nproviders:\n  x: {base_url: ftp://nope}\n");
     assert!(has(&e, "first_token_timeout_ms must be a positive integer"));
     assert!(has(&e, "provider 'x': base_url must be an http(s) URL"));
@@ -202,4 +202,116 @@ fn the_shipped_file_loads_with_the_five_classes() {
     let long = r.resolve("mana/long-form").unwrap();
     assert!(long.chain.len() >= 2);
     assert!(r.mentions("groq/llama-3.1-8b-instant"));
+}
+
+#[test]
+fn the_content_hash_is_pinned() {
+    // A known answer, computed outside this code: SHA-256 of the hand-written canonical JSON
+    // {"aliases":{"mana/fast-text":{"name":"mana/fast-text","description":"fast","chain":
+    // [{"target":"ollama/qwen2.5:7b"},{"target":"groq/llama-3.1-8b-instant"}]},"mana/long-form":
+    // {…"gemma3:12b"…"llama-3.3-70b-versatile"…}},"default":"mana/fast-text"} (Python's
+    // hashlib). Every version hash and cache key depends on the canonical form, so changing
+    // it must be a decision, not an accident.
+    assert_eq!(
+        load(FIXTURE).unwrap().hash(),
+        "fcf96f848e8db3e30e12f0058d075998db8d3c7e1df3316f9dac5711b44774fe"
+    );
+}
+
+#[test]
+fn unknown_keys_are_errors() {
+    let e = errors("aliases:\n  mana/a: {chain: [ollama/x]}\ndefualt: mana/a\n");
+    assert_eq!(
+        e,
+        ["the document has an unknown key 'defualt' (known: aliases, default, providers)"]
+    );
+    let e = errors("aliases:\n  mana/a: {chain: [ollama/x]}\nproviders:\n  lm: {base_url: 'http://h/v1', api_key: X_API_KEY}\n");
+    assert!(has(&e, "provider 'lm' has an unknown key 'api_key'"), "{e:?}");
+}
+
+#[test]
+fn a_declared_provider_may_name_only_allowed_key_variables() {
+    for env in ["HOME", "AWS_SECRET_ACCESS_KEY", "MANA_LLM_ADMIN_TOKEN", "REDIS_URL", "OPENAI_API_KEY", "GPU_API_KEY"] {
+        let e = errors(&format!("aliases:\n  mana/a: {{chain: [lm/x]}}\nproviders:\n  lm: {{base_url: 'http://h/v1', api_key_env: {env}}}\n"));
+        assert!(has(&e, &format!("api_key_env '{env}' is not an allowed key variable")), "{e:?}");
+    }
+    let text = "aliases:\n  mana/a: {chain: [lm/x]}\nproviders:\n  lm: {base_url: 'http://h/v1', api_key_env: OPENAI_API_KEY}\n";
+    let policy = RegistryPolicy::default().with_key_envs(&["OPENAI_API_KEY"]);
+    assert!(Registry::parse_with(text, DocumentFormat::Yaml, "t", RegistryVersion(1), &policy).is_ok());
+}
+
+#[test]
+fn a_declared_provider_cannot_shadow_a_built_in_or_carry_credentials() {
+    let e = errors("aliases:\n  mana/a: {chain: [groq/x]}\nproviders:\n  groq: {base_url: 'http://h/v1'}\n");
+    assert!(has(&e, "provider 'groq': the name of a built-in provider cannot be redeclared"), "{e:?}");
+    let e = errors("aliases:\n  mana/a: {chain: [lm/x]}\nproviders:\n  lm: {base_url: 'http://u:p@h/v1'}\n");
+    assert!(has(&e, "provider 'lm': base_url must not carry credentials"), "{e:?}");
+    let e = errors("aliases:\n  mana/a: {chain: [lm/x]}\nproviders:\n  lm: {base_url: 'http://h/v1?k=1'}\n");
+    assert!(has(&e, "must not have a query or a fragment"), "{e:?}");
+    let policy = RegistryPolicy::default().with_hosts(&["llm.internal"]);
+    let e = Registry::parse_with("aliases:\n  mana/a: {chain: [lm/x]}\nproviders:\n  lm: {base_url: 'http://evil.example/v1'}\n", DocumentFormat::Yaml, "t", RegistryVersion(1), &policy).unwrap_err();
+    assert!(has(&e.0, "host 'evil.example'"), "{e:?}");
+}
+
+#[test]
+fn json_is_read_as_json_with_the_same_rules() {
+    let json = r#"{"aliases": {"mana/a": {"chain": ["ollama/x"]}}, "default": "mana/a"}"#;
+    let r = Registry::parse_with(json, DocumentFormat::Json, "t", RegistryVersion(1), &RegistryPolicy::default()).unwrap();
+    assert_eq!(r.hash(), load("aliases:\n  mana/a: {chain: [ollama/x]}\ndefault: mana/a\n").unwrap().hash());
+    let e = Registry::parse_with("aliases: {}", DocumentFormat::Json, "t", RegistryVersion(1), &RegistryPolicy::default()).unwrap_err();
+    assert!(has(&e.0, "failed to parse t as JSON"), "{e:?}");
+}
+
+#[test]
+fn expensive_documents_are_refused_before_parsing() {
+    let mut bomb = String::from("b0: &b0 {k: v, l: w}\n");
+    for i in 1..30 {
+        bomb.push_str(&format!("b{i}: &b{i} {{x: *b{p}, y: *b{p}, <<: *b{p}}}\n", p = i - 1));
+    }
+    assert!(has(&errors(&bomb), "nodes (YAML aliases are expanded in full)"));
+    let nested = format!("aliases: {}{}", "[".repeat(100_000), "]".repeat(100_000));
+    assert!(has(&errors(&nested), "failed to parse aliases.yaml: recursion limit exceeded"));
+    let nested = format!("aliases: {}{}", "[".repeat(40), "]".repeat(40));
+    assert!(has(&errors(&nested), "nests deeper than 32 levels"));
+    let huge = format!("# {}\n{FIXTURE}", "x".repeat(1024 * 1024));
+    assert!(has(&errors(&huge), "the limit is 1048576 bytes"));
+}
+
+#[test]
+fn a_structured_document_is_checked_like_a_parsed_one() {
+    let good = load(FIXTURE).unwrap();
+    let policy = RegistryPolicy::default();
+    let ok = Registry::verified(good.document().clone(), RegistryVersion(7), good.hash(), &policy).unwrap();
+    assert_eq!((ok.version(), ok.hash()), (RegistryVersion(7), good.hash()));
+
+    let e = Registry::verified(good.document().clone(), RegistryVersion(7), "0000", &policy).unwrap_err();
+    assert!(has(&e.0, "does not match the claimed 0000"), "{e:?}");
+    assert!(Registry::verified(good.document().clone(), RegistryVersion(0), good.hash(), &policy).is_err());
+
+    // Documents no parser would produce, as someone writing Redis directly could.
+    let mut doc: RegistryDocument = serde_json::from_value(serde_json::json!({
+        "aliases": {
+            "openai/x": {"name": "openai/x", "description": "", "chain": []},
+            "mana/a": {"name": "mana/b", "description": "", "chain": [{"target": "ollama/x"}]}
+        },
+        "default": "mana/zzz",
+        "providers": {"evil": {"id": "evil", "base_url": "ftp://evil/", "api_key_env": "HOME"}}
+    }))
+    .unwrap();
+    let hash = doc.content_hash();
+    let e = Registry::verified(doc.clone(), RegistryVersion(2), &hash, &policy).unwrap_err().0;
+    for fragment in [
+        "alias name 'openai/x' must start with 'mana/'",
+        "alias 'openai/x': chain must not be empty",
+        "alias 'mana/a' is stored under another name",
+        "`default` references unknown alias 'mana/zzz'",
+        "provider 'evil': base_url must be an http(s) URL",
+        "provider 'evil': api_key_env 'HOME' is not an allowed key variable",
+    ] {
+        assert!(has(&e, fragment), "{fragment}: {e:?}");
+    }
+    doc.aliases.clear();
+    let hash = doc.content_hash();
+    let e = Registry::verified(doc, RegistryVersion(2), &hash, &policy).unwrap_err().0;
+    assert!(has(&e, "`aliases` is empty"), "{e:?}");
 }
