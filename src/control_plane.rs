@@ -13,6 +13,8 @@ use mana_llm_control_plane::publisher;
 use mana_llm_control_plane::redis_bus::RedisBus;
 use mana_llm_data_plane::logging;
 use mana_llm_shared::bus::BusNames;
+use mana_llm_shared::fleet_key::{FleetKey, FLEET_KEY_ENV};
+use mana_llm_shared::RegistryPolicy;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -59,17 +61,27 @@ pub async fn control_plane(args: ControlPlaneArgs) -> Result<(), String> {
             args.listen
         ));
     }
-    let service = registry_log::open(&args.db, &args.aliases).await?;
+    let policy =
+        RegistryPolicy::from_settings(|k| std::env::var(k).ok()).map_err(|e| e.to_string())?;
+    let fleet_key = FleetKey::from_setting(std::env::var(FLEET_KEY_ENV).ok().as_deref())
+        .map_err(|e| e.to_string())?;
+    let service = registry_log::open(&args.db, &args.aliases, policy).await?;
     let ops = Ops::new(service.clone()).map_err(|e| e.to_string())?;
     let background = CancellationToken::new();
     match &args.redis {
         Some(url) => {
+            if fleet_key.is_none() {
+                tracing::warn!("no MANA_LLM_FLEET_KEY: registry versions are published unsigned, so workers cannot tell them from versions planted in Redis by anyone who can write there. Set the same MANA_LLM_FLEET_KEY on the control plane and every worker");
+            }
             let bus = RedisBus::new(
                 url,
                 BusNames::new(&args.redis_prefix),
                 Duration::from_secs(2),
             )
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.to_string())?
+            .with_fleet_key(fleet_key);
+            ops.register(Box::new(bus.repairs()))
+                .map_err(|e| e.to_string())?;
             publisher::spawn(service.clone(), Arc::new(bus), background.clone());
         }
         None => tracing::warn!(

@@ -4,19 +4,24 @@ use std::path::Path;
 
 use mana_llm_control_plane::reload::{reload_file, ReloadOutcome};
 use mana_llm_control_plane::{EventStore, RegistryService};
-use mana_llm_shared::RegistryVersion;
+use mana_llm_shared::{DocumentFormat, Registry, RegistryPolicy, RegistryVersion};
 
 /// The shipped registry, used when the default aliases file is not where we run.
 const SHIPPED_ALIASES: &str = include_str!("../aliases.yaml");
 pub const DEFAULT_ALIASES: &str = "aliases.yaml";
 pub const DEFAULT_DB: &str = "mana-llm.db";
 
-/// Opens (or creates) the event log; an empty log gets the aliases file as version 1.
-pub async fn open(db: &Path, aliases: &Path) -> Result<RegistryService, String> {
+/// Opens (or creates) the event log; an empty log gets the aliases file as version 1. New
+/// documents must follow `policy`.
+pub async fn open(
+    db: &Path,
+    aliases: &Path,
+    policy: RegistryPolicy,
+) -> Result<RegistryService, String> {
     let store = EventStore::open(db)
         .await
         .map_err(|e| format!("cannot open the event log {}: {e}", db.display()))?;
-    let service = RegistryService::open(store)
+    let service = RegistryService::open_with_policy(store, policy.clone())
         .await
         .map_err(|e| format!("cannot read the event log: {e}"))?;
     if service.current_version().await > 0 {
@@ -34,8 +39,14 @@ pub async fn open(db: &Path, aliases: &Path) -> Result<RegistryService, String> 
         (text, aliases.display().to_string())
     };
     // Fail fast on a broken seed, with every error, as the original did at startup.
-    mana_llm_shared::Registry::parse(&text, &origin, RegistryVersion(1))
-        .map_err(|e| format!("invalid alias registry: {e}"))?;
+    Registry::parse_with(
+        &text,
+        DocumentFormat::Yaml,
+        &origin,
+        RegistryVersion(1),
+        &policy,
+    )
+    .map_err(|e| format!("invalid alias registry: {e}"))?;
     service
         .seed_if_empty(&text, &origin)
         .await
@@ -65,4 +76,29 @@ pub async fn reload(service: &RegistryService, aliases: &Path) -> &'static str {
             "rejected"
         }
     }
+}
+
+/// The current version of the log, checked against `policy` as a worker would check it: a
+/// version written before the operator tightened the rules is not served (the process says
+/// why and stops, rather than send a key where the policy now forbids it).
+pub async fn current(
+    service: &RegistryService,
+    policy: &RegistryPolicy,
+) -> Result<Registry, String> {
+    let current = service
+        .current()
+        .await
+        .ok_or("the event log has no registry version")?;
+    Registry::verified(
+        current.document,
+        RegistryVersion(current.version),
+        &current.hash,
+        policy,
+    )
+    .map_err(|e| {
+        format!(
+            "registry version {} breaks the current rules ({e}); push a fixed version with `mana-llm aliases push` from another process, or change the policy settings",
+            current.version
+        )
+    })
 }

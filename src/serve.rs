@@ -16,7 +16,6 @@ use mana_llm_control_plane::publisher;
 use mana_llm_control_plane::redis_bus::RedisBus;
 use mana_llm_data_plane::{logging, sync, App, GatewayConfig, Source};
 use mana_llm_shared::bus::{BusNames, FanOut, LocalBus, Publish};
-use mana_llm_shared::{Registry, RegistryVersion};
 use tokio::net::TcpListener;
 
 use crate::{registry_log, signals};
@@ -56,12 +55,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         .get("MANA_LLM_ADMIN_TOKEN")
         .filter(|t| !t.trim().is_empty());
 
-    let service = registry_log::open(&args.db, &args.aliases).await?;
-    let current = service
-        .current()
-        .await
-        .ok_or("the event log has no registry version")?;
-    let registry = Registry::new(current.document, RegistryVersion(current.version));
+    let policy = config.registry_policy.clone();
+    let fleet_key = config.fleet_key.clone();
+    let service = registry_log::open(&args.db, &args.aliases, policy.clone()).await?;
+    let registry = registry_log::current(&service, &policy).await?;
     let app = App::build(config, registry, source).map_err(|e| e.to_string())?;
 
     app.spawn_background();
@@ -72,6 +69,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     let publish: Arc<dyn Publish> = match &app.state().config.redis {
         Some(r) => {
             let redis = RedisBus::new(&r.url, BusNames::new(&r.prefix), Duration::from_secs(2))
+                .map_err(|e| e.to_string())?
+                .with_fleet_key(fleet_key);
+            app.state()
+                .metrics
+                .register(Box::new(redis.repairs()))
                 .map_err(|e| e.to_string())?;
             Arc::new(FanOut(vec![Arc::new(bus), Arc::new(redis)]))
         }

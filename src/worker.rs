@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Args;
+use mana_llm_data_plane::server::Origin;
 use mana_llm_data_plane::sync::fetch_from_control_plane;
 use mana_llm_data_plane::{logging, App, GatewayConfig, Source};
 use mana_llm_shared::Registry;
@@ -86,7 +87,8 @@ fn spawn_control_plane_fallback(app: App, url: String, token: Option<String>) {
         while app.state().snapshots.version().0 == 0 {
             match fetch_from_control_plane(&url, token.as_deref()).await {
                 Ok(published) => {
-                    app.install(published);
+                    // Validated like any version; a refusal is logged and counted there.
+                    let _ = app.install(published, Origin::ControlPlane);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "no registry yet; asking the control plane again")

@@ -34,7 +34,12 @@ pub struct AdminState {
 pub fn router(state: Arc<AdminState>) -> Router {
     // Room for the largest document the policy accepts (the push handler answers a clear 413
     // past it); axum's own default would cut at 2 MB with a plain-text answer.
-    let body_limit = state.service.policy().limits.max_bytes.saturating_add(64 * 1024);
+    let body_limit = state
+        .service
+        .policy()
+        .limits
+        .max_bytes
+        .saturating_add(64 * 1024);
     Router::new()
         .route(
             "/admin/v1/registry",

@@ -198,7 +198,8 @@ impl RegistryAggregate {
         origin: &str,
     ) -> Result<Vec<RegistryEvent>, DomainError> {
         let next = self.current + 1;
-        let parsed = Registry::parse_with(text, format, origin, RegistryVersion(next), &self.policy);
+        let parsed =
+            Registry::parse_with(text, format, origin, RegistryVersion(next), &self.policy);
         let registry = match parsed {
             Ok(registry) => registry,
             // A bad file on disk is something that happened (and is audited), not a refusal.

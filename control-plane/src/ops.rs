@@ -50,6 +50,14 @@ impl Ops {
         }))
     }
 
+    /// Adds a metric made elsewhere (the Redis bus's repair counter) to `/metrics`.
+    pub fn register(
+        &self,
+        collector: Box<dyn prometheus::core::Collector>,
+    ) -> Result<(), prometheus::Error> {
+        self.registry.register(collector)
+    }
+
     pub fn router(self: &Arc<Self>) -> Router {
         Router::new()
             .route("/health", get(health))

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mana_llm_shared::bus::Publish;
+use mana_llm_shared::bus::{Publish, PublishedVersion};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -20,6 +20,7 @@ const IDLE_POLL: Duration = Duration::from_secs(5);
 /// Publishes every unsent row; returns whether all went out.
 pub async fn drain_once(service: &RegistryService, bus: &dyn Publish) -> bool {
     let store = service.store();
+    let head = service.current_version().await;
     let rows = match store.unsent_outbox(100).await {
         Ok(rows) => rows,
         Err(e) => {
@@ -40,7 +41,7 @@ pub async fn drain_once(service: &RegistryService, bus: &dyn Publish) -> bool {
                 continue;
             }
         };
-        match bus.publish(&published).await {
+        match bus.publish(&published, head).await {
             Ok(()) => {
                 if let Err(e) = store.mark_sent(row.id).await {
                     tracing::error!(id = row.id, error = %e, "published but not marked sent; it will be sent again");
@@ -58,8 +59,30 @@ pub async fn drain_once(service: &RegistryService, bus: &dyn Publish) -> bool {
     true
 }
 
+/// Makes the bus hold the log's current version (see [`Publish::reconcile`]). Re-reads the
+/// log first: another process sharing it may have written a newer version, which must not be
+/// taken for a forgery. Returns whether the bus answered.
+pub async fn reconcile_once(service: &RegistryService, bus: &dyn Publish) -> bool {
+    if let Err(e) = service.refresh().await {
+        tracing::error!(error = %e, "cannot re-read the event log");
+        return false;
+    }
+    let Some(head) = service.current().await else {
+        return true;
+    };
+    let head = PublishedVersion::new(head.version, head.hash, head.document);
+    match bus.reconcile(&head).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!(version = head.version, error = %e, "cannot check the published version; will retry");
+            false
+        }
+    }
+}
+
 /// Runs until `cancel` fires: drains the outbox after every append, on a slow timer, and with
-/// backoff while the bus is failing.
+/// backoff while the bus is failing; after each full drain, checks that the bus holds the
+/// current version.
 pub fn spawn(
     service: RegistryService,
     bus: Arc<dyn Publish>,
@@ -69,7 +92,9 @@ pub fn spawn(
         let mut changes = service.changes();
         let mut backoff = FIRST_BACKOFF;
         loop {
-            let wait = if drain_once(&service, bus.as_ref()).await {
+            let done = drain_once(&service, bus.as_ref()).await
+                && reconcile_once(&service, bus.as_ref()).await;
+            let wait = if done {
                 backoff = FIRST_BACKOFF;
                 IDLE_POLL
             } else {

@@ -1,5 +1,13 @@
 //! Publishing versions to Redis: the `current` key and the versions channel, changed in one
-//! atomic script so the key never moves backwards and every announcement matches the key.
+//! atomic script so every announcement matches the key.
+//!
+//! The control plane is the source of truth, not Redis: anyone who can reach Redis can write
+//! `current`, so the scripts compare what is there with what the event log says. A version
+//! above the log's current one, or the same version with other content, was not written by
+//! us: it is overwritten, logged and counted. [`Publish::reconcile`] goes further and makes
+//! `current` exactly the control plane's current version (run after every outbox drain and
+//! on a slow timer), which also restores it after Redis restarts empty. With a fleet key,
+//! every version written is signed, and workers take nothing else.
 //!
 //! The connection is made lazily and dropped on any error, so a control plane that starts
 //! while Redis is down (or loses it later) keeps running; the outbox retries.
@@ -7,21 +15,46 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use mana_llm_shared::bus::{BusError, BusNames, Publish, PublishedVersion};
+use mana_llm_shared::bus::{BusError, BusNames, Publish, PublishedVersion, Reconciled};
+use mana_llm_shared::fleet_key::FleetKey;
+use prometheus::IntCounter;
 use redis::aio::MultiplexedConnection;
 use tokio::sync::Mutex;
 
-/// Sets `current` and announces the version, unless `current` already holds a newer one.
+/// Sets `current` and announces the version unless `current` already holds a version we
+/// wrote that is at least as new. ARGV: version, document, channel, announcement, the log's
+/// current version. Returns 0 (left alone), 1 (written), 2 (written over a foreign version).
 const PUBLISH_SCRIPT: &str = r"
 local current = redis.call('GET', KEYS[1])
+local foreign = 0
 if current then
   local ok, decoded = pcall(cjson.decode, current)
-  if ok and type(decoded) == 'table' and tonumber(decoded.version) and tonumber(decoded.version) >= tonumber(ARGV[1]) then
-    return 0
+  local held = ok and type(decoded) == 'table' and tonumber(decoded.version)
+  local ours = tonumber(ARGV[1])
+  if held and held <= tonumber(ARGV[5]) then
+    if held > ours or (held == ours and current == ARGV[2]) then
+      return 0
+    end
+    if held == ours then
+      foreign = 1
+    end
+  else
+    foreign = 1
   end
 end
 redis.call('SET', KEYS[1], ARGV[2])
 redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 1 + foreign
+";
+
+/// Makes `current` exactly ARGV[1] (and announces it) unless it already is. Returns 0 (in
+/// sync) or 1 (written).
+const RECONCILE_SCRIPT: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 1
 ";
 
@@ -30,7 +63,11 @@ pub struct RedisBus {
     names: BusNames,
     timeout: Duration,
     connection: Mutex<Option<MultiplexedConnection>>,
-    script: redis::Script,
+    publish: redis::Script,
+    reconcile: redis::Script,
+    fleet_key: Option<FleetKey>,
+    /// Counts every time Redis held a version the control plane did not write.
+    repairs: IntCounter,
 }
 
 impl RedisBus {
@@ -38,13 +75,32 @@ impl RedisBus {
     pub fn new(url: &str, names: BusNames, timeout: Duration) -> Result<Self, BusError> {
         let client =
             redis::Client::open(url).map_err(|e| BusError(format!("invalid Redis URL: {e}")))?;
+        let repairs = IntCounter::new(
+            "mana_llm_registry_repairs_total",
+            "Times the control plane overwrote a registry version in Redis that it did not write (or that Redis had lost)",
+        )
+        .map_err(|e| BusError(e.to_string()))?;
         Ok(Self {
             client,
             names,
             timeout,
             connection: Mutex::new(None),
-            script: redis::Script::new(PUBLISH_SCRIPT),
+            publish: redis::Script::new(PUBLISH_SCRIPT),
+            reconcile: redis::Script::new(RECONCILE_SCRIPT),
+            fleet_key: None,
+            repairs,
         })
+    }
+
+    /// Signs every version written with `key` (workers with the same key take nothing else).
+    pub fn with_fleet_key(mut self, key: Option<FleetKey>) -> Self {
+        self.fleet_key = key;
+        self
+    }
+
+    /// The repair counter, to register in whichever metrics registry serves this process.
+    pub fn repairs(&self) -> IntCounter {
+        self.repairs.clone()
     }
 
     async fn connection(
@@ -61,38 +117,82 @@ impl RedisBus {
         *slot = Some(c.clone());
         Ok(c)
     }
-}
 
-#[async_trait]
-impl Publish for RedisBus {
-    async fn publish(&self, version: &PublishedVersion) -> Result<(), BusError> {
-        let document = serde_json::to_string(version).map_err(|e| BusError(e.to_string()))?;
+    /// The JSON of `version` as written to `current` (signed when there is a key) and its
+    /// announcement.
+    fn encode(&self, version: &PublishedVersion) -> Result<(String, String), BusError> {
+        let version = match &self.fleet_key {
+            Some(key) => version.clone().signed(key),
+            None => version.clone(),
+        };
+        let document = serde_json::to_string(&version).map_err(|e| BusError(e.to_string()))?;
         let announcement =
             serde_json::to_string(&version.announcement()).map_err(|e| BusError(e.to_string()))?;
+        Ok((document, announcement))
+    }
+
+    /// Runs one script invocation on the shared connection, dropping it on any failure.
+    async fn run(&self, call: redis::ScriptInvocation<'_>) -> Result<i64, BusError> {
         let mut slot = self.connection.lock().await;
         let mut conn = self.connection(&mut slot).await?;
-        let mut call = self.script.key(self.names.current_key());
-        call.arg(version.version)
-            .arg(document)
-            .arg(self.names.versions_channel())
-            .arg(announcement);
-        let result: Result<i64, BusError> =
-            match tokio::time::timeout(self.timeout, call.invoke_async(&mut conn)).await {
-                Ok(Ok(n)) => Ok(n),
-                Ok(Err(e)) => Err(BusError(format!("Redis refused the publish: {e}"))),
-                Err(_) => Err(BusError("timed out publishing to Redis".to_owned())),
-            };
+        let result = match tokio::time::timeout(self.timeout, call.invoke_async(&mut conn)).await {
+            Ok(Ok(n)) => Ok(n),
+            Ok(Err(e)) => Err(BusError(format!("Redis refused the publish: {e}"))),
+            Err(_) => Err(BusError("timed out publishing to Redis".to_owned())),
+        };
         if result.is_err() {
             // Reconnect next time: the connection may be dead.
             *slot = None;
         }
-        result.map(|applied| {
-            if applied == 0 {
-                tracing::debug!(
+        result
+    }
+
+    async fn publish_under(&self, version: &PublishedVersion, head: u64) -> Result<(), BusError> {
+        let (document, announcement) = self.encode(version)?;
+        let mut call = self.publish.key(self.names.current_key());
+        call.arg(version.version)
+            .arg(document)
+            .arg(self.names.versions_channel())
+            .arg(announcement)
+            .arg(head);
+        match self.run(call).await? {
+            0 => tracing::debug!(
+                version = version.version,
+                "Redis already holds a newer version"
+            ),
+            2 => {
+                self.repairs.inc();
+                tracing::error!(
                     version = version.version,
-                    "Redis already holds a newer version"
+                    "Redis held a registry version the control plane never wrote; overwritten"
                 );
             }
-        })
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Publish for RedisBus {
+    async fn publish(&self, version: &PublishedVersion, head: u64) -> Result<(), BusError> {
+        self.publish_under(version, head.max(version.version)).await
+    }
+
+    async fn reconcile(&self, head: &PublishedVersion) -> Result<Reconciled, BusError> {
+        let (document, announcement) = self.encode(head)?;
+        let mut call = self.reconcile.key(self.names.current_key());
+        call.arg(document)
+            .arg(self.names.versions_channel())
+            .arg(announcement);
+        if self.run(call).await? == 0 {
+            return Ok(Reconciled::InSync);
+        }
+        self.repairs.inc();
+        tracing::warn!(
+            version = head.version,
+            "Redis did not hold the control plane's current registry version (lost, older or foreign); written again"
+        );
+        Ok(Reconciled::Repaired)
     }
 }

@@ -173,11 +173,7 @@ impl EventStore {
                 }
             })?;
             if let Some((version, hash, document)) = version {
-                let published = PublishedVersion {
-                    version,
-                    hash: hash.to_owned(),
-                    document: document.clone(),
-                };
+                let published = PublishedVersion::new(version, hash.to_owned(), document.clone());
                 let json = serde_json::to_string(&published)
                     .map_err(|e| StoreError::Encode(e.to_string()))?;
                 sqlx::query(

@@ -9,6 +9,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use mana_llm_shared::fleet_key::{FleetKey, FLEET_KEY_ENV};
+use mana_llm_shared::RegistryPolicy;
 
 use crate::cache::CacheConfig;
 use crate::health::probe::ProbeConfig;
@@ -182,6 +183,9 @@ pub struct GatewayConfig {
     /// Signs and verifies what the fleet shares through Redis (registry versions, cache
     /// entries). `None`: shared state is validated but its origin cannot be checked.
     pub fleet_key: Option<FleetKey>,
+    /// What a registry may declare (key variables, hosts, size); every version is checked
+    /// against it before it is installed.
+    pub registry_policy: RegistryPolicy,
 }
 
 #[derive(Debug, Clone)]
@@ -245,6 +249,8 @@ impl GatewayConfig {
             cache: CacheConfig::from_source(src)?,
             fleet_key: FleetKey::from_setting(src.get(FLEET_KEY_ENV).as_deref())
                 .map_err(|e| ConfigError::new(FLEET_KEY_ENV, e.to_string()))?,
+            registry_policy: RegistryPolicy::from_settings(|k| src.get(k))
+                .map_err(|e| ConfigError::new(e.key, e.message))?,
             probe: if src.flag("MANA_LLM_PROBE", true)? {
                 Some(
                     ProbeConfig::new(

@@ -40,6 +40,9 @@ pub struct Metrics {
     pub gateway_overhead: HistogramVec,
     pub registry_version: IntGauge,
     pub registry_reloads_total: IntCounterVec,
+    /// Published versions this worker refused, by reason (unsigned, bad_signature, invalid,
+    /// unreadable).
+    pub registry_rejected_total: IntCounterVec,
     pub redis_up: IntGauge,
     pub redis_errors_total: IntCounterVec,
     /// `result`: hit, miss, bypass; `tier`: local, redis, none.
@@ -181,6 +184,12 @@ impl Metrics {
                 "Alias registry reloads by result (applied, unchanged, rejected)",
                 &["result"],
             )?,
+            registry_rejected_total: counter(
+                &registry,
+                "mana_llm_registry_rejected_total",
+                "Published registry versions this worker refused, by reason (unsigned, bad_signature, invalid, unreadable)",
+                &["reason"],
+            )?,
             redis_up: {
                 let g = IntGauge::new("mana_llm_redis_up", "1 while this worker reaches Redis")?;
                 registry.register(Box::new(g.clone()))?;
@@ -215,6 +224,14 @@ impl Metrics {
     }
 
     /// The text exposition of every metric.
+    /// Adds a metric made elsewhere (e.g. the embedded control plane's) to this registry.
+    pub fn register(
+        &self,
+        collector: Box<dyn prometheus::core::Collector>,
+    ) -> Result<(), prometheus::Error> {
+        self.registry.register(collector)
+    }
+
     pub fn render(&self) -> String {
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::serve::ListenerExt;
 use axum::Router;
-use mana_llm_shared::bus::PublishedVersion;
+use mana_llm_shared::bus::{PublishedVersion, SignatureCheck};
 use mana_llm_shared::{Registry, RegistryErrors, RegistryVersion};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -80,6 +80,34 @@ impl AppState {
     }
 }
 
+/// Where a published version came from: only Redis is open to writers outside the fleet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The embedded control plane's in-process bus.
+    Local,
+    /// The `current` key or the versions channel.
+    Redis,
+    /// The control plane's admin API (asked with its token).
+    ControlPlane,
+}
+
+/// Why a published version was not installed: a bounded reason (the metric label) and a
+/// detail for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub reason: &'static str,
+    pub detail: String,
+}
+
+impl Rejected {
+    pub fn new(reason: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
 /// A built gateway, ready to be served.
 #[derive(Clone)]
 pub struct App {
@@ -118,6 +146,11 @@ impl App {
             .with_label_values(&[&config.worker_id, env!("CARGO_PKG_VERSION")])
             .set(1);
         let background = CancellationToken::new();
+        if config.redis.is_some() && config.fleet_key.is_none() {
+            tracing::warn!(
+                "no MANA_LLM_FLEET_KEY: registry versions and cached answers read from Redis are validated, but their origin cannot be checked; anyone who can write to Redis can plant them. Set the same MANA_LLM_FLEET_KEY on the control plane and every worker"
+            );
+        }
         let redis = match &config.redis {
             Some(r) => Some(
                 SharedRedis::new(
@@ -225,22 +258,69 @@ impl App {
     }
 
     /// Serves a version the control plane published, unless this worker already has it or a
-    /// newer one. Returns whether it was installed.
-    pub fn install(&self, published: PublishedVersion) -> bool {
+    /// newer one. Returns whether it was installed, or why it was refused.
+    ///
+    /// Nothing is trusted because of where it came from: every version is checked against
+    /// the registry rules and this worker's policy and against its own content hash, and one
+    /// read from Redis must also carry the fleet key's signature when there is a key (anyone
+    /// who reaches Redis can write there). A refusal is logged at ERROR and counted in
+    /// `mana_llm_registry_rejected_total{reason}`; the worker keeps its last good version.
+    pub fn install(&self, published: PublishedVersion, origin: Origin) -> Result<bool, Rejected> {
         let version = published.version;
-        let registry = Registry::new(published.document, RegistryVersion(version));
-        if registry.hash() != published.hash {
-            tracing::warn!(
-                version,
-                "published hash differs from the content; serving the content"
-            );
+        if origin == Origin::Redis {
+            if let Some(key) = &self.state.config.fleet_key {
+                match published.check_signature(key) {
+                    SignatureCheck::Valid => {}
+                    SignatureCheck::Missing => {
+                        return Err(self.reject(
+                            version,
+                            Rejected::new(
+                                "unsigned",
+                                "no signature, but this worker has a fleet key",
+                            ),
+                        ));
+                    }
+                    SignatureCheck::Wrong => {
+                        return Err(self.reject(
+                            version,
+                            Rejected::new(
+                                "bad_signature",
+                                "the signature does not match the fleet key",
+                            ),
+                        ));
+                    }
+                }
+            }
         }
+        let registry = Registry::verified(
+            published.document,
+            RegistryVersion(version),
+            &published.hash,
+            &self.state.config.registry_policy,
+        )
+        .map_err(|e| self.reject(version, Rejected::new("invalid", e.to_string())))?;
         let installed = self.state.snapshots.install(registry);
         if installed {
             tracing::info!(version, "alias registry version installed");
             self.observe_snapshot();
         }
-        installed
+        Ok(installed)
+    }
+
+    /// Logs and counts a refused version.
+    pub fn reject(&self, version: u64, rejected: Rejected) -> Rejected {
+        tracing::error!(
+            version,
+            reason = rejected.reason,
+            detail = %rejected.detail,
+            "published registry version refused; keeping the current one"
+        );
+        self.state
+            .metrics
+            .registry_rejected_total
+            .with_label_values(&[rejected.reason])
+            .inc();
+        rejected
     }
 
     /// Counts a reload result (`applied`, `unchanged`, `rejected`) in this worker's metrics.

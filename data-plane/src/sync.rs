@@ -13,7 +13,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::redis::SharedRedis;
-use crate::server::App;
+use crate::server::{App, Origin, Rejected};
+use sha2::{Digest, Sha256};
 
 /// Installs each version published on the in-process bus until `cancel` fires.
 pub fn follow_local(
@@ -25,7 +26,8 @@ pub fn follow_local(
         loop {
             let latest = versions.borrow_and_update().clone();
             if let Some(published) = latest {
-                app.install(published);
+                // Checked like any other version; a refusal is already logged and counted.
+                let _ = app.install(published, Origin::Local);
             }
             tokio::select! {
                 _ = cancel.cancelled() => return,
@@ -50,8 +52,9 @@ pub fn follow_redis(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(100);
+        let mut refused = Refused::default();
         loop {
-            catch_up(&app, &redis).await;
+            catch_up(&app, &redis, &mut refused).await;
             let subscribed = tokio::time::timeout(redis.timeout() * 20, async {
                 let mut pubsub = redis.client().get_async_pubsub().await?;
                 pubsub.subscribe(redis.names().versions_channel()).await?;
@@ -71,7 +74,7 @@ pub fn follow_redis(
             };
             backoff = Duration::from_millis(100);
             // Subscribed: anything published before this moment is in `current`.
-            catch_up(&app, &redis).await;
+            catch_up(&app, &redis, &mut refused).await;
             let mut messages = pubsub.on_message();
             let mut timer = tokio::time::interval(interval);
             timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -86,10 +89,10 @@ pub fn follow_redis(
                             .and_then(|p| serde_json::from_str::<VersionAnnouncement>(&p).ok());
                         match announced {
                             Some(a) if a.version <= app.state().snapshots.version().0 => {}
-                            _ => catch_up(&app, &redis).await,
+                            _ => catch_up(&app, &redis, &mut refused).await,
                         }
                     }
-                    _ = timer.tick() => catch_up(&app, &redis).await,
+                    _ = timer.tick() => catch_up(&app, &redis, &mut refused).await,
                 }
             }
             tracing::warn!("registry subscription lost; reconnecting");
@@ -97,8 +100,20 @@ pub fn follow_redis(
     })
 }
 
-/// Installs the version in the `current` key if it is newer than ours.
-async fn catch_up(app: &App, redis: &SharedRedis) {
+/// The last `current` value this follower refused, so a forgery that stays in Redis is
+/// reported once, not on every tick until the control plane repairs it.
+#[derive(Default)]
+struct Refused(Option<Vec<u8>>);
+
+impl Refused {
+    fn digest(raw: &str) -> Vec<u8> {
+        Sha256::digest(raw.as_bytes()).to_vec()
+    }
+}
+
+/// Installs the version in the `current` key if it is newer than ours and passes every check
+/// ([`App::install`]).
+async fn catch_up(app: &App, redis: &SharedRedis, refused: &mut Refused) {
     let key = redis.names().current_key();
     let raw: Option<Option<String>> = redis
         .call("registry_get", |mut conn| async move {
@@ -106,12 +121,19 @@ async fn catch_up(app: &App, redis: &SharedRedis) {
         })
         .await;
     let Some(Some(raw)) = raw else { return };
-    match serde_json::from_str::<PublishedVersion>(&raw) {
-        Ok(published) => {
-            app.install(published);
-        }
-        Err(e) => tracing::error!(error = %e, "unreadable registry in Redis; ignored"),
+    let digest = Refused::digest(&raw);
+    if refused.0.as_ref() == Some(&digest) {
+        return;
     }
+    let outcome = match serde_json::from_str::<PublishedVersion>(&raw) {
+        Ok(published) if published.version <= app.state().snapshots.version().0 => Ok(false),
+        Ok(published) => app.install(published, Origin::Redis),
+        Err(e) => Err(app.reject(
+            0,
+            Rejected::new("unreadable", format!("not a published version: {e}")),
+        )),
+    };
+    refused.0 = outcome.is_err().then_some(digest);
 }
 
 /// Fetches the current version from a control plane's admin API (a worker's fallback at start

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use crate::fleet_key::FleetKey;
 use crate::registry::RegistryDocument;
 
 /// Announced on the versions channel after a version commits.
@@ -24,9 +25,66 @@ pub struct PublishedVersion {
     pub version: u64,
     pub hash: String,
     pub document: RegistryDocument,
+    /// The fleet key's HMAC over version, hash and canonical document (see [`FleetKey`]);
+    /// absent when the control plane has no fleet key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+}
+
+/// What a registry signature is computed over, so it can never be mistaken for another MAC.
+const REGISTRY_DOMAIN: &str = "mana-llm registry v1";
+
+/// Why a worker did not take a published version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureCheck {
+    Valid,
+    Missing,
+    Wrong,
 }
 
 impl PublishedVersion {
+    /// An unsigned version of `document`.
+    pub fn new(version: u64, hash: String, document: RegistryDocument) -> Self {
+        Self {
+            version,
+            hash,
+            document,
+            signature: None,
+        }
+    }
+
+    fn signed_parts(&self) -> (String, Vec<u8>) {
+        let canonical = serde_json::to_vec(&self.document).unwrap_or_default();
+        (self.version.to_string(), canonical)
+    }
+
+    /// This version signed with `key`.
+    pub fn signed(mut self, key: &FleetKey) -> Self {
+        let (version, canonical) = self.signed_parts();
+        self.signature = Some(key.sign(
+            REGISTRY_DOMAIN,
+            &[version.as_bytes(), self.hash.as_bytes(), &canonical],
+        ));
+        self
+    }
+
+    /// Whether this version carries `key`'s signature over exactly its content.
+    pub fn check_signature(&self, key: &FleetKey) -> SignatureCheck {
+        let Some(signature) = &self.signature else {
+            return SignatureCheck::Missing;
+        };
+        let (version, canonical) = self.signed_parts();
+        if key.verify(
+            REGISTRY_DOMAIN,
+            &[version.as_bytes(), self.hash.as_bytes(), &canonical],
+            signature,
+        ) {
+            SignatureCheck::Valid
+        } else {
+            SignatureCheck::Wrong
+        }
+    }
+
     pub fn announcement(&self) -> VersionAnnouncement {
         VersionAnnouncement {
             version: self.version,
@@ -113,10 +171,31 @@ impl Default for BusNames {
 #[error("publishing failed: {0}")]
 pub struct BusError(pub String);
 
+/// What [`Publish::reconcile`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reconciled {
+    /// The bus already held exactly the control plane's current version.
+    InSync,
+    /// It held something else (nothing, an older version, a version the control plane never
+    /// wrote, another document or signature): the current version was written over it.
+    Repaired,
+}
+
 /// Where the control plane publishes committed versions.
 #[async_trait]
 pub trait Publish: Send + Sync {
-    async fn publish(&self, version: &PublishedVersion) -> Result<(), BusError>;
+    /// Publishes `version`; `head` is the event log's current version, the newest any
+    /// legitimate publish can have made (a bus holding a newer one holds a forgery).
+    async fn publish(&self, version: &PublishedVersion, head: u64) -> Result<(), BusError>;
+
+    /// Makes the bus hold exactly `head`, the control plane's current version, whatever it
+    /// holds now: the control plane is the source of truth, and a bus that lost its state
+    /// (a restarted Redis) or holds state it did not write (a planted version) is repaired.
+    async fn reconcile(&self, head: &PublishedVersion) -> Result<Reconciled, BusError> {
+        self.publish(head, head.version)
+            .await
+            .map(|()| Reconciled::InSync)
+    }
 }
 
 /// The in-process bus of the embedded default: the latest version in a watch channel.
@@ -141,7 +220,7 @@ impl LocalBus {
 
 #[async_trait]
 impl Publish for LocalBus {
-    async fn publish(&self, version: &PublishedVersion) -> Result<(), BusError> {
+    async fn publish(&self, version: &PublishedVersion, _head: u64) -> Result<(), BusError> {
         // Versions only move forward, as on the Redis bus.
         self.tx.send_if_modified(|current| {
             if current
@@ -163,11 +242,21 @@ pub struct FanOut(pub Vec<std::sync::Arc<dyn Publish>>);
 
 #[async_trait]
 impl Publish for FanOut {
-    async fn publish(&self, version: &PublishedVersion) -> Result<(), BusError> {
+    async fn publish(&self, version: &PublishedVersion, head: u64) -> Result<(), BusError> {
         for bus in &self.0 {
-            bus.publish(version).await?;
+            bus.publish(version, head).await?;
         }
         Ok(())
+    }
+
+    async fn reconcile(&self, head: &PublishedVersion) -> Result<Reconciled, BusError> {
+        let mut result = Reconciled::InSync;
+        for bus in &self.0 {
+            if bus.reconcile(head).await? == Reconciled::Repaired {
+                result = Reconciled::Repaired;
+            }
+        }
+        Ok(result)
     }
 }
 
@@ -192,21 +281,54 @@ mod local_bus_tests {
     use super::*;
 
     fn version(v: u64) -> PublishedVersion {
-        PublishedVersion {
-            version: v,
-            hash: format!("h{v}"),
-            document: RegistryDocument::default(),
-        }
+        PublishedVersion::new(v, format!("h{v}"), RegistryDocument::default())
+    }
+
+    #[test]
+    fn signatures_cover_version_hash_and_document() {
+        let key = FleetKey::from_setting(Some("0123456789abcdef"))
+            .unwrap()
+            .unwrap();
+        let other = FleetKey::from_setting(Some("fedcba9876543210"))
+            .unwrap()
+            .unwrap();
+        let signed = version(3).signed(&key);
+        assert_eq!(signed.check_signature(&key), SignatureCheck::Valid);
+        assert_eq!(signed.check_signature(&other), SignatureCheck::Wrong);
+        assert_eq!(version(3).check_signature(&key), SignatureCheck::Missing);
+        let mut higher = signed.clone();
+        higher.version = u64::MAX;
+        assert_eq!(higher.check_signature(&key), SignatureCheck::Wrong);
+        let mut rehashed = signed.clone();
+        rehashed.hash = "h4".to_owned();
+        assert_eq!(rehashed.check_signature(&key), SignatureCheck::Wrong);
+        let mut edited = signed;
+        edited.document.default = Some(serde_json::from_str("\"mana/x\"").unwrap());
+        assert_eq!(edited.check_signature(&key), SignatureCheck::Wrong);
+    }
+
+    #[test]
+    fn the_signature_is_a_known_answer() {
+        // Computed outside this code (Python hmac over the length-prefixed parts
+        // "mana-llm registry v1", "3", "h3", and the canonical document
+        // {"aliases":{},"default":null}): a change in framing would split a running fleet.
+        let key = FleetKey::from_setting(Some("0123456789abcdef"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            version(3).signed(&key).signature.as_deref(),
+            Some("93b7a4104c8373ccc845576a789d081ce6039aa03353f6e276ca9a24c42b7118")
+        );
     }
 
     #[tokio::test]
     async fn subscribers_see_versions_move_forward_only() {
         let bus = LocalBus::default();
         let mut rx = bus.subscribe();
-        bus.publish(&version(2)).await.unwrap();
+        bus.publish(&version(2), 2).await.unwrap();
         assert!(rx.has_changed().unwrap());
         assert_eq!(rx.borrow_and_update().as_ref().map(|v| v.version), Some(2));
-        bus.publish(&version(1)).await.unwrap();
+        bus.publish(&version(1), 2).await.unwrap();
         assert!(!rx.has_changed().unwrap(), "an older version is ignored");
     }
 }

@@ -18,6 +18,4 @@ pub use registry::{
     Alias, AliasName, ChainEntry, DocumentFormat, DocumentLimits, Registry, RegistryDocument,
     RegistryErrors, RegistryPolicy, RegistryVersion, UnknownAlias,
 };
-pub use target::{
-    ModelRef, ProviderId, Target, ALIAS_PREFIX, BUILTIN_PROVIDERS, DEFAULT_PROVIDER,
-};
+pub use target::{ModelRef, ProviderId, Target, ALIAS_PREFIX, BUILTIN_PROVIDERS, DEFAULT_PROVIDER};

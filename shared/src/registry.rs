@@ -166,7 +166,9 @@ impl Registry {
         policy: &RegistryPolicy,
     ) -> Result<Self, RegistryErrors> {
         if version.0 == 0 {
-            return Err(RegistryErrors(vec!["version 0 is not a version".to_owned()]));
+            return Err(RegistryErrors(
+                vec!["version 0 is not a version".to_owned()],
+            ));
         }
         parse::validate_document(&document, policy)?;
         let registry = Self::new(document, version);

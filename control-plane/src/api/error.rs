@@ -27,7 +27,9 @@ pub enum AdminError {
     LoopbackOnly,
     #[error("{0}")]
     BadRequest(String),
-    #[error("the document is {size} bytes; the limit is {limit} bytes (MANA_LLM_REGISTRY_MAX_BYTES)")]
+    #[error(
+        "the document is {size} bytes; the limit is {limit} bytes (MANA_LLM_REGISTRY_MAX_BYTES)"
+    )]
     TooLarge { size: usize, limit: usize },
     #[error("{0}")]
     Internal(String),

@@ -2,7 +2,9 @@
 //! events happen (or this error).
 
 use mana_llm_shared::events::RegistryEvent;
-use mana_llm_shared::{DocumentFormat, Registry, RegistryDocument, RegistryPolicy, RegistryVersion};
+use mana_llm_shared::{
+    DocumentFormat, Registry, RegistryDocument, RegistryPolicy, RegistryVersion,
+};
 
 use super::{Command, DomainError, PublishSource, RegistryAggregate};
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use mana_llm_shared::registry::ProviderDecl;
 use mana_llm_shared::ProviderId;
+use mana_llm_shared::RegistryPolicy;
 
 use super::http::Upstream;
 use super::{
@@ -234,9 +235,21 @@ impl Providers {
         let Some(http) = &self.http else {
             return out;
         };
+        // Installed registries were validated under this policy already; checking again here
+        // keeps the one line that reads a key variable from ever reading a forbidden one.
+        // (A bad setting stopped the process at start, so the default is never a surprise.)
+        let policy = RegistryPolicy::from_settings(|k| src.get(k)).unwrap_or_default();
         for decl in declared {
             if self.configured.contains_key(&decl.id) || self.unconfigured.contains_key(&decl.id) {
                 tracing::warn!(provider = %decl.id, "the registry declares a built-in provider; ignored");
+                continue;
+            }
+            if let Some(env) = decl
+                .api_key_env
+                .as_deref()
+                .filter(|e| !policy.allows_key_env(e))
+            {
+                tracing::error!(provider = %decl.id, env, "the registry names a key variable the policy does not allow; provider ignored");
                 continue;
             }
             let key = decl

@@ -75,7 +75,8 @@ impl RegistryPolicy {
                 message: format!("'{bad}' is not a variable name or a '*' pattern"),
             });
         }
-        let hosts = list(HOSTS_ENV).map(|h| h.into_iter().map(|h| h.to_ascii_lowercase()).collect());
+        let hosts =
+            list(HOSTS_ENV).map(|h| h.into_iter().map(|h| h.to_ascii_lowercase()).collect());
         let mut limits = DocumentLimits::default();
         if let Some(v) = lookup(MAX_BYTES_ENV).filter(|v| !v.trim().is_empty()) {
             limits.max_bytes = v
@@ -181,8 +182,7 @@ impl RegistryPolicy {
 /// A variable name, optionally with `*` wildcards: letters, digits, `_`.
 fn is_pattern(s: &str) -> bool {
     !s.is_empty()
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'*')
 }
 
@@ -271,14 +271,26 @@ mod tests {
 
     #[test]
     fn bad_settings_name_the_variable() {
-        assert_eq!(policy(&[(KEY_ENVS_ENV, "A-B")]).unwrap_err().key, KEY_ENVS_ENV);
-        assert_eq!(policy(&[(MAX_BYTES_ENV, "big")]).unwrap_err().key, MAX_BYTES_ENV);
-        assert_eq!(policy(&[(MAX_BYTES_ENV, "10")]).unwrap_err().key, MAX_BYTES_ENV);
+        assert_eq!(
+            policy(&[(KEY_ENVS_ENV, "A-B")]).unwrap_err().key,
+            KEY_ENVS_ENV
+        );
+        assert_eq!(
+            policy(&[(MAX_BYTES_ENV, "big")]).unwrap_err().key,
+            MAX_BYTES_ENV
+        );
+        assert_eq!(
+            policy(&[(MAX_BYTES_ENV, "10")]).unwrap_err().key,
+            MAX_BYTES_ENV
+        );
         assert_eq!(
             policy(&[(MAX_BYTES_ENV, "2048")]).unwrap().limits.max_bytes,
             2048
         );
-        assert_eq!(policy(&[(KEY_ENVS_ENV, " , ")]).unwrap(), RegistryPolicy::default());
+        assert_eq!(
+            policy(&[(KEY_ENVS_ENV, " , ")]).unwrap(),
+            RegistryPolicy::default()
+        );
     }
 
     #[test]

@@ -226,27 +226,60 @@ fn unknown_keys_are_errors() {
         ["the document has an unknown key 'defualt' (known: aliases, default, providers)"]
     );
     let e = errors("aliases:\n  mana/a: {chain: [ollama/x]}\nproviders:\n  lm: {base_url: 'http://h/v1', api_key: X_API_KEY}\n");
-    assert!(has(&e, "provider 'lm' has an unknown key 'api_key'"), "{e:?}");
+    assert!(
+        has(&e, "provider 'lm' has an unknown key 'api_key'"),
+        "{e:?}"
+    );
 }
 
 #[test]
 fn a_declared_provider_may_name_only_allowed_key_variables() {
-    for env in ["HOME", "AWS_SECRET_ACCESS_KEY", "MANA_LLM_ADMIN_TOKEN", "REDIS_URL", "OPENAI_API_KEY", "GPU_API_KEY"] {
+    for env in [
+        "HOME",
+        "AWS_SECRET_ACCESS_KEY",
+        "MANA_LLM_ADMIN_TOKEN",
+        "REDIS_URL",
+        "OPENAI_API_KEY",
+        "GPU_API_KEY",
+    ] {
         let e = errors(&format!("aliases:\n  mana/a: {{chain: [lm/x]}}\nproviders:\n  lm: {{base_url: 'http://h/v1', api_key_env: {env}}}\n"));
-        assert!(has(&e, &format!("api_key_env '{env}' is not an allowed key variable")), "{e:?}");
+        assert!(
+            has(
+                &e,
+                &format!("api_key_env '{env}' is not an allowed key variable")
+            ),
+            "{e:?}"
+        );
     }
     let text = "aliases:\n  mana/a: {chain: [lm/x]}\nproviders:\n  lm: {base_url: 'http://h/v1', api_key_env: OPENAI_API_KEY}\n";
     let policy = RegistryPolicy::default().with_key_envs(&["OPENAI_API_KEY"]);
-    assert!(Registry::parse_with(text, DocumentFormat::Yaml, "t", RegistryVersion(1), &policy).is_ok());
+    assert!(
+        Registry::parse_with(text, DocumentFormat::Yaml, "t", RegistryVersion(1), &policy).is_ok()
+    );
 }
 
 #[test]
 fn a_declared_provider_cannot_shadow_a_built_in_or_carry_credentials() {
-    let e = errors("aliases:\n  mana/a: {chain: [groq/x]}\nproviders:\n  groq: {base_url: 'http://h/v1'}\n");
-    assert!(has(&e, "provider 'groq': the name of a built-in provider cannot be redeclared"), "{e:?}");
-    let e = errors("aliases:\n  mana/a: {chain: [lm/x]}\nproviders:\n  lm: {base_url: 'http://u:p@h/v1'}\n");
-    assert!(has(&e, "provider 'lm': base_url must not carry credentials"), "{e:?}");
-    let e = errors("aliases:\n  mana/a: {chain: [lm/x]}\nproviders:\n  lm: {base_url: 'http://h/v1?k=1'}\n");
+    let e = errors(
+        "aliases:\n  mana/a: {chain: [groq/x]}\nproviders:\n  groq: {base_url: 'http://h/v1'}\n",
+    );
+    assert!(
+        has(
+            &e,
+            "provider 'groq': the name of a built-in provider cannot be redeclared"
+        ),
+        "{e:?}"
+    );
+    let e = errors(
+        "aliases:\n  mana/a: {chain: [lm/x]}\nproviders:\n  lm: {base_url: 'http://u:p@h/v1'}\n",
+    );
+    assert!(
+        has(&e, "provider 'lm': base_url must not carry credentials"),
+        "{e:?}"
+    );
+    let e = errors(
+        "aliases:\n  mana/a: {chain: [lm/x]}\nproviders:\n  lm: {base_url: 'http://h/v1?k=1'}\n",
+    );
     assert!(has(&e, "must not have a query or a fragment"), "{e:?}");
     let policy = RegistryPolicy::default().with_hosts(&["llm.internal"]);
     let e = Registry::parse_with("aliases:\n  mana/a: {chain: [lm/x]}\nproviders:\n  lm: {base_url: 'http://evil.example/v1'}\n", DocumentFormat::Yaml, "t", RegistryVersion(1), &policy).unwrap_err();
@@ -256,9 +289,28 @@ fn a_declared_provider_cannot_shadow_a_built_in_or_carry_credentials() {
 #[test]
 fn json_is_read_as_json_with_the_same_rules() {
     let json = r#"{"aliases": {"mana/a": {"chain": ["ollama/x"]}}, "default": "mana/a"}"#;
-    let r = Registry::parse_with(json, DocumentFormat::Json, "t", RegistryVersion(1), &RegistryPolicy::default()).unwrap();
-    assert_eq!(r.hash(), load("aliases:\n  mana/a: {chain: [ollama/x]}\ndefault: mana/a\n").unwrap().hash());
-    let e = Registry::parse_with("aliases: {}", DocumentFormat::Json, "t", RegistryVersion(1), &RegistryPolicy::default()).unwrap_err();
+    let r = Registry::parse_with(
+        json,
+        DocumentFormat::Json,
+        "t",
+        RegistryVersion(1),
+        &RegistryPolicy::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        r.hash(),
+        load("aliases:\n  mana/a: {chain: [ollama/x]}\ndefault: mana/a\n")
+            .unwrap()
+            .hash()
+    );
+    let e = Registry::parse_with(
+        "aliases: {}",
+        DocumentFormat::Json,
+        "t",
+        RegistryVersion(1),
+        &RegistryPolicy::default(),
+    )
+    .unwrap_err();
     assert!(has(&e.0, "failed to parse t as JSON"), "{e:?}");
 }
 
@@ -266,11 +318,20 @@ fn json_is_read_as_json_with_the_same_rules() {
 fn expensive_documents_are_refused_before_parsing() {
     let mut bomb = String::from("b0: &b0 {k: v, l: w}\n");
     for i in 1..30 {
-        bomb.push_str(&format!("b{i}: &b{i} {{x: *b{p}, y: *b{p}, <<: *b{p}}}\n", p = i - 1));
+        bomb.push_str(&format!(
+            "b{i}: &b{i} {{x: *b{p}, y: *b{p}, <<: *b{p}}}\n",
+            p = i - 1
+        ));
     }
-    assert!(has(&errors(&bomb), "nodes (YAML aliases are expanded in full)"));
+    assert!(has(
+        &errors(&bomb),
+        "nodes (YAML aliases are expanded in full)"
+    ));
     let nested = format!("aliases: {}{}", "[".repeat(100_000), "]".repeat(100_000));
-    assert!(has(&errors(&nested), "failed to parse aliases.yaml: recursion limit exceeded"));
+    assert!(has(
+        &errors(&nested),
+        "failed to parse aliases.yaml: recursion limit exceeded"
+    ));
     let nested = format!("aliases: {}{}", "[".repeat(40), "]".repeat(40));
     assert!(has(&errors(&nested), "nests deeper than 32 levels"));
     let huge = format!("# {}\n{FIXTURE}", "x".repeat(1024 * 1024));
@@ -281,12 +342,25 @@ fn expensive_documents_are_refused_before_parsing() {
 fn a_structured_document_is_checked_like_a_parsed_one() {
     let good = load(FIXTURE).unwrap();
     let policy = RegistryPolicy::default();
-    let ok = Registry::verified(good.document().clone(), RegistryVersion(7), good.hash(), &policy).unwrap();
+    let ok = Registry::verified(
+        good.document().clone(),
+        RegistryVersion(7),
+        good.hash(),
+        &policy,
+    )
+    .unwrap();
     assert_eq!((ok.version(), ok.hash()), (RegistryVersion(7), good.hash()));
 
-    let e = Registry::verified(good.document().clone(), RegistryVersion(7), "0000", &policy).unwrap_err();
+    let e = Registry::verified(good.document().clone(), RegistryVersion(7), "0000", &policy)
+        .unwrap_err();
     assert!(has(&e.0, "does not match the claimed 0000"), "{e:?}");
-    assert!(Registry::verified(good.document().clone(), RegistryVersion(0), good.hash(), &policy).is_err());
+    assert!(Registry::verified(
+        good.document().clone(),
+        RegistryVersion(0),
+        good.hash(),
+        &policy
+    )
+    .is_err());
 
     // Documents no parser would produce, as someone writing Redis directly could.
     let mut doc: RegistryDocument = serde_json::from_value(serde_json::json!({
@@ -299,7 +373,9 @@ fn a_structured_document_is_checked_like_a_parsed_one() {
     }))
     .unwrap();
     let hash = doc.content_hash();
-    let e = Registry::verified(doc.clone(), RegistryVersion(2), &hash, &policy).unwrap_err().0;
+    let e = Registry::verified(doc.clone(), RegistryVersion(2), &hash, &policy)
+        .unwrap_err()
+        .0;
     for fragment in [
         "alias name 'openai/x' must start with 'mana/'",
         "alias 'openai/x': chain must not be empty",
@@ -312,6 +388,8 @@ fn a_structured_document_is_checked_like_a_parsed_one() {
     }
     doc.aliases.clear();
     let hash = doc.content_hash();
-    let e = Registry::verified(doc, RegistryVersion(2), &hash, &policy).unwrap_err().0;
+    let e = Registry::verified(doc, RegistryVersion(2), &hash, &policy)
+        .unwrap_err()
+        .0;
     assert!(has(&e, "`aliases` is empty"), "{e:?}");
 }
