@@ -60,12 +60,22 @@ pub async fn drain_once(service: &RegistryService, bus: &dyn Publish) -> bool {
 }
 
 /// Makes the bus hold the log's current version (see [`Publish::reconcile`]). Re-reads the
-/// log first: another process sharing it may have written a newer version, which must not be
-/// taken for a forgery. Returns whether the bus answered.
+/// log first (another process sharing it may have written a newer version, which must not be
+/// taken for a forgery), and leaves the bus alone while any row is unsent: the outbox
+/// publishes in order, and a reconcile must never jump ahead of it (a version announced out
+/// of order would make the older row's announcement a no-op). Returns whether it could tell.
 pub async fn reconcile_once(service: &RegistryService, bus: &dyn Publish) -> bool {
     if let Err(e) = service.refresh().await {
         tracing::error!(error = %e, "cannot re-read the event log");
         return false;
+    }
+    match service.store().unsent_outbox(1).await {
+        Ok(rows) if rows.is_empty() => {}
+        Ok(_) => return true,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the outbox");
+            return false;
+        }
     }
     let Some(head) = service.current().await else {
         return true;
