@@ -370,6 +370,46 @@ mod tests {
         assert!(p.get(&ProviderId::new("groq")).is_ok());
     }
 
+    /// Every provider built here reaches its callers wrapped: an upstream quoting the key it
+    /// was sent (built-in or registry-declared, whatever its variable is called) is scrubbed.
+    #[tokio::test]
+    async fn providers_report_errors_without_their_keys() {
+        use mana_llm_mock::{MockProvider, Reply, Route};
+        let mock = MockProvider::start().await;
+        let (builtin, declared) = ("sk-builtin-key-1", "declared-cred-2");
+        let src = Source::from_map(HashMap::from([
+            ("OPENAI_API_KEY".to_owned(), builtin.to_owned()),
+            ("OPENAI_BASE_URL".to_owned(), mock.openai_base()),
+            ("LMSTUDIO_CRED".to_owned(), declared.to_owned()),
+        ]));
+        let base = Providers::build(&ProvidersConfig::from_source(&src).unwrap()).unwrap();
+        let yaml = format!(
+            "aliases:\n  mana/a: {{chain: [lmstudio/m]}}\nproviders:\n  lmstudio: {{base_url: '{}', api_key_env: LMSTUDIO_CRED}}\n",
+            mock.openai_base()
+        );
+        let registry =
+            mana_llm_shared::Registry::parse(&yaml, "test", mana_llm_shared::RegistryVersion(1))
+                .unwrap();
+        let providers = base.with_declared(registry.providers(), &src);
+        let request: crate::openai::ChatRequest = serde_json::from_value(
+            serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}]}),
+        )
+        .unwrap();
+        for (id, key) in [("openai", builtin), ("lmstudio", declared)] {
+            mock.push(Route::OpenAiChat, Reply::status(401).echo_key());
+            let provider = providers.get(&ProviderId::new(id)).ok().unwrap();
+            let e = provider.chat(&request, "m").await.unwrap_err();
+            let sent = mock.last_request(Route::OpenAiChat).unwrap();
+            assert_eq!(sent.headers["authorization"], format!("Bearer {key}"));
+            let text = e.to_string();
+            assert!(!text.contains(key), "{id}: {text}");
+            assert!(
+                text.contains("Incorrect API key provided: [redacted]"),
+                "{id}: {text}"
+            );
+        }
+    }
+
     #[test]
     fn secrets_do_not_debug_print() {
         let s = Secret::from_env(Some("sk-very-secret".into())).unwrap();
