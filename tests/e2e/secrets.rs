@@ -183,7 +183,7 @@ async fn provoke_every_upstream_error(gw: &Gateway) -> Seen {
         ("google/echo-key-500", 502),
     ] {
         let (status, body) = seen
-            .send(http.post(&chat_url).json(&chat(&model, "x")))
+            .send(http.post(&chat_url).json(&chat(model, "x")))
             .await;
         assert_eq!(status, answered, "{model}: {body}");
         assert!(scrubbed(&body), "{model}: {body}");
