@@ -17,9 +17,18 @@ use crate::health::BreakerConfig;
 use crate::providers::{ProvidersConfig, Secret};
 
 /// Where settings come from: the process environment, or a map in tests.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Source {
     vars: HashMap<String, String>,
+}
+
+/// Names only: the values include every key of the process.
+impl fmt::Debug for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut names: Vec<&str> = self.vars.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        f.debug_struct("Source").field("names", &names).finish()
+    }
 }
 
 impl Source {
@@ -35,6 +44,11 @@ impl Source {
 
     pub fn get(&self, key: &str) -> Option<String> {
         self.vars.get(key).cloned()
+    }
+
+    /// Every variable, name and value (the scrubber looks for secrets among them).
+    pub fn vars(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     /// This source with `key` set (command-line flags override the environment this way).
@@ -188,12 +202,23 @@ pub struct GatewayConfig {
     pub registry_policy: RegistryPolicy,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RedisConfig {
     pub url: String,
     pub prefix: String,
     /// Bound on one Redis call on the request path.
     pub timeout: Duration,
+}
+
+/// The URL without its password.
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &crate::scrub::redact_url(&self.url))
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl GatewayConfig {
@@ -312,5 +337,46 @@ mod tests {
         .unwrap();
         assert!(!c.auth.enabled());
         assert!(GatewayConfig::from_source(&src(&[("GPU_REQUIRE_AUTH", "true")])).is_err());
+    }
+
+    #[test]
+    fn debug_prints_no_secret() {
+        let secrets = [
+            "sk-openai-secret",
+            "gpu-client-secret",
+            "list-secret-b",
+            "admin-token-secret",
+            "fleet-key-secret-0123456789",
+            "redis-pass-secret",
+            "ollama-pass-secret",
+            "groq-base-secret",
+        ];
+        let source = src(&[
+            ("OPENAI_API_KEY", secrets[0]),
+            ("GPU_API_KEY", secrets[1]),
+            ("MANA_LLM_API_KEYS", "list-a, list-secret-b"),
+            ("MANA_LLM_ADMIN_TOKEN", secrets[3]),
+            ("MANA_LLM_FLEET_KEY", secrets[4]),
+            (
+                "REDIS_URL",
+                "redis://default:redis-pass-secret@127.0.0.1:6379",
+            ),
+            ("OLLAMA_URL", "http://u:ollama-pass-secret@gpu:11434"),
+            (
+                "GROQ_BASE_URL",
+                "https://me:groq-base-secret@api.groq.com/openai/v1",
+            ),
+            ("GOOGLE_API_KEY", "AIza-google-secret"),
+        ]);
+        let config = GatewayConfig::from_source(&source).unwrap();
+        let printed = format!("{source:?} {config:?} {:#?}", config.redis);
+        for secret in secrets.iter().chain(&["AIza-google-secret"]) {
+            assert!(!printed.contains(secret), "{secret} printed: {printed}");
+        }
+        assert!(
+            printed.contains("127.0.0.1:6379"),
+            "the rest is still shown"
+        );
+        assert!(printed.contains("OPENAI_API_KEY"), "names are still shown");
     }
 }

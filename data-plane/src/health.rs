@@ -17,6 +17,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use mana_llm_shared::ProviderId;
 
+use crate::scrub::Scrubber;
+
 pub use breaker::{Admission, Breaker, BreakerConfig, Status, Transition};
 
 /// Wall-clock time in Unix seconds; injected so tests control it.
@@ -129,6 +131,8 @@ pub struct Health {
     store: Arc<dyn HealthStore>,
     clock: Arc<dyn Clock>,
     listeners: RwLock<Vec<Listener>>,
+    /// Failure reasons become `last_error`, shown by `/v1/health` and shared through Redis.
+    scrubber: Arc<Scrubber>,
 }
 
 impl Health {
@@ -137,7 +141,19 @@ impl Health {
             store,
             clock,
             listeners: RwLock::new(Vec::new()),
+            scrubber: Arc::default(),
         }
+    }
+
+    /// Scrubs failure reasons of these secrets before they are stored. The providers already
+    /// report scrubbed errors; this holds for any reason that reaches a breaker another way.
+    pub fn with_scrubber(mut self, scrubber: Arc<Scrubber>) -> Self {
+        self.scrubber = scrubber;
+        self
+    }
+
+    pub fn scrubber(&self) -> &Scrubber {
+        &self.scrubber
     }
 
     pub fn in_memory(config: BreakerConfig) -> Self {
@@ -166,6 +182,18 @@ impl Health {
     }
 
     pub async fn report(&self, provider: &ProviderId, report: Report<'_>) {
+        let clean;
+        let report = match report {
+            Report::Failure(reason) => {
+                clean = self.scrubber.scrub(reason);
+                Report::Failure(&clean)
+            }
+            Report::Probe(Err(reason)) => {
+                clean = self.scrubber.scrub(reason);
+                Report::Probe(Err(&clean))
+            }
+            other => other,
+        };
         if let Some(transition) = self.store.report(provider, report, self.now()).await {
             self.notify(provider, transition);
         }
@@ -290,6 +318,26 @@ mod tests {
             second.load(Ordering::SeqCst),
             2,
             "listeners after a panicking one still run"
+        );
+    }
+
+    #[tokio::test]
+    async fn stored_reasons_are_scrubbed() {
+        let h = health(Arc::new(ManualClock::at(0.0)))
+            .with_scrubber(Arc::new(Scrubber::default().with("sk-stored-key")));
+        let (calls, probed) = (ProviderId::new("groq"), ProviderId::new("openai"));
+        h.report(&calls, Report::Failure("bad key sk-stored-key"))
+            .await;
+        h.report(&probed, Report::Probe(Err("probe: sk-stored-key")))
+            .await;
+        let snap = h.snapshot([]);
+        assert_eq!(
+            snap[&calls].last_error.as_deref(),
+            Some("bad key [redacted]")
+        );
+        assert_eq!(
+            snap[&probed].last_error.as_deref(),
+            Some("probe: [redacted]")
         );
     }
 

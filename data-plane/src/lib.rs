@@ -14,6 +14,7 @@
 //! - [`cache`]: the exact-match response cache (local tier in front of Redis, single flight).
 //! - [`streaming`]: SSE responses with keep-alive and in-band errors.
 //! - [`error`]: the one error type of the HTTP edge, OpenAI-shaped.
+//! - [`scrub`]: the process's secret values, replaced in any upstream text we pass on.
 //! - [`metrics`]: this worker's Prometheus registry.
 
 pub mod api;
@@ -27,6 +28,7 @@ pub mod openai;
 pub mod providers;
 pub mod redis;
 pub mod router;
+pub mod scrub;
 pub mod server;
 pub mod snapshot;
 pub mod streaming;

@@ -5,6 +5,7 @@
 //! - [`google`]: Gemini REST (`generateContent`, `streamGenerateContent`).
 //! - [`echo`]: built in and offline; answers with what it was asked.
 //! - [`http`]: what they share: error mapping, line and SSE readers, timeouts.
+//! - `scrubbed`: the wrapper every provider gets, scrubbing secrets from what it reports.
 //!
 //! A provider translates one request for one model and reports failures as an
 //! [`UpstreamError`], classified so the router can tell a dead upstream from a bad request.
@@ -15,6 +16,7 @@ pub mod http;
 pub mod ollama;
 pub mod openai;
 mod registry;
+mod scrubbed;
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -29,6 +31,7 @@ use crate::openai::{
 };
 
 pub use registry::{Lookup, Providers, ProvidersConfig, Secret};
+pub use scrubbed::{scrub_error, Scrubbed};
 
 /// The chunks of one streamed completion. The first item arriving means the upstream answered.
 pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<ChatChunk, UpstreamError>> + Send>>;

@@ -173,7 +173,10 @@ impl App {
             ),
             None => Arc::new(MemoryStore::new(config.breaker)),
         };
-        let health = Arc::new(Health::new(store, Arc::new(SystemClock)));
+        let health = Arc::new(
+            Health::new(store, Arc::new(SystemClock))
+                .with_scrubber(config.providers.scrubber.clone()),
+        );
         let gauge = metrics.provider_healthy.clone();
         health.add_listener(Arc::new(move |provider, transition| {
             let up = i64::from(transition == Transition::Recovered);

@@ -1,5 +1,8 @@
 //! Liveness, readiness, provider health and metrics. `/health`, `/ready` and `/metrics` stay
 //! public when client auth is on; `/v1/health` needs a key like every `/v1` route.
+//!
+//! Public `/health` shows statuses only: breaker details carry upstream text (`last_error`),
+//! which is for the keyed `/v1/health`.
 
 use std::sync::Arc;
 
@@ -12,8 +15,9 @@ use serde_json::{json, Map, Value};
 use crate::health::Status;
 use crate::server::AppState;
 
-/// Per-provider breaker state, time-aware, and the aggregate.
-fn provider_health(state: &AppState) -> (&'static str, Value) {
+/// Per-provider breaker state, time-aware, and the aggregate. `detail`: the breaker's counters
+/// and (scrubbed) last error besides the status.
+fn provider_health(state: &AppState, detail: bool) -> (&'static str, Value) {
     let snapshot = state.snapshots.load();
     let configured: Vec<_> = snapshot
         .providers
@@ -29,16 +33,24 @@ fn provider_health(state: &AppState) -> (&'static str, Value) {
         if status == Status::Healthy {
             healthy += 1;
         }
-        providers.insert(
-            id.to_string(),
+        let entry = if detail {
+            // Scrubbed again on the way out: a breaker read from Redis may have been written
+            // by a worker that did not scrub.
+            let last_error = breaker
+                .last_error
+                .as_deref()
+                .map(|e| state.health.scrubber().scrub(e).into_owned());
             json!({
                 "status": status.as_str(),
                 "consecutive_failures": breaker.consecutive_failures,
-                "last_error": breaker.last_error,
+                "last_error": last_error,
                 "last_check_unix": breaker.last_check,
                 "open_until_unix": breaker.open_until,
-            }),
-        );
+            })
+        } else {
+            json!({"status": status.as_str()})
+        };
+        providers.insert(id.to_string(), entry);
     }
     let aggregate = match healthy {
         h if h == total => "healthy",
@@ -51,7 +63,7 @@ fn provider_health(state: &AppState) -> (&'static str, Value) {
 /// Liveness: always 200 while the process answers; carries the provider summary, as the
 /// original's `/health` did.
 pub async fn live(State(state): State<Arc<AppState>>) -> Json<Value> {
-    let (status, providers) = provider_health(&state);
+    let (status, providers) = provider_health(&state, false);
     Json(json!({
         "status": status,
         "service": "mana-llm",
@@ -62,7 +74,7 @@ pub async fn live(State(state): State<Arc<AppState>>) -> Json<Value> {
 
 /// `GET /v1/health`: breaker state per provider, and whether it is shared by the fleet.
 pub async fn providers(State(state): State<Arc<AppState>>) -> Json<Value> {
-    let (status, providers) = provider_health(&state);
+    let (status, providers) = provider_health(&state, true);
     Json(json!({
         "status": status,
         "shared": state.health.shared(),

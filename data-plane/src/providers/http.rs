@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::UpstreamError;
 
 /// The shared HTTP settings of one provider.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Upstream {
     pub client: reqwest::Client,
     /// Base URL without a trailing `/`.
@@ -23,6 +23,17 @@ pub struct Upstream {
     /// [`HOT_PATHS`] parsed once: parsing a URL (with IDNA host processing) on every call
     /// was a measurable share of the gateway's CPU per request.
     parsed: Vec<(&'static str, reqwest::Url)>,
+}
+
+/// The base URL without its password, if it has one.
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("base_url", &crate::scrub::redact_url(&self.base_url))
+            .field("timeout", &self.timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The paths called on every chat or embeddings request.

@@ -10,10 +10,12 @@ use mana_llm_shared::ProviderId;
 use mana_llm_shared::RegistryPolicy;
 
 use super::http::Upstream;
+use super::scrubbed::Scrubbed;
 use super::{
     echo::Echo, google::Google, ollama::Ollama, openai::OpenAiCompatible, Provider, UpstreamError,
 };
 use crate::config::{ConfigError, Source};
+use crate::scrub::{redact_url, Scrubber};
 
 /// A credential. Its `Debug` never shows the value, so it cannot leak through a log line.
 #[derive(Clone, PartialEq, Eq)]
@@ -40,12 +42,24 @@ impl fmt::Debug for Secret {
 }
 
 /// An OpenAI-compatible provider: its id, where it lives, and the env var its key comes from.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct OpenAiCompatibleConfig {
     pub id: ProviderId,
     pub base_url: String,
     pub api_key: Option<Secret>,
     pub key_env: &'static str,
+}
+
+/// A base URL may carry a password (`https://user:pw@host`); `Debug` leaves it out.
+impl fmt::Debug for OpenAiCompatibleConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenAiCompatibleConfig")
+            .field("id", &self.id)
+            .field("base_url", &redact_url(&self.base_url))
+            .field("api_key", &self.api_key)
+            .field("key_env", &self.key_env)
+            .finish()
+    }
 }
 
 /// The built-in OpenAI-compatible providers: id, key env var, base URL env var, default URL.
@@ -76,7 +90,7 @@ const OPENAI_COMPATIBLE: [(&str, &str, &str, &str); 4] = [
     ),
 ];
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ProvidersConfig {
     pub ollama_url: String,
     pub ollama_timeout: Duration,
@@ -87,6 +101,27 @@ pub struct ProvidersConfig {
     pub google_base_url: String,
     pub google_api_key: Option<Secret>,
     pub echo_delay: Duration,
+    /// Every secret of the process, not only provider keys: an upstream may quote any
+    /// credential it was sent, and each provider's errors are scrubbed of all of them.
+    pub scrubber: Arc<Scrubber>,
+}
+
+/// URLs without their passwords; keys show as `Secret([redacted])`.
+impl fmt::Debug for ProvidersConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProvidersConfig")
+            .field("ollama_url", &redact_url(&self.ollama_url))
+            .field("ollama_timeout", &self.ollama_timeout)
+            .field("upstream_timeout", &self.upstream_timeout)
+            .field("stream_idle_timeout", &self.stream_idle_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("openai_compatible", &self.openai_compatible)
+            .field("google_base_url", &redact_url(&self.google_base_url))
+            .field("google_api_key", &self.google_api_key)
+            .field("echo_delay", &self.echo_delay)
+            .field("scrubber", &self.scrubber)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ProvidersConfig {
@@ -115,6 +150,7 @@ impl ProvidersConfig {
             ),
             google_api_key: Secret::from_env(src.get("GOOGLE_API_KEY")),
             echo_delay: Duration::from_millis(src.number("MANA_LLM_ECHO_DELAY_MS", 0)?),
+            scrubber: Arc::new(Scrubber::from_source(src)),
         })
     }
 }
@@ -134,6 +170,8 @@ pub struct Providers {
     unconfigured: BTreeMap<ProviderId, String>,
     /// What providers declared later (by a registry) are built with.
     http: Option<HttpDefaults>,
+    /// What every provider's errors are scrubbed of (see [`Providers::insert`]).
+    scrubber: Arc<Scrubber>,
 }
 
 #[derive(Clone)]
@@ -153,6 +191,7 @@ impl Providers {
             .map_err(|e| ConfigError::new("http client", e.to_string()))?;
         let idle = config.stream_idle_timeout;
         let mut providers = Self::empty();
+        providers.scrubber = config.scrubber.clone();
         providers.http = Some(HttpDefaults {
             client: client.clone(),
             timeout: config.upstream_timeout,
@@ -203,10 +242,18 @@ impl Providers {
             configured: BTreeMap::new(),
             unconfigured: BTreeMap::new(),
             http: None,
+            scrubber: Arc::default(),
         }
     }
 
+    /// Adds `provider`, wrapped so that no error it reports carries a secret: this is the one
+    /// place every provider passes through, whoever built it.
     pub fn insert(&mut self, provider: Arc<dyn Provider>) {
+        self.insert_scrubbed(provider, self.scrubber.clone());
+    }
+
+    fn insert_scrubbed(&mut self, provider: Arc<dyn Provider>, scrubber: Arc<Scrubber>) {
+        let provider: Arc<dyn Provider> = Arc::new(Scrubbed::new(provider, scrubber));
         self.unconfigured.remove(provider.id());
         self.configured.insert(provider.id().clone(), provider);
     }
@@ -262,11 +309,17 @@ impl Providers {
             }
             let upstream =
                 Upstream::new(http.client.clone(), &decl.base_url, http.timeout, http.idle);
-            out.insert(Arc::new(OpenAiCompatible::new(
-                decl.id.clone(),
-                upstream,
-                key.and_then(|(_, k)| k),
-            )));
+            let key = key.and_then(|(_, k)| k);
+            // The declared variable may be named like no secret (`LMSTUDIO_KEY_VALUE`): its
+            // value is scrubbed from this provider's errors all the same.
+            let scrubber = match &key {
+                Some(k) => Arc::new((*self.scrubber).clone().with(k.expose())),
+                None => self.scrubber.clone(),
+            };
+            out.insert_scrubbed(
+                Arc::new(OpenAiCompatible::new(decl.id.clone(), upstream, key)),
+                scrubber,
+            );
         }
         out
     }
@@ -328,6 +381,46 @@ mod tests {
         }
         let p = providers(&[("GROQ_API_KEY", "k")]);
         assert!(p.get(&ProviderId::new("groq")).is_ok());
+    }
+
+    /// Every provider built here reaches its callers wrapped: an upstream quoting the key it
+    /// was sent (built-in or registry-declared, whatever its variable is called) is scrubbed.
+    #[tokio::test]
+    async fn providers_report_errors_without_their_keys() {
+        use mana_llm_mock::{MockProvider, Reply, Route};
+        let mock = MockProvider::start().await;
+        let (builtin, declared) = ("sk-builtin-key-1", "declared-cred-2");
+        let src = Source::from_map(HashMap::from([
+            ("OPENAI_API_KEY".to_owned(), builtin.to_owned()),
+            ("OPENAI_BASE_URL".to_owned(), mock.openai_base()),
+            ("LMSTUDIO_CRED".to_owned(), declared.to_owned()),
+        ]));
+        let base = Providers::build(&ProvidersConfig::from_source(&src).unwrap()).unwrap();
+        let yaml = format!(
+            "aliases:\n  mana/a: {{chain: [lmstudio/m]}}\nproviders:\n  lmstudio: {{base_url: '{}', api_key_env: LMSTUDIO_CRED}}\n",
+            mock.openai_base()
+        );
+        let registry =
+            mana_llm_shared::Registry::parse(&yaml, "test", mana_llm_shared::RegistryVersion(1))
+                .unwrap();
+        let providers = base.with_declared(registry.providers(), &src);
+        let request: crate::openai::ChatRequest = serde_json::from_value(
+            serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}]}),
+        )
+        .unwrap();
+        for (id, key) in [("openai", builtin), ("lmstudio", declared)] {
+            mock.push(Route::OpenAiChat, Reply::status(401).echo_key());
+            let provider = providers.get(&ProviderId::new(id)).ok().unwrap();
+            let e = provider.chat(&request, "m").await.unwrap_err();
+            let sent = mock.last_request(Route::OpenAiChat).unwrap();
+            assert_eq!(sent.headers["authorization"], format!("Bearer {key}"));
+            let text = e.to_string();
+            assert!(!text.contains(key), "{id}: {text}");
+            assert!(
+                text.contains("Incorrect API key provided: [redacted]"),
+                "{id}: {text}"
+            );
+        }
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub struct Reply {
     pub(crate) tool_call: Option<(String, Value)>,
     pub(crate) finish: Option<String>,
     pub(crate) blocked: Option<String>,
+    pub(crate) echo_key: bool,
+    pub(crate) error_after: Option<usize>,
 }
 
 /// Where a streamed answer stops short.
@@ -178,6 +180,21 @@ impl Reply {
             blocked: Some(reason.to_owned()),
             ..Reply::default()
         }
+    }
+
+    /// Error texts quote the credential the request carried (`Authorization: Bearer …`,
+    /// `x-goog-api-key`, `x-api-key` or `?key=`), as many real upstreams do: "Incorrect API key
+    /// provided: sk-…". For checking that the gateway never passes it on.
+    pub fn echo_key(mut self) -> Reply {
+        self.echo_key = true;
+        self
+    }
+
+    /// Streaming: sends `n` content chunks, then an in-band error event in the route's style
+    /// (`{"error": …}`) and ends the stream.
+    pub fn error_after(mut self, n: usize) -> Reply {
+        self.error_after = Some(n);
+        self
     }
 
     pub(crate) fn pieces(&self) -> Vec<String> {

@@ -33,6 +33,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) stream: bool,
     pub(crate) seq: u64,
     pub(crate) created: u64,
+    /// The credential the request carried (empty if none), for [`Reply::echo_key`].
+    pub(crate) credential: String,
 }
 
 /// Which API family a route belongs to, for error bodies and stream framing.
@@ -105,6 +107,7 @@ async fn dispatch(
     let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     let model = path_model.or_else(|| body.get("model").and_then(Value::as_str).map(Into::into));
     let query = parts.uri.query().map(str::to_owned);
+    let credential = credential(&parts.headers, query.as_deref());
     let recorded = Recorded {
         path: parts.uri.path().to_owned(),
         query: query.clone(),
@@ -129,6 +132,7 @@ async fn dispatch(
         stream: wants_stream(route, &body, query.as_deref()),
         seq: shared.next_seq(),
         created: unix_now(),
+        credential,
     };
     let mut response = answer(route, &ctx, &reply, guard);
     if let Some(secs) = reply.retry_after {
@@ -140,14 +144,25 @@ async fn dispatch(
 }
 
 /// Replies chosen by the model's name, for runs where nobody can script the mock (benchmarks,
-/// the binary): `status-503` answers that status, `pieces-20` answers in 20 pieces and
-/// `pieces-20-every-100ms` sends them 100 ms apart. Such
+/// the binary, fallback chains): `status-503` answers that status, `pieces-20` answers in 20
+/// pieces and `pieces-20-every-100ms` sends them 100 ms apart; `echo-key-401` answers 401
+/// quoting the credential received, `echo-key-midstream` streams one chunk and then an in-band
+/// error quoting it. Such
 /// requests are not recorded, and neither are `bench…` models (default answers): a long load
 /// run must not grow the mock's memory.
 fn by_model_name(model: Option<&str>) -> Option<Reply> {
     let model = model?;
     if model.starts_with("bench") {
         return Some(Reply::ok());
+    }
+    if model == "echo-key-midstream" {
+        return Some(Reply::ok().error_after(1).echo_key());
+    }
+    if let Some(code) = model
+        .strip_prefix("echo-key-")
+        .and_then(|c| c.parse::<u16>().ok())
+    {
+        return Some(Reply::status(code).echo_key());
     }
     if let Some(code) = model
         .strip_prefix("status-")
@@ -176,7 +191,9 @@ fn answer(route: Route, ctx: &Ctx<'_>, reply: &Reply, mut guard: CloseGuard) -> 
     let style = style(route);
     if let Some(code) = reply.status {
         guard.disarm();
-        return error_response(style, code);
+        let body = error_body(style, code, &error_message(ctx, reply, code));
+        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return (status, Json(body)).into_response();
     }
     let answer = if reply.malformed {
         if ctx.stream {
@@ -207,6 +224,14 @@ fn answer(route: Route, ctx: &Ctx<'_>, reply: &Reply, mut guard: CloseGuard) -> 
             Route::GeminiModels => Answer::Json(gemini::models()),
         }
     };
+    let answer = match (answer, reply.error_after) {
+        (Answer::Stream(s), Some(n)) => Answer::Stream(error_mid_stream(
+            s,
+            n,
+            error_body(style, 500, &error_message(ctx, reply, 500)),
+        )),
+        (answer, _) => answer,
+    };
     match answer {
         Answer::Json(value) => {
             guard.disarm();
@@ -234,15 +259,75 @@ fn framing(route: Route) -> Framing {
     }
 }
 
-fn error_response(style: Style, code: u16) -> Response {
-    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let message = format!("mock error {code}");
-    let body = match style {
+/// The text of an error answer: fixed, or quoting the credential received.
+fn error_message(ctx: &Ctx<'_>, reply: &Reply, code: u16) -> String {
+    if reply.echo_key {
+        format!("Incorrect API key provided: {}", ctx.credential)
+    } else {
+        format!("mock error {code}")
+    }
+}
+
+/// An error body in the route's style; also the payload of an in-band stream error.
+fn error_body(style: Style, code: u16, message: &str) -> Value {
+    match style {
         Style::OpenAi => json!({"error": {"message": message, "type": "mock", "code": null}}),
         Style::Ollama => json!({"error": message}),
         Style::Gemini => json!({"error": {"code": code, "message": message, "status": "MOCK"}}),
+    }
+}
+
+/// `s` cut after `n` content frames, ending with one `error` event instead of its trailer.
+fn error_mid_stream(s: Streamed, n: usize, error: Value) -> Streamed {
+    let mut content = 0;
+    let mut frames: Vec<Frame> = s
+        .frames
+        .into_iter()
+        .filter(|f| match f.kind {
+            Kind::Preamble => true,
+            Kind::Content => {
+                content += 1;
+                content <= n
+            }
+            Kind::Trailer => false,
+        })
+        .collect();
+    frames.push(Frame::new(Kind::Trailer, s.framing.json(&error)));
+    Streamed {
+        framing: s.framing,
+        frames,
+    }
+}
+
+/// The credential a request carried: a bearer token, a Gemini or Anthropic-style key header,
+/// or a `key` query parameter; several joined with spaces.
+fn credential(headers: &HeaderMap, query: Option<&str>) -> String {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
     };
-    (status, Json(body)).into_response()
+    let bearer = header("authorization").map(|v| {
+        v.strip_prefix("Bearer ")
+            .map(str::to_owned)
+            .unwrap_or(v.clone())
+    });
+    let key_param = query.and_then(|q| {
+        q.split('&')
+            .find_map(|pair| pair.strip_prefix("key="))
+            .map(str::to_owned)
+    });
+    [
+        bearer,
+        header("x-goog-api-key"),
+        header("x-api-key"),
+        key_param,
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(" ")
 }
 
 fn wants_stream(route: Route, body: &Value, query: Option<&str>) -> bool {
@@ -306,6 +391,10 @@ mod tests {
         assert_eq!(slow.pieces.map(|p| p.len()), Some(20));
         assert!(by_model_name(Some("pieces-20-every-x")).is_none());
         assert!(by_model_name(Some("mock-model")).is_none());
+        let echo = by_model_name(Some("echo-key-429")).unwrap();
+        assert_eq!((echo.status, echo.echo_key), (Some(429), true));
+        let mid = by_model_name(Some("echo-key-midstream")).unwrap();
+        assert_eq!((mid.error_after, mid.echo_key), (Some(1), true));
         assert!(by_model_name(None).is_none());
     }
 }

@@ -481,3 +481,50 @@ async fn binary_prints_its_address() {
     assert_eq!(bad.status.code(), Some(1));
     assert_eq!(String::from_utf8_lossy(&bad.stderr).lines().count(), 1);
 }
+
+#[tokio::test]
+async fn echo_key_quotes_the_credential_received() {
+    let mock = MockProvider::start().await;
+    mock.push(Route::OpenAiChat, Reply::status(401).echo_key());
+    let resp = openai_chat(&mock, chat_body(false)).await;
+    assert_eq!(resp.status(), 401);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["message"], "Incorrect API key provided: sk-test");
+
+    let resp = client()
+        .post(format!(
+            "{}/models/echo-key-403:generateContent",
+            mock.gemini_base()
+        ))
+        .header("x-goog-api-key", "AIza-test")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(
+        v["error"]["message"],
+        "Incorrect API key provided: AIza-test"
+    );
+}
+
+#[tokio::test]
+async fn error_after_sends_an_in_band_error() {
+    let mock = MockProvider::start().await;
+    let mut body = chat_body(true);
+    body["model"] = json!("echo-key-midstream");
+    let resp = openai_chat(&mock, body).await;
+    assert_eq!(resp.status(), 200);
+    let payloads = sse_payloads(&resp.text().await.unwrap(), "\n\n");
+    let events: Vec<Value> = payloads
+        .iter()
+        .map(|p| serde_json::from_str(p).unwrap())
+        .collect();
+    assert_eq!(events.len(), 3, "role, one piece, the error: {payloads:?}");
+    assert_eq!(events[1]["choices"][0]["delta"]["content"], "Hello");
+    assert_eq!(
+        events[2]["error"]["message"],
+        "Incorrect API key provided: sk-test"
+    );
+}
