@@ -63,9 +63,9 @@ pub fn open(url: &str, ca_file: Option<&Path>) -> Result<redis::Client, RedisSet
     };
     if !tls {
         // Silently ignoring it would leave the operator believing the link is encrypted.
-        return Err(RedisSetupError::ca_file(format!(
-            "set, but REDIS_URL does not use TLS: use rediss://"
-        )));
+        return Err(RedisSetupError::ca_file(
+            "set, but REDIS_URL does not use TLS: use rediss://",
+        ));
     }
     let pem = std::fs::read(path)
         .map_err(|e| RedisSetupError::ca_file(format!("cannot read {}: {e}", path.display())))?;

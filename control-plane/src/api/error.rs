@@ -86,7 +86,8 @@ impl IntoResponse for AdminError {
             }
             other => other.to_string(),
         };
-        let mut body = json!({"error": {"message": message, "type": "admin_error", "code": code}});
+        // `param` too, so OpenAI SDKs and the data plane's clients parse it the same way.
+        let mut body = json!({"error": {"message": message, "type": "admin_error", "code": code, "param": null}});
         match &self {
             AdminError::Invalid(errors) => body["error"]["errors"] = json!(errors),
             AdminError::Conflict {
