@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use mana_llm_control_plane::api::{router as admin_router, AdminState};
+use mana_llm_control_plane::api::{is_loopback, router as admin_router, AdminState};
 use mana_llm_control_plane::ops::Ops;
 use mana_llm_control_plane::publisher;
 use mana_llm_control_plane::redis_bus::RedisBus;
 use mana_llm_data_plane::logging;
 use mana_llm_shared::bus::BusNames;
 use mana_llm_shared::fleet_key::{FleetKey, FLEET_KEY_ENV};
+use mana_llm_shared::redis_client;
 use mana_llm_shared::RegistryPolicy;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -35,9 +36,14 @@ pub struct ControlPlaneArgs {
         default_value = "127.0.0.1:3026"
     )]
     listen: SocketAddr,
-    /// Redis to publish versions to (e.g. redis://127.0.0.1:6379). Without it nothing is published.
-    #[arg(long, env = "REDIS_URL")]
+    /// Redis to publish versions to (e.g. redis://127.0.0.1:6379, redis://:password@host:6379,
+    /// rediss://… for TLS). Without it nothing is published.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     redis: Option<String>,
+    /// PEM file of the private CA that signed the Redis server's certificate (rediss:// only);
+    /// without it the public roots are trusted.
+    #[arg(long, env = "MANA_LLM_REDIS_CA_FILE")]
+    redis_ca_file: Option<PathBuf>,
     /// Prefix of the Redis keys and channels, so several deployments can share one Redis.
     #[arg(long, env = "MANA_LLM_REDIS_PREFIX", default_value = mana_llm_shared::bus::DEFAULT_PREFIX)]
     redis_prefix: String,
@@ -55,7 +61,7 @@ pub async fn control_plane(args: ControlPlaneArgs) -> Result<(), String> {
     let token = std::env::var("MANA_LLM_ADMIN_TOKEN")
         .ok()
         .filter(|t| !t.trim().is_empty());
-    if token.is_none() && !args.listen.ip().is_loopback() {
+    if token.is_none() && !is_loopback(args.listen.ip()) {
         return Err(format!(
             "refusing to serve the admin API on {} without MANA_LLM_ADMIN_TOKEN: set a token or listen on 127.0.0.1",
             args.listen
@@ -73,8 +79,10 @@ pub async fn control_plane(args: ControlPlaneArgs) -> Result<(), String> {
             if fleet_key.is_none() {
                 tracing::warn!("no MANA_LLM_FLEET_KEY: registry versions are published unsigned, so workers cannot tell them from versions planted in Redis by anyone who can write there. Set the same MANA_LLM_FLEET_KEY on the control plane and every worker");
             }
+            let client = redis_client::open(url, args.redis_ca_file.as_deref())
+                .map_err(|e| e.to_string())?;
             let bus = RedisBus::new(
-                url,
+                client,
                 BusNames::new(&args.redis_prefix),
                 Duration::from_secs(2),
             )
@@ -111,7 +119,9 @@ pub async fn control_plane(args: ControlPlaneArgs) -> Result<(), String> {
     println!("listening on http://{local}");
     tracing::info!(%local, registry_version = version, db = %args.db.display(), redis = args.redis.is_some(), "control plane serving");
     if token.is_none() {
-        tracing::info!("admin API: no MANA_LLM_ADMIN_TOKEN set, answering loopback clients only");
+        tracing::info!(
+            "admin API: no MANA_LLM_ADMIN_TOKEN set, answering loopback clients only (never through a proxy)"
+        );
     }
 
     signals::serve_until(listener, router, shutdown, Duration::from_secs(10), || {

@@ -11,18 +11,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use mana_llm_control_plane::api::{router as admin_router, AdminState};
+use mana_llm_control_plane::api::{
+    disabled_router, is_loopback, router as admin_router, AdminState,
+};
 use mana_llm_control_plane::publisher;
 use mana_llm_control_plane::redis_bus::RedisBus;
 use mana_llm_data_plane::{logging, sync, App, GatewayConfig, Source};
 use mana_llm_shared::bus::{BusNames, FanOut, LocalBus, Publish};
+use mana_llm_shared::redis_client;
 use tokio::net::TcpListener;
 
 use crate::{registry_log, signals};
 
 #[derive(Args)]
 pub struct ServeArgs {
-    /// Address to listen on. Use 0.0.0.0 to accept connections from other machines.
+    /// Address to listen on. Use 0.0.0.0 to accept connections from other machines; there the
+    /// admin API (/admin/v1) is off unless MANA_LLM_ADMIN_TOKEN is set.
     #[arg(long, env = "MANA_LLM_HOST", default_value = "127.0.0.1")]
     host: std::net::IpAddr,
     /// Port to listen on (0 picks a free one; the chosen address is printed on stdout).
@@ -68,7 +72,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     // With REDIS_URL the embedded control plane also publishes for standalone workers.
     let publish: Arc<dyn Publish> = match &app.state().config.redis {
         Some(r) => {
-            let redis = RedisBus::new(&r.url, BusNames::new(&r.prefix), Duration::from_secs(2))
+            let client =
+                redis_client::open(&r.url, r.ca_file.as_deref()).map_err(|e| e.to_string())?;
+            let redis = RedisBus::new(client, BusNames::new(&r.prefix), Duration::from_secs(2))
                 .map_err(|e| e.to_string())?
                 .with_fleet_key(fleet_key);
             app.state()
@@ -86,12 +92,20 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         async move { app.count_reload(registry_log::reload(&service, &path).await) }
     });
 
-    let admin = AdminState {
-        service,
-        token: token.clone(),
-        aliases_path: Some(args.aliases.clone()),
+    // Without a token the peer address is the admin API's only check, which means nothing
+    // on a server other machines can reach: there the data plane still serves (the container
+    // image's default is `serve` on 0.0.0.0) and every admin path answers 403 instead.
+    let admin_on = token.is_some() || is_loopback(args.host);
+    let admin = if admin_on {
+        admin_router(Arc::new(AdminState {
+            service,
+            token: token.clone(),
+            aliases_path: Some(args.aliases.clone()),
+        }))
+    } else {
+        disabled_router()
     };
-    let router = app.router().merge(admin_router(Arc::new(admin)));
+    let router = app.router().merge(admin);
     let addr = SocketAddr::new(args.host, args.port);
     let listener = TcpListener::bind(addr)
         .await
@@ -107,9 +121,16 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         .collect();
     tracing::info!(%local, providers = %providers.join(","), auth = app.state().config.auth.enabled(),
         registry_version = snapshot.registry.version().0, db = %args.db.display(), "mana-llm serving");
-    if token.is_none() {
+    if !admin_on {
+        tracing::warn!(
+            host = %args.host,
+            "admin API OFF: listening beyond loopback without MANA_LLM_ADMIN_TOKEN, so /admin/v1 \
+             answers 403; set MANA_LLM_ADMIN_TOKEN to push or roll back registries here"
+        );
+    } else if token.is_none() {
         tracing::info!(
-            "admin API: no MANA_LLM_ADMIN_TOKEN set, so /admin/v1 answers loopback clients only"
+            "admin API: no MANA_LLM_ADMIN_TOKEN set, so /admin/v1 answers loopback clients only \
+             (never through a proxy)"
         );
     }
 

@@ -24,7 +24,9 @@ pub struct WorkerArgs {
     #[arg(long, env = "MANA_LLM_LISTEN", default_value = "0.0.0.0:3025")]
     listen: SocketAddr,
     /// Redis shared by the fleet: registry versions, provider health, cached answers.
-    #[arg(long, env = "REDIS_URL")]
+    /// May carry a password (redis://:password@host:6379) and use TLS (rediss://; a private
+    /// CA is trusted through MANA_LLM_REDIS_CA_FILE).
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     redis: String,
     /// The control plane's URL, asked for the current registry when Redis has none at start.
     #[arg(long, env = "MANA_LLM_CONTROL_PLANE_URL")]

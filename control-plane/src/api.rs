@@ -2,24 +2,30 @@
 //! the audit log, reload from the file.
 //!
 //! Every request needs `Authorization: Bearer $MANA_LLM_ADMIN_TOKEN` (compared in constant
-//! time). With no token configured, only loopback peers are answered. Errors share one JSON
+//! time). With no token configured, only loopback peers are answered, and never a request
+//! that came through a proxy (forwarding headers); a server listening beyond loopback
+//! without a token mounts [`disabled_router`] instead. Errors share one JSON
 //! shape, `{"error": {"message", "type", "code", …}}`; the token never appears in any answer
 //! or log line.
 
 mod auth;
 mod error;
 mod handlers;
+#[cfg(test)]
+mod tests;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
-use axum::routing::{get, post};
+use axum::response::IntoResponse;
+use axum::routing::{any, get, post};
 use axum::Router;
 
 use crate::service::RegistryService;
 
+pub use auth::is_loopback;
 pub use error::AdminError;
 
 pub struct AdminState {
@@ -57,4 +63,14 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route_layer(from_fn_with_state(state.clone(), auth::require_admin))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
+}
+
+/// What a server listening beyond loopback without a token mounts instead of [`router`]:
+/// every admin path answers 403 saying to set the token, rather than a 404 that would read as
+/// "no such version".
+pub fn disabled_router() -> Router {
+    Router::new().route(
+        "/admin/{*rest}",
+        any(|| async { AdminError::Disabled.into_response() }),
+    )
 }

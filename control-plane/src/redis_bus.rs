@@ -17,6 +17,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use mana_llm_shared::bus::{BusError, BusNames, Publish, PublishedVersion, Reconciled};
 use mana_llm_shared::fleet_key::FleetKey;
+use mana_llm_shared::redis_client::describe_failure;
 use prometheus::IntCounter;
 use redis::aio::MultiplexedConnection;
 use tokio::sync::Mutex;
@@ -71,10 +72,13 @@ pub struct RedisBus {
 }
 
 impl RedisBus {
-    /// Checks the URL only; the connection is made on first use.
-    pub fn new(url: &str, names: BusNames, timeout: Duration) -> Result<Self, BusError> {
-        let client =
-            redis::Client::open(url).map_err(|e| BusError(format!("invalid Redis URL: {e}")))?;
+    /// Takes a client from [`mana_llm_shared::redis_client::open`]; the connection is made on
+    /// first use.
+    pub fn new(
+        client: redis::Client,
+        names: BusNames,
+        timeout: Duration,
+    ) -> Result<Self, BusError> {
         let repairs = IntCounter::new(
             "mana_llm_registry_repairs_total",
             "Times the control plane overwrote a registry version in Redis that it did not write (or that Redis had lost)",
@@ -113,7 +117,10 @@ impl RedisBus {
         let c = tokio::time::timeout(self.timeout, self.client.get_multiplexed_async_connection())
             .await
             .map_err(|_| BusError("timed out connecting to Redis".to_owned()))?
-            .map_err(|e| BusError(format!("cannot connect to Redis: {e}")))?;
+            .map_err(|e| match describe_failure(&e) {
+                Some(reason) => BusError(reason.to_owned()),
+                None => BusError(format!("cannot connect to Redis: {e}")),
+            })?;
         *slot = Some(c.clone());
         Ok(c)
     }

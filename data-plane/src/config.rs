@@ -9,6 +9,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use mana_llm_shared::fleet_key::{FleetKey, FLEET_KEY_ENV};
+use mana_llm_shared::redis_client::REDIS_CA_FILE_ENV;
 use mana_llm_shared::RegistryPolicy;
 
 use crate::cache::CacheConfig;
@@ -204,10 +205,13 @@ pub struct GatewayConfig {
 
 #[derive(Clone)]
 pub struct RedisConfig {
+    /// May carry a user and password (`redis://user:pass@…`): never log it.
     pub url: String,
     pub prefix: String,
     /// Bound on one Redis call on the request path.
     pub timeout: Duration,
+    /// PEM file of a private CA to trust for `rediss://` instead of the public roots.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// The URL without its password.
@@ -217,6 +221,7 @@ impl fmt::Debug for RedisConfig {
             .field("url", &crate::scrub::redact_url(&self.url))
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -263,6 +268,10 @@ impl GatewayConfig {
                         mana_llm_shared::bus::DEFAULT_PREFIX,
                     ),
                     timeout: Duration::from_millis(src.number("MANA_LLM_REDIS_TIMEOUT_MS", 50)?),
+                    ca_file: src
+                        .get(REDIS_CA_FILE_ENV)
+                        .filter(|p| !p.trim().is_empty())
+                        .map(std::path::PathBuf::from),
                 }),
             },
             worker_id: src

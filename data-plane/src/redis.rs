@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mana_llm_shared::bus::BusNames;
+use mana_llm_shared::redis_client::describe_failure;
 use prometheus::{IntCounterVec, IntGauge};
 use redis::aio::MultiplexedConnection;
 use tokio::sync::Mutex;
@@ -31,20 +32,22 @@ pub struct SharedRedis {
     started: Instant,
     up_gauge: IntGauge,
     errors: IntCounterVec,
+    /// The connect failure last logged at warn level, so a Redis that keeps refusing the
+    /// password is reported once, not at every reconnect attempt; cleared on success.
+    warned: Mutex<Option<&'static str>>,
 }
 
 impl SharedRedis {
-    /// Checks the URL; connects lazily.
+    /// Takes a client from [`mana_llm_shared::redis_client::open`]; connects lazily.
     pub fn new(
-        url: &str,
+        client: redis::Client,
         names: BusNames,
         timeout: Duration,
         up_gauge: IntGauge,
         errors: IntCounterVec,
-    ) -> Result<Arc<Self>, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("invalid REDIS_URL: {e}"))?;
+    ) -> Arc<Self> {
         up_gauge.set(0);
-        Ok(Arc::new(Self {
+        Arc::new(Self {
             client,
             names,
             timeout,
@@ -54,7 +57,8 @@ impl SharedRedis {
             started: Instant::now(),
             up_gauge,
             errors,
-        }))
+            warned: Mutex::new(None),
+        })
     }
 
     pub fn names(&self) -> &BusNames {
@@ -109,9 +113,13 @@ impl SharedRedis {
             Ok(Ok(c)) => {
                 *slot = Some(c.clone());
                 self.set_up(true);
+                *self.warned.lock().await = None;
                 Some(c)
             }
             Ok(Err(e)) => {
+                if let Some(reason) = describe_failure(&e) {
+                    self.warn_once(reason).await;
+                }
                 self.failed("connect", &e.to_string(), &mut slot);
                 None
             }
@@ -119,6 +127,15 @@ impl SharedRedis {
                 self.failed("connect", "timed out", &mut slot);
                 None
             }
+        }
+    }
+
+    /// A wrong password or an untrusted certificate will not fix itself: say so loudly, once.
+    async fn warn_once(&self, reason: &'static str) {
+        let mut warned = self.warned.lock().await;
+        if *warned != Some(reason) {
+            tracing::warn!("{reason}; using local state until Redis accepts the connection");
+            *warned = Some(reason);
         }
     }
 

@@ -22,6 +22,7 @@ use crate::providers::Providers;
 use crate::redis::SharedRedis;
 use crate::snapshot::Snapshots;
 use mana_llm_shared::bus::BusNames;
+use mana_llm_shared::redis_client;
 
 /// What every handler can reach. The registry snapshot is swapped atomically; the rest is
 /// fixed at start.
@@ -152,16 +153,14 @@ impl App {
             );
         }
         let redis = match &config.redis {
-            Some(r) => Some(
-                SharedRedis::new(
-                    &r.url,
-                    BusNames::new(&r.prefix),
-                    r.timeout,
-                    metrics.redis_up.clone(),
-                    metrics.redis_errors_total.clone(),
-                )
-                .map_err(|e| ConfigError::new("REDIS_URL", e))?,
-            ),
+            Some(r) => Some(SharedRedis::new(
+                redis_client::open(&r.url, r.ca_file.as_deref())
+                    .map_err(|e| ConfigError::new(e.key, e.message))?,
+                BusNames::new(&r.prefix),
+                r.timeout,
+                metrics.redis_up.clone(),
+                metrics.redis_errors_total.clone(),
+            )),
             None => None,
         };
         let store: Arc<dyn HealthStore> = match &redis {

@@ -41,6 +41,7 @@ ACCEPTED_ENV = {
     # fleet
     "REDIS_URL", "MANA_LLM_REDIS_PREFIX", "MANA_LLM_REDIS_TIMEOUT_MS", "MANA_LLM_LISTEN",
     "MANA_LLM_WORKER_ID", "MANA_LLM_SYNC_INTERVAL",
+    "MANA_LLM_FLEET_KEY", "MANA_LLM_REDIS_CA_FILE",
     # cache
     "MANA_LLM_CACHE", "CACHE_TTL", "MANA_LLM_CACHE_MAX_ENTRY_KB", "MANA_LLM_CACHE_LOCAL_ENTRIES",
     "MANA_LLM_CACHE_LOCAL_TTL",
@@ -296,6 +297,7 @@ def check_compose():
         for n, key in env_file_names(DEPLOY / envfile):
             check_env(f"deploy/{envfile}:{n}", key)
     cp, worker = env_of.get("control-plane", {}), env_of.get("worker", {})
+    check_compose_redis(where, services, cp, worker)
     cp_listen = cp.get("MANA_LLM_CONTROL_PLANE_LISTEN", "127.0.0.1:3026")
     cp_port = port_of(cp_listen)
     if not cp_listen.startswith("127.") and "MANA_LLM_ADMIN_TOKEN" not in cp:
@@ -335,6 +337,20 @@ def check_compose():
             fail(f"deploy/mock.env:{n}", f"{key} does not point at the mock service (mock:{mock_port})")
     if str(mock_port) not in [str(p) for p in services.get("mock", {}).get("expose", [])]:
         fail(where, f"the mock service does not expose {mock_port}")
+
+
+def check_compose_redis(where, services, cp, worker):
+    """Redis requires a password that both planes send, and both hold the fleet key."""
+    redis_cmd = " ".join(str(c) for c in services.get("redis", {}).get("command", []))
+    if "requirepass" not in redis_cmd:
+        fail(where, "redis runs without requirepass")
+    if services.get("redis", {}).get("ports"):
+        fail(where, "redis publishes a host port: only the control plane and workers may reach it")
+    for sname, env in (("control-plane", cp), ("worker", worker)):
+        if not re.fullmatch(r"rediss?://[^@/]*:\$\{REDIS_PASSWORD[^}]*\}@redis:\d+/?", env.get("REDIS_URL", "")):
+            fail(where, f"{sname}'s REDIS_URL does not carry ${{REDIS_PASSWORD}} for the redis service")
+        if not env.get("MANA_LLM_FLEET_KEY", "").startswith("${MANA_LLM_FLEET_KEY:?"):
+            fail(where, f"{sname} does not require MANA_LLM_FLEET_KEY from the environment")
 
 
 # ---------------------------------------------------------------- Kubernetes
@@ -377,6 +393,11 @@ def check_k8s():
     if secret:
         for key in secret.get("stringData", {}):
             check_env(rel(secret_path), key)
+        for key in ("REDIS_URL", "MANA_LLM_FLEET_KEY"):
+            if key not in secret.get("stringData", {}):
+                fail(rel(secret_path), f"no {key}: it is a secret of both planes")
+    if configmap and "REDIS_URL" in configmap.get("data", {}):
+        fail("deploy/k8s/config.yaml", "REDIS_URL carries Redis's password: it belongs in the Secret")
     if aliases_cm:
         if aliases_cm.get("data", {}).get("aliases.yaml") != (ROOT / "aliases.yaml").read_text(encoding="utf-8"):
             fail(rel(aliases_path), "aliases.yaml differs from the repository's aliases.yaml")
@@ -471,6 +492,10 @@ def check_k8s():
         check_annotations(where, tmpl, port)
         if not listen.startswith("127.") and "MANA_LLM_ADMIN_TOKEN" not in env:
             fail(where, "listens beyond loopback without MANA_LLM_ADMIN_TOKEN (it would refuse to start)")
+        refs = {e["name"]: e.get("valueFrom", {}).get("secretKeyRef", {}) for e in c.get("env", [])}
+        for key in ("REDIS_URL", "MANA_LLM_FLEET_KEY"):
+            if refs.get(key, {}).get("name") != "mana-llm-secrets":
+                fail(where, f"{key} does not come from the Secret mana-llm-secrets")
         mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
         claims = {t["metadata"]["name"] for t in spec.get("volumeClaimTemplates", [])}
         db_dir = str(Path(env.get("MANA_LLM_DB", "")).parent)
@@ -486,6 +511,47 @@ def check_k8s():
             fail(where, "no fsGroup: the non-root user could not write the volume")
         if spec.get("serviceName") != "mana-llm-control-plane":
             fail(where, "serviceName is not the mana-llm-control-plane Service")
+    # Redis: a password from a Secret, and reachable only from the workers and the control plane.
+    redis_dep, redis_path = obj("Deployment", "redis")
+    policy, policy_path = obj("NetworkPolicy", "redis")
+    if redis_dep:
+        rc = redis_dep["spec"]["template"]["spec"]["containers"][0]
+        if "requirepass" not in " ".join(rc.get("command", []) + rc.get("args", [])):
+            fail(rel(redis_path), "redis runs without requirepass")
+        if not any(e.get("valueFrom", {}).get("secretKeyRef") for e in rc.get("env", [])):
+            fail(rel(redis_path), "redis's password does not come from a Secret")
+    if policy and redis_dep:
+        where = rel(policy_path)
+        spec = policy["spec"]
+        redis_labels = redis_dep["spec"]["template"]["metadata"]["labels"]
+        if not selects(spec["podSelector"].get("matchLabels", {}), redis_labels):
+            fail(where, "does not select the Redis pods")
+        if "Ingress" not in spec.get("policyTypes", []):
+            fail(where, "does not restrict ingress")
+
+        def admits(labels):
+            for rule in spec.get("ingress", []):
+                for peer in rule.get("from", []):
+                    sel = peer.get("podSelector")
+                    if sel is None or "namespaceSelector" in peer or "ipBlock" in peer:
+                        continue
+                    ok = selects(sel.get("matchLabels", {}), labels) and all(
+                        (labels.get(e["key"]) in e.get("values", [])) == (e["operator"] == "In")
+                        for e in sel.get("matchExpressions", []))
+                    if ok:
+                        return True
+            return False
+
+        for rule in spec.get("ingress", []):
+            if not rule.get("from"):
+                fail(where, "an ingress rule without `from` admits every pod")
+        for pod in ("worker", "control-plane"):
+            if pod in pods and not admits(pods[pod]["metadata"]["labels"]):
+                fail(where, f"does not admit the {pod} pods")
+        for labels in ({"app.kubernetes.io/name": "mana-llm", "app.kubernetes.io/component": "other"},
+                       {"app.kubernetes.io/name": "other"}):
+            if admits(labels):
+                fail(where, f"admits pods labelled {labels}")
     # Services, HPA, PDB, ServiceMonitors.
     service_ports = {}
     for svc_name, pod in (("mana-llm-worker", "worker"), ("mana-llm-control-plane", "control-plane")):

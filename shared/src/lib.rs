@@ -7,10 +7,12 @@
 //! - [`events`]: what happened to the registry (the control plane's event log).
 //! - [`bus`]: what the control plane tells workers, and the Redis names it uses.
 //! - [`fleet_key`]: HMAC-SHA256 signatures over what the fleet shares through Redis.
+//! - [`redis_client`]: the Redis client of every process: password, ACL user, TLS.
 
 pub mod bus;
 pub mod events;
 pub mod fleet_key;
+pub mod redis_client;
 pub mod registry;
 pub mod target;
 

@@ -279,3 +279,75 @@ async fn without_a_token_only_loopback_is_answered() {
         "the start-up log says so"
     );
 }
+
+#[tokio::test]
+async fn without_a_token_a_proxied_request_is_refused() {
+    let gw = Gateway::builder().aliases(V1).start();
+    // What nginx in front of `serve` on the same host sends: the peer is 127.0.0.1.
+    let proxied = client()
+        .get(gw.url("/admin/v1/registry"))
+        .header("x-forwarded-for", "203.0.113.9")
+        .header("x-real-ip", "203.0.113.9");
+    let r = gw.send(proxied).await;
+    r.assert_error(403, "proxied_without_token");
+    assert!(r.text.contains("MANA_LLM_ADMIN_TOKEN"), "{}", r.text);
+    // The same push without the proxy's headers is a local one and goes through.
+    let local = gw.send(client().get(gw.url("/admin/v1/registry"))).await;
+    assert_eq!(local.status, 200, "{}", local.text);
+}
+
+#[tokio::test]
+async fn serve_beyond_loopback_without_a_token_turns_the_admin_api_off() {
+    let gw = Gateway::builder()
+        .aliases(V1)
+        .env("MANA_LLM_HOST", "0.0.0.0")
+        .start();
+    // Reached over loopback, which would pass the loopback check: the routes are not there.
+    let local = gw.url.replace("0.0.0.0", "127.0.0.1");
+    let admin = gw
+        .send(client().get(format!("{local}/admin/v1/registry")))
+        .await;
+    admin.assert_error(403, "admin_disabled");
+    assert!(
+        admin.text.contains("MANA_LLM_ADMIN_TOKEN"),
+        "{}",
+        admin.text
+    );
+    let push = gw
+        .send(client().post(format!("{local}/admin/v1/registry")).body(V2))
+        .await;
+    push.assert_error(403, "admin_disabled");
+    // The data plane serves as usual, and the start-up log says why the admin API is off.
+    let chat = gw
+        .send(
+            client()
+                .post(format!("{local}/v1/chat/completions"))
+                .json(&chat("mana/a", "hi")),
+        )
+        .await;
+    assert_eq!(chat.status, 200, "{}", chat.text);
+    assert_eq!(chat.json["model"], "echo/one");
+    assert!(
+        gw.logs().contains("admin API OFF"),
+        "the start-up log says so:\n{}",
+        gw.logs()
+    );
+}
+
+#[tokio::test]
+async fn serve_beyond_loopback_with_a_token_keeps_the_admin_api() {
+    let gw = Gateway::builder()
+        .aliases(V1)
+        .env("MANA_LLM_HOST", "0.0.0.0")
+        .env("MANA_LLM_ADMIN_TOKEN", TOKEN)
+        .start();
+    let local = gw.url.replace("0.0.0.0", "127.0.0.1");
+    let r = gw
+        .send(
+            client()
+                .get(format!("{local}/admin/v1/registry"))
+                .bearer_auth(TOKEN),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}

@@ -15,6 +15,7 @@ mod google;
 mod nginx;
 mod ollama;
 mod openai_compat;
+mod redis_auth;
 mod sdk;
 mod secrets;
 mod streaming;

@@ -411,16 +411,29 @@ pub const PNG: &str = "data:image/png;base64,iVBORw0KGgo=";
 pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
+    /// Arguments added at every (re)start: a password, ACL users, TLS.
+    args: Vec<String>,
 }
 
 impl RedisServer {
     pub fn start() -> RedisServer {
+        Self::start_with(&[])
+    }
+
+    /// Starts with extra `redis-server` arguments, kept for restarts. A later `--port 0` with
+    /// `--tls-port` turns the plain port off (the last value of a directive wins).
+    pub fn start_with(args: &[&str]) -> RedisServer {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let mut server = RedisServer { port, child: None };
+        let args = args.iter().map(|a| a.replace("{port}", &port.to_string()));
+        let mut server = RedisServer {
+            port,
+            child: None,
+            args: args.collect(),
+        };
         server.restart();
         server
     }
@@ -430,7 +443,8 @@ impl RedisServer {
     }
 
     pub fn restart(&mut self) {
-        self.restart_with(&[]);
+        let args = self.args.clone();
+        self.restart_with(&args.iter().map(String::as_str).collect::<Vec<_>>());
     }
 
     /// Starts again with a password: clients without it (the gateway) are refused until the

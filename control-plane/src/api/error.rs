@@ -25,6 +25,12 @@ pub enum AdminError {
     Unauthorized,
     #[error("no admin token is configured, so the admin API only answers loopback clients; set MANA_LLM_ADMIN_TOKEN")]
     LoopbackOnly,
+    /// The named forwarding header shows a proxy in between, so the loopback peer proves nothing.
+    #[error("no admin token is configured, so the admin API only answers clients on this machine, and this request came through a proxy (it carries {0}); set MANA_LLM_ADMIN_TOKEN")]
+    Proxied(&'static str),
+    /// The server listens beyond loopback without a token, so the admin routes are off.
+    #[error("the admin API is off: this server listens beyond loopback and no admin token is configured; set MANA_LLM_ADMIN_TOKEN and restart")]
+    Disabled,
     #[error("{0}")]
     BadRequest(String),
     #[error(
@@ -44,6 +50,8 @@ impl AdminError {
             AdminError::NoRegistry => (StatusCode::NOT_FOUND, "no_registry"),
             AdminError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             AdminError::LoopbackOnly => (StatusCode::FORBIDDEN, "loopback_only"),
+            AdminError::Proxied(_) => (StatusCode::FORBIDDEN, "proxied_without_token"),
+            AdminError::Disabled => (StatusCode::FORBIDDEN, "admin_disabled"),
             AdminError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             AdminError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "document_too_large"),
             AdminError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
@@ -83,7 +91,8 @@ impl IntoResponse for AdminError {
             }
             other => other.to_string(),
         };
-        let mut body = json!({"error": {"message": message, "type": "admin_error", "code": code}});
+        // `param` too, so OpenAI SDKs and the data plane's clients parse it the same way.
+        let mut body = json!({"error": {"message": message, "type": "admin_error", "code": code, "param": null}});
         match &self {
             AdminError::Invalid(errors) => body["error"]["errors"] = json!(errors),
             AdminError::Conflict {

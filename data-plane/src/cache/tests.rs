@@ -343,13 +343,12 @@ async fn redis_down_is_a_miss() {
     let metrics = Arc::new(Metrics::new().unwrap());
     // Nothing listens on port 1: connecting fails at once.
     let redis = SharedRedis::new(
-        "redis://127.0.0.1:1/",
+        redis::Client::open("redis://127.0.0.1:1/").unwrap(),
         BusNames::default(),
         Duration::from_millis(50),
         metrics.redis_up.clone(),
         metrics.redis_errors_total.clone(),
-    )
-    .unwrap();
+    );
     let cache = ResponseCache::new(
         CacheConfig {
             local_entries: 0,

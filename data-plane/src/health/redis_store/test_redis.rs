@@ -91,7 +91,14 @@ impl Drop for TestRedis {
 pub fn shared_redis(url: &str, names: &BusNames) -> Arc<SharedRedis> {
     let up = IntGauge::new("redis_up", "test").unwrap();
     let errors = IntCounterVec::new(Opts::new("redis_errors", "test"), &["op"]).unwrap();
-    SharedRedis::new(url, names.clone(), Duration::from_millis(200), up, errors).unwrap()
+    let client = redis::Client::open(url).unwrap();
+    SharedRedis::new(
+        client,
+        names.clone(),
+        Duration::from_millis(200),
+        up,
+        errors,
+    )
 }
 
 pub fn fresh_names() -> BusNames {

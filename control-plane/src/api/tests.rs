@@ -1,0 +1,135 @@
+//! Admin authentication through the real router, without a socket: the peer address is put
+//! into the request the way axum's `into_make_service_with_connect_info` does.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::{to_bytes, Body};
+use axum::extract::ConnectInfo;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use serde_json::Value;
+use tower::ServiceExt;
+
+use super::{disabled_router, router, AdminState};
+use crate::domain::tests::FAST;
+use crate::service::RegistryService;
+use crate::testutil::TempDir;
+
+const TOKEN: &str = "admin-token-for-tests";
+
+/// The admin router over a fresh log holding one version, so an admitted request gets 200.
+async fn admin(dir: &TempDir, token: Option<&str>) -> Router {
+    let service = RegistryService::open(dir.store().await).await.unwrap();
+    service.seed_if_empty(FAST, "test").await.unwrap();
+    router(Arc::new(AdminState {
+        service,
+        token: token.map(str::to_owned),
+        aliases_path: None,
+    }))
+}
+
+fn get(peer: &str, headers: &[(&str, &str)]) -> Request<Body> {
+    let mut builder = Request::get("/admin/v1/registry");
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let mut request = builder.body(Body::empty()).unwrap();
+    let peer: SocketAddr = peer.parse().unwrap();
+    request.extensions_mut().insert(ConnectInfo(peer));
+    request
+}
+
+async fn call(app: &Router, request: Request<Body>) -> (StatusCode, Value) {
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let body = to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn without_a_token_loopback_peers_are_answered_ipv4_mapped_ones_too() {
+    let dir = TempDir::new();
+    let app = admin(&dir, None).await;
+    for peer in ["127.0.0.1:5000", "[::1]:5000", "[::ffff:127.0.0.1]:5000"] {
+        let (status, body) = call(&app, get(peer, &[])).await;
+        assert_eq!(status, StatusCode::OK, "{peer}: {body}");
+        assert_eq!(body["version"], 1, "{peer}");
+    }
+}
+
+#[tokio::test]
+async fn without_a_token_other_peers_are_refused_mapped_ones_too() {
+    let dir = TempDir::new();
+    let app = admin(&dir, None).await;
+    for peer in [
+        "10.0.0.7:5000",
+        "[::ffff:10.0.0.7]:5000",
+        "[2001:db8::1]:5000",
+    ] {
+        let (status, body) = call(&app, get(peer, &[])).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{peer}");
+        assert_eq!(body["error"]["code"], "loopback_only", "{peer}");
+    }
+}
+
+#[tokio::test]
+async fn without_a_token_a_proxied_request_from_loopback_is_refused() {
+    let dir = TempDir::new();
+    let app = admin(&dir, None).await;
+    for (name, value) in [
+        ("Forwarded", "for=203.0.113.9;proto=https"),
+        ("X-Forwarded-For", "203.0.113.9"),
+        ("X-Real-IP", "203.0.113.9"),
+        // A proxy that forwards for a local client still forwards.
+        ("X-Forwarded-For", "127.0.0.1"),
+    ] {
+        let (status, body) = call(&app, get("127.0.0.1:5000", &[(name, value)])).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{name}");
+        assert_eq!(body["error"]["code"], "proxied_without_token", "{name}");
+        assert_eq!(body["error"]["type"], "admin_error");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("MANA_LLM_ADMIN_TOKEN"), "{message}");
+        assert!(message.contains(&name.to_ascii_lowercase()), "{message}");
+    }
+}
+
+#[tokio::test]
+async fn with_a_token_the_token_decides_whatever_the_peer_or_proxy() {
+    let dir = TempDir::new();
+    let app = admin(&dir, Some(TOKEN)).await;
+    let bearer = format!("Bearer {TOKEN}");
+    let proxied = [
+        ("authorization", bearer.as_str()),
+        ("x-forwarded-for", "203.0.113.9"),
+    ];
+    let (status, _) = call(&app, get("10.0.0.7:5000", &proxied)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = call(&app, get("127.0.0.1:5000", &[])).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"]["code"], "unauthorized");
+    let wrong = [("authorization", "Bearer admin-token-for-test")];
+    let (status, body) = call(&app, get("127.0.0.1:5000", &wrong)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(!body.to_string().contains(TOKEN));
+}
+
+#[tokio::test]
+async fn the_disabled_router_answers_every_admin_path_with_403() {
+    let app = disabled_router();
+    for (method, path) in [
+        ("GET", "/admin/v1/registry"),
+        ("POST", "/admin/v1/registry/reload"),
+    ] {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::empty())
+            .unwrap();
+        let (status, body) = call(&app, request).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+        assert_eq!(body["error"]["code"], "admin_disabled");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("MANA_LLM_ADMIN_TOKEN"), "{message}");
+    }
+}
