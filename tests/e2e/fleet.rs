@@ -7,6 +7,8 @@ use mana_llm_mock::{MockProvider, Reply as MockReply, Route};
 use serde_json::{json, Value};
 
 use crate::support::*;
+use mana_llm_shared::bus::PublishedVersion;
+use mana_llm_shared::fleet_key::FLEET_KEY_ENV;
 
 const ALIASES: &str = "aliases:\n  mana/chain: {chain: [ollama/first, groq/second]}\n  mana/echo: {chain: [echo/v1]}\ndefault: mana/chain\n";
 
@@ -28,6 +30,7 @@ impl Cluster {
         let aliases = temp_file("aliases.yaml", ALIASES);
         let control_plane = Gateway::control_plane()
             .env("REDIS_URL", redis.url())
+            .env(FLEET_KEY_ENV, FLEET_KEY)
             .env("MANA_LLM_ALIASES", aliases.to_string_lossy())
             .start();
         let mut cluster = Cluster {
@@ -54,6 +57,7 @@ impl Cluster {
     pub fn add_worker(&mut self, i: usize, env: &[(&str, &str)]) {
         let mut builder = Gateway::worker(&self.redis.url())
             .mock(&self.mock)
+            .env(FLEET_KEY_ENV, FLEET_KEY)
             .env("MANA_LLM_WORKER_ID", format!("w{i}"));
         for (k, v) in env {
             builder = builder.env(k, *v);
@@ -143,17 +147,26 @@ async fn a_lost_message_is_caught_up_by_version_number() {
     let version = cluster.push(&echo(2)).await;
     cluster.converge(version).await;
 
-    // A version written to `current` without any announcement: the slow timer finds it.
+    // A version written to `current` without any announcement: the slow timer finds it. The
+    // control plane is stopped first (it repairs any version its log never made), and the
+    // version is signed with the fleet key, as the control plane would have signed it.
+    let mut cluster = cluster;
+    cluster.control_plane.signal("TERM");
+    assert!(cluster
+        .control_plane
+        .wait_exit(Duration::from_secs(10))
+        .is_some());
     let current: String = redis::cmd("GET")
         .arg("mana-llm:registry:current")
         .query_async(&mut conn)
         .await
         .unwrap();
-    let mut published: Value = serde_json::from_str(&current).unwrap();
-    published["version"] = json!(7);
+    let mut published: PublishedVersion = serde_json::from_str(&current).unwrap();
+    published.version = 7;
+    let published = published.signed(&fleet_key());
     let _: () = redis::cmd("SET")
         .arg("mana-llm:registry:current")
-        .arg(published.to_string())
+        .arg(serde_json::to_string(&published).unwrap())
         .query_async(&mut conn)
         .await
         .unwrap();

@@ -20,3 +20,4 @@ mod sdk;
 mod secrets;
 mod streaming;
 mod support;
+mod trust;

@@ -404,6 +404,15 @@ pub fn vision_chat(model: &str, url: &str) -> Value {
     ]}]})
 }
 
+/// The fleet key of the clusters the suites start (the production setup: signed state).
+pub const FLEET_KEY: &str = "e2e-fleet-key-0123456789";
+
+pub fn fleet_key() -> mana_llm_shared::fleet_key::FleetKey {
+    mana_llm_shared::fleet_key::FleetKey::from_setting(Some(FLEET_KEY))
+        .unwrap()
+        .unwrap()
+}
+
 pub const PNG: &str = "data:image/png;base64,iVBORw0KGgo=";
 
 /// A real `redis-server` on a free loopback port, stopped on drop. It can be stopped and
