@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use mana_llm_data_plane::server::read_registry;
-use mana_llm_shared::RegistryVersion;
+use mana_llm_shared::{RegistryPolicy, RegistryVersion};
 
 use control_plane::ControlPlaneArgs;
 use serve::ServeArgs;
@@ -97,7 +97,15 @@ async fn main() -> ExitCode {
 }
 
 fn validate(file: &Path) -> ExitCode {
-    match read_registry(file, RegistryVersion(1)) {
+    // The operator's rules apply offline too: a file that passes here passes a push.
+    let policy = match RegistryPolicy::from_settings(|k| std::env::var(k).ok()) {
+        Ok(policy) => policy,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    match read_registry(file, RegistryVersion(1), &policy) {
         Ok(registry) => {
             println!(
                 "{}: ok, {} aliases, default {}",

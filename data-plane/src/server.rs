@@ -342,10 +342,12 @@ impl App {
     }
 }
 
-/// Reads and validates an aliases file; a missing file is reported as the original did.
+/// Reads and validates an aliases file under `policy`; a missing file is reported as the
+/// original did.
 pub fn read_registry(
     path: &Path,
     version: mana_llm_shared::RegistryVersion,
+    policy: &mana_llm_shared::RegistryPolicy,
 ) -> Result<Registry, RegistryErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         RegistryErrors(vec![if e.kind() == std::io::ErrorKind::NotFound {
@@ -354,7 +356,13 @@ pub fn read_registry(
             format!("cannot read {}: {e}", path.display())
         }])
     })?;
-    Registry::parse(&text, &path.display().to_string(), version)
+    Registry::parse_with(
+        &text,
+        mana_llm_shared::DocumentFormat::Yaml,
+        &path.display().to_string(),
+        version,
+        policy,
+    )
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then lets in-flight requests
