@@ -1,14 +1,17 @@
 //! The worker's Redis connection, shared by the registry follower, the shared breakers and the
 //! response cache.
 //!
-//! Every call on the request path is bounded by a short timeout (tens of milliseconds by
-//! default), and a failure marks Redis down: callers then fall back to local state instead of
-//! waiting. Reconnects are attempted at most every [`RECONNECT_EVERY`], so a dead Redis costs
-//! one timeout per interval, not one per request.
+//! A request never waits on Redis longer than the configured timeout, waiting for a
+//! connection included: the live connection sits in a slot that is read without waiting,
+//! and connecting happens in one background task, never on a caller's time. While there is
+//! no connection, calls fail at once and callers fall back to local state (cache miss, local
+//! breaker). A call that times out drops the connection (an unresponsive Redis — paused,
+//! blackholed, forking — must not queue every request behind it) and starts a reconnect;
+//! reconnects are attempted at most every [`RECONNECT_EVERY`].
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex as SyncMutex, Weak};
 use std::time::{Duration, Instant};
 
 use mana_llm_shared::bus::BusNames;
@@ -25,7 +28,12 @@ pub struct SharedRedis {
     names: BusNames,
     /// Bound on one command on the request path.
     timeout: Duration,
-    connection: Mutex<Option<MultiplexedConnection>>,
+    /// The live connection, if any. Held only to clone or replace it, never across an await.
+    connection: SyncMutex<Option<MultiplexedConnection>>,
+    /// A background connect is running (at most one at a time).
+    connecting: AtomicBool,
+    /// Itself, for the background connect task.
+    this: Weak<SharedRedis>,
     up: AtomicBool,
     /// Milliseconds since `started` of the last failed connection attempt.
     last_attempt_ms: AtomicU64,
@@ -47,11 +55,13 @@ impl SharedRedis {
         errors: IntCounterVec,
     ) -> Arc<Self> {
         up_gauge.set(0);
-        Arc::new(Self {
+        Arc::new_cyclic(|this| Self {
             client,
             names,
             timeout,
-            connection: Mutex::new(None),
+            connection: SyncMutex::new(None),
+            connecting: AtomicBool::new(false),
+            this: this.clone(),
             up: AtomicBool::new(false),
             last_attempt_ms: AtomicU64::new(0),
             started: Instant::now(),
@@ -90,44 +100,85 @@ impl SharedRedis {
         }
     }
 
-    /// A connection, or `None` while Redis is down (without waiting when an attempt failed
-    /// less than [`RECONNECT_EVERY`] ago).
+    /// The live connection at once, or `None` while there is none: a connect then starts in
+    /// the background (unless one is running, or the last attempt failed less than
+    /// [`RECONNECT_EVERY`] ago), so callers never wait for it.
     pub async fn connection(&self) -> Option<MultiplexedConnection> {
-        let mut slot = self.connection.lock().await;
-        if let Some(c) = slot.as_ref() {
+        if let Some(c) = self.slot().as_ref() {
             return Some(c.clone());
         }
+        self.reconnect_in_background();
+        None
+    }
+
+    /// The connection slot. A poisoned lock only means another thread panicked while holding
+    /// it for a clone or a swap; the value is still whole.
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<MultiplexedConnection>> {
+        self.connection
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A connection, waiting for a connect if there is none: for background tasks (the
+    /// registry follower, resyncs), never the request path.
+    pub async fn connection_waiting(&self, deadline: Duration) -> Option<MultiplexedConnection> {
+        if let Some(c) = self.connection().await {
+            return Some(c);
+        }
+        let start = Instant::now();
+        while start.elapsed() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            if let Some(c) = self.slot().as_ref() {
+                return Some(c.clone());
+            }
+            if !self.connecting.load(Ordering::SeqCst) {
+                self.reconnect_in_background();
+                if !self.connecting.load(Ordering::SeqCst) {
+                    // Too soon after a failed attempt: nothing will come before the next.
+                    return None;
+                }
+            }
+        }
+        None
+    }
+
+    fn reconnect_in_background(&self) {
         let now = self.started.elapsed().as_millis() as u64;
         let last = self.last_attempt_ms.load(Ordering::Relaxed);
         if last != 0 && now.saturating_sub(last) < RECONNECT_EVERY.as_millis() as u64 {
-            return None;
+            return;
+        }
+        if self.connecting.swap(true, Ordering::SeqCst) {
+            return;
         }
         self.last_attempt_ms.store(now.max(1), Ordering::Relaxed);
-        // Connecting may take longer than one command; it happens off the hot path mostly.
-        match tokio::time::timeout(
-            self.timeout * 10,
-            self.client.get_multiplexed_async_connection(),
-        )
-        .await
-        {
-            Ok(Ok(c)) => {
-                *slot = Some(c.clone());
-                self.set_up(true);
-                *self.warned.lock().await = None;
-                Some(c)
-            }
-            Ok(Err(e)) => {
-                if let Some(reason) = describe_failure(&e) {
-                    self.warn_once(reason).await;
+        let Some(this) = self.this.upgrade() else {
+            self.connecting.store(false, Ordering::SeqCst);
+            return;
+        };
+        tokio::spawn(async move {
+            // Connecting (TCP, AUTH, TLS) may take longer than one command; nobody waits on it.
+            let attempt = tokio::time::timeout(
+                this.timeout * 10,
+                this.client.get_multiplexed_async_connection(),
+            )
+            .await;
+            match attempt {
+                Ok(Ok(c)) => {
+                    *this.slot() = Some(c);
+                    this.set_up(true);
+                    *this.warned.lock().await = None;
                 }
-                self.failed("connect", &e.to_string(), &mut slot);
-                None
+                Ok(Err(e)) => {
+                    if let Some(reason) = describe_failure(&e) {
+                        this.warn_once(reason).await;
+                    }
+                    this.failed("connect", &e.to_string());
+                }
+                Err(_) => this.failed("connect", "timed out"),
             }
-            Err(_) => {
-                self.failed("connect", "timed out", &mut slot);
-                None
-            }
-        }
+            this.connecting.store(false, Ordering::SeqCst);
+        });
     }
 
     /// A wrong password or an untrusted certificate will not fix itself: say so loudly, once.
@@ -139,34 +190,53 @@ impl SharedRedis {
         }
     }
 
-    fn failed(&self, op: &str, error: &str, slot: &mut Option<MultiplexedConnection>) {
+    fn failed(&self, op: &str, error: &str) {
         self.errors.with_label_values(&[op]).inc();
         tracing::debug!(op, error, "Redis call failed");
-        *slot = None;
+        *self.slot() = None;
         self.set_up(false);
     }
 
-    /// Runs one Redis call bounded by the timeout; any failure returns `None` and marks Redis
-    /// down. `op` is a fixed label for the error counter.
+    /// Runs one Redis call bounded by the timeout; any failure returns `None`, marks Redis
+    /// down and drops the connection (the next call starts a reconnect). `op` is a fixed label
+    /// for the error counter.
     pub async fn call<T, F, Fut>(&self, op: &'static str, f: F) -> Option<T>
     where
         F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let conn = self.connection().await?;
+        self.run(op, conn, f).await
+    }
+
+    /// [`SharedRedis::call`] for background work (registry catch-up, breaker re-reads,
+    /// leases): waits up to ten timeouts for a connection instead of failing at once, so a
+    /// task that runs every few seconds does not miss its turn to a reconnect in progress.
+    pub async fn call_patient<T, F, Fut>(&self, op: &'static str, f: F) -> Option<T>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let conn = self.connection_waiting(self.timeout * 10).await?;
+        self.run(op, conn, f).await
+    }
+
+    async fn run<T, F, Fut>(&self, op: &'static str, conn: MultiplexedConnection, f: F) -> Option<T>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
         match tokio::time::timeout(self.timeout, f(conn)).await {
             Ok(Ok(value)) => {
                 self.set_up(true);
                 Some(value)
             }
             Ok(Err(e)) => {
-                let mut slot = self.connection.lock().await;
-                self.failed(op, &e.to_string(), &mut slot);
+                self.failed(op, &e.to_string());
                 None
             }
             Err(_) => {
-                let mut slot = self.connection.lock().await;
-                self.failed(op, "timed out", &mut slot);
+                self.failed(op, "timed out");
                 None
             }
         }

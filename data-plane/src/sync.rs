@@ -116,7 +116,7 @@ impl Refused {
 async fn catch_up(app: &App, redis: &SharedRedis, refused: &mut Refused) {
     let key = redis.names().current_key();
     let raw: Option<Option<String>> = redis
-        .call("registry_get", |mut conn| async move {
+        .call_patient("registry_get", |mut conn| async move {
             redis::cmd("GET").arg(key).query_async(&mut conn).await
         })
         .await;

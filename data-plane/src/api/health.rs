@@ -85,10 +85,21 @@ pub async fn providers(State(state): State<Arc<AppState>>) -> Json<Value> {
 
 /// Readiness: 503 once draining, so load balancers stop sending new requests.
 pub async fn ready(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let version = state.snapshots.version().0;
     if state.is_draining() {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "draining"})),
+            Json(json!({"status": "draining", "registry_version": version})),
+        )
+    } else if version == 0 {
+        // Every alias would 404: a load balancer must not send traffic here yet.
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "no_registry",
+                "reason": "no registry version installed yet (waiting for the control plane's published version)",
+                "registry_version": 0
+            })),
         )
     } else {
         (

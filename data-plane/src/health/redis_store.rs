@@ -6,7 +6,9 @@
 //! fed by its own script results, by the channel, and by a full re-read whenever it may have
 //! missed something; admissions are decided from that mirror, so Redis stays off the hot
 //! path. Only a half-open provider costs a round trip: the fleet-wide trial lock makes
-//! exactly one worker run each trial.
+//! exactly one worker run each trial. A success on a clean breaker (closed, nothing counted)
+//! is not reported at all, so a healthy request costs no Redis command; failures,
+//! transitions and the successes that reset a count do.
 //!
 //! Redis down: the mirror goes on as a plain local breaker (like `MemoryStore`) and
 //! [`HealthStore::shared`] says so; when Redis is back the subscriber re-reads everything
@@ -138,18 +140,32 @@ impl Inner {
     /// `SET key worker_id NX PX ttl`: whether this worker now holds the lock, or `None`
     /// while Redis is down.
     async fn lock(&self, op: &'static str, key: String, ttl: Duration) -> Option<bool> {
+        self.lock_with(op, key, ttl, false).await
+    }
+
+    /// [`Inner::lock`], waiting for a connection when `patient` (background leases only).
+    async fn lock_with(
+        &self,
+        op: &'static str,
+        key: String,
+        ttl: Duration,
+        patient: bool,
+    ) -> Option<bool> {
         let mut cmd = redis::cmd("SET");
         cmd.arg(key)
             .arg(&self.worker_id)
             .arg("NX")
             .arg("PX")
             .arg(millis(ttl));
-        self.redis
-            .call(op, |mut conn| async move {
-                cmd.query_async::<Option<String>>(&mut conn).await
-            })
-            .await
-            .map(|reply| reply.is_some())
+        let set = |mut conn: redis::aio::MultiplexedConnection| async move {
+            cmd.query_async::<Option<String>>(&mut conn).await
+        };
+        let reply = if patient {
+            self.redis.call_patient(op, set).await
+        } else {
+            self.redis.call(op, set).await
+        };
+        reply.map(|reply| reply.is_some())
     }
 
     /// Re-reads every breaker Redis lists into the mirror; false if Redis did not answer.
@@ -158,7 +174,7 @@ impl Inner {
         let index = names.breakers_index();
         let Some(providers) = self
             .redis
-            .call("breaker_sync", |mut conn| async move {
+            .call_patient("breaker_sync", |mut conn| async move {
                 redis::cmd("SMEMBERS")
                     .arg(index)
                     .query_async::<Vec<String>>(&mut conn)
@@ -178,7 +194,7 @@ impl Inner {
             }
             let Some(messages) = self
                 .redis
-                .call("breaker_sync", |mut conn| async move {
+                .call_patient("breaker_sync", |mut conn| async move {
                     call.invoke_async::<Vec<String>>(&mut conn).await
                 })
                 .await
@@ -242,6 +258,14 @@ impl HealthStore for RedisStore {
         now: f64,
     ) -> Option<Transition> {
         let inner = &self.inner;
+        // The healthy request path stays off Redis: a success on a breaker that is closed
+        // with nothing counted changes nothing, here or in the fleet. Redis sees failures,
+        // transitions and the successes that reset or end something.
+        if matches!(report, Report::Success | Report::Probe(Ok(())))
+            && inner.mirror.is_clean(provider)
+        {
+            return None;
+        }
         if let Some((transition, message)) = inner.report_in_redis(provider, report, now).await {
             match wire::parse(&message) {
                 Ok(update) => inner.mirror.apply(update),
@@ -275,6 +299,9 @@ impl HealthStore for RedisStore {
     async fn try_lead(&self, name: &str, ttl: Duration) -> bool {
         let key = format!("{}:{name}", self.inner.redis.names().probe_lock());
         // Redis down: nobody can coordinate, so every worker does the job for itself.
-        self.inner.lock("lead", key, ttl).await.unwrap_or(true)
+        self.inner
+            .lock_with("lead", key, ttl, true)
+            .await
+            .unwrap_or(true)
     }
 }

@@ -393,11 +393,11 @@ mod tests {
         let src = Source::from_map(HashMap::from([
             ("OPENAI_API_KEY".to_owned(), builtin.to_owned()),
             ("OPENAI_BASE_URL".to_owned(), mock.openai_base()),
-            ("LMSTUDIO_CRED".to_owned(), declared.to_owned()),
+            ("LMSTUDIO_API_KEY".to_owned(), declared.to_owned()),
         ]));
         let base = Providers::build(&ProvidersConfig::from_source(&src).unwrap()).unwrap();
         let yaml = format!(
-            "aliases:\n  mana/a: {{chain: [lmstudio/m]}}\nproviders:\n  lmstudio: {{base_url: '{}', api_key_env: LMSTUDIO_CRED}}\n",
+            "aliases:\n  mana/a: {{chain: [lmstudio/m]}}\nproviders:\n  lmstudio: {{base_url: '{}', api_key_env: LMSTUDIO_API_KEY}}\n",
             mock.openai_base()
         );
         let registry =

@@ -72,6 +72,16 @@ impl Mirror {
         }
     }
 
+    /// Whether `provider`'s breaker is closed with nothing counted and no trial: a success
+    /// would change nothing about it.
+    pub fn is_clean(&self, provider: &ProviderId) -> bool {
+        self.lock().get(provider).is_none_or(|e| {
+            e.breaker.consecutive_failures == 0
+                && e.breaker.open_until.is_none()
+                && e.breaker.trial_started.is_none()
+        })
+    }
+
     /// Runs `f` on the local breaker alone: the fallback while Redis is down, exactly as
     /// `MemoryStore` would.
     pub fn local<T>(&self, provider: &ProviderId, f: impl FnOnce(&mut Breaker) -> T) -> T {

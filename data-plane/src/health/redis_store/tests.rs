@@ -29,6 +29,19 @@ fn start(url: &str, names: &BusNames, config: BreakerConfig, worker: &str) -> Ar
     )
 }
 
+/// Waits for the store's connection: request-path calls never wait for one themselves.
+async fn connected(store: &RedisStore) {
+    assert!(
+        store
+            .inner
+            .redis
+            .connection_waiting(Duration::from_secs(5))
+            .await
+            .is_some(),
+        "Redis connection"
+    );
+}
+
 fn breaker(store: &RedisStore, p: &ProviderId) -> Breaker {
     store.snapshot().get(p).cloned().unwrap_or_default()
 }
@@ -116,6 +129,7 @@ async fn the_lua_script_and_breaker_rs_agree() {
     ];
     for (c, config) in configs.iter().enumerate() {
         let s = start(&redis.url(), &fresh_names(), *config, "parity");
+        connected(&s).await;
         for (i, sequence) in sequences.iter().enumerate() {
             let p = ProviderId::new(&format!("p{c}-{i}"));
             let mut want = Breaker::default();
@@ -260,6 +274,7 @@ async fn an_outage_falls_back_to_local_breakers_and_a_return_resyncs() {
     redis.restart(Some("pw"));
     let url = redis.url().replace("redis://", "redis://:pw@");
     let c = start(&url, &names, BreakerConfig::default(), "c");
+    connected(&c).await;
     let q = ProviderId::new("together");
     c.inner
         .report_in_redis(&q, Report::Failure("gone"), T)
