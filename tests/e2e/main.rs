@@ -11,6 +11,7 @@ mod control_plane;
 mod echo;
 mod errors;
 mod fleet;
+mod fleet_redis;
 mod google;
 mod nginx;
 mod ollama;

@@ -498,6 +498,26 @@ impl RedisServer {
             let _ = child.wait();
         }
     }
+
+    /// Sends a signal to the server (`STOP` freezes it as a paused VM would, `CONT` thaws it).
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.as_ref().expect("redis-server running").id();
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// A connection for the test itself.
+    pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
 }
 
 impl Drop for RedisServer {
