@@ -13,6 +13,7 @@ use clap::Args;
 use mana_llm_data_plane::server::Origin;
 use mana_llm_data_plane::sync::fetch_from_control_plane;
 use mana_llm_data_plane::{logging, App, GatewayConfig, Source};
+use mana_llm_shared::backoff::Backoff;
 use mana_llm_shared::Registry;
 use tokio::net::TcpListener;
 
@@ -85,7 +86,7 @@ pub async fn worker(args: WorkerArgs) -> Result<(), String> {
 fn spawn_control_plane_fallback(app: App, url: String, token: Option<String>) {
     let cancel = app.background();
     tokio::spawn(async move {
-        let mut wait = Duration::from_millis(200);
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         while app.state().snapshots.version().0 == 0 {
             match fetch_from_control_plane(&url, token.as_deref()).await {
                 Ok(published) => {
@@ -98,9 +99,8 @@ fn spawn_control_plane_fallback(app: App, url: String, token: Option<String>) {
             }
             tokio::select! {
                 _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep(backoff.failed()) => {}
             }
-            wait = (wait * 2).min(Duration::from_secs(5));
         }
     });
 }

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use mana_llm_shared::backoff::Backoff;
 use mana_llm_shared::bus::{Publish, PublishedVersion};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -100,17 +101,15 @@ pub fn spawn(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut changes = service.changes();
-        let mut backoff = FIRST_BACKOFF;
+        let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
         loop {
             let done = drain_once(&service, bus.as_ref()).await
                 && reconcile_once(&service, bus.as_ref()).await;
             let wait = if done {
-                backoff = FIRST_BACKOFF;
+                backoff.succeeded();
                 IDLE_POLL
             } else {
-                let wait = backoff;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                wait
+                backoff.failed()
             };
             tokio::select! {
                 _ = cancel.cancelled() => return,

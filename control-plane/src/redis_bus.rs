@@ -9,18 +9,18 @@
 //! on a slow timer), which also restores it after Redis restarts empty. With a fleet key,
 //! every version written is signed, and workers take nothing else.
 //!
-//! The connection is made lazily and dropped on any error, so a control plane that starts
-//! while Redis is down (or loses it later) keeps running; the outbox retries.
+//! The connection is the holder every process uses ([`SharedRedis`]): made lazily, in the
+//! background, dropped on any error, so a control plane that starts while Redis is down (or
+//! loses it later) keeps running; the outbox retries.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use mana_llm_shared::bus::{BusError, BusNames, Publish, PublishedVersion, Reconciled};
 use mana_llm_shared::fleet_key::FleetKey;
-use mana_llm_shared::redis_client::describe_failure;
+use mana_llm_shared::redis_conn::{SharedRedis, Unobserved};
 use prometheus::IntCounter;
-use redis::aio::MultiplexedConnection;
-use tokio::sync::Mutex;
 
 /// Sets `current` and announces the version unless `current` already holds a version we
 /// wrote that is at least as new. ARGV: version, document, channel, announcement, the log's
@@ -60,10 +60,8 @@ return 1
 ";
 
 pub struct RedisBus {
-    client: redis::Client,
+    redis: Arc<SharedRedis>,
     names: BusNames,
-    timeout: Duration,
-    connection: Mutex<Option<MultiplexedConnection>>,
     publish: redis::Script,
     reconcile: redis::Script,
     fleet_key: Option<FleetKey>,
@@ -73,7 +71,7 @@ pub struct RedisBus {
 
 impl RedisBus {
     /// Takes a client from [`mana_llm_shared::redis_client::open`]; the connection is made on
-    /// first use.
+    /// first use, by the same holder workers use. `timeout` bounds each publish.
     pub fn new(
         client: redis::Client,
         names: BusNames,
@@ -85,10 +83,8 @@ impl RedisBus {
         )
         .map_err(|e| BusError(e.to_string()))?;
         Ok(Self {
-            client,
+            redis: SharedRedis::new(client, names.clone(), timeout, Arc::new(Unobserved)),
             names,
-            timeout,
-            connection: Mutex::new(None),
             publish: redis::Script::new(PUBLISH_SCRIPT),
             reconcile: redis::Script::new(RECONCILE_SCRIPT),
             fleet_key: None,
@@ -107,24 +103,6 @@ impl RedisBus {
         self.repairs.clone()
     }
 
-    async fn connection(
-        &self,
-        slot: &mut Option<MultiplexedConnection>,
-    ) -> Result<MultiplexedConnection, BusError> {
-        if let Some(c) = slot {
-            return Ok(c.clone());
-        }
-        let c = tokio::time::timeout(self.timeout, self.client.get_multiplexed_async_connection())
-            .await
-            .map_err(|_| BusError("timed out connecting to Redis".to_owned()))?
-            .map_err(|e| match describe_failure(&e) {
-                Some(reason) => BusError(reason.to_owned()),
-                None => BusError(format!("cannot connect to Redis: {e}")),
-            })?;
-        *slot = Some(c.clone());
-        Ok(c)
-    }
-
     /// The JSON of `version` as written to `current` (signed when there is a key) and its
     /// announcement.
     fn encode(&self, version: &PublishedVersion) -> Result<(String, String), BusError> {
@@ -138,20 +116,18 @@ impl RedisBus {
         Ok((document, announcement))
     }
 
-    /// Runs one script invocation on the shared connection, dropping it on any failure.
+    /// Runs one script invocation (waiting for a connection, off the request path).
     async fn run(&self, call: redis::ScriptInvocation<'_>) -> Result<i64, BusError> {
-        let mut slot = self.connection.lock().await;
-        let mut conn = self.connection(&mut slot).await?;
-        let result = match tokio::time::timeout(self.timeout, call.invoke_async(&mut conn)).await {
-            Ok(Ok(n)) => Ok(n),
-            Ok(Err(e)) => Err(BusError(format!("Redis refused the publish: {e}"))),
-            Err(_) => Err(BusError("timed out publishing to Redis".to_owned())),
-        };
-        if result.is_err() {
-            // Reconnect next time: the connection may be dead.
-            *slot = None;
-        }
-        result
+        self.redis
+            .call_patient("publish", |mut conn| async move {
+                call.invoke_async::<i64>(&mut conn).await
+            })
+            .await
+            .ok_or_else(|| {
+                BusError(
+                    "Redis did not take the publish (unreachable, refused or timed out)".to_owned(),
+                )
+            })
     }
 
     async fn publish_under(&self, version: &PublishedVersion, head: u64) -> Result<(), BusError> {

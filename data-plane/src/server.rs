@@ -19,6 +19,7 @@ use crate::health::redis_store::RedisStore;
 use crate::health::{probe, Health, HealthStore, MemoryStore, Status, SystemClock, Transition};
 use crate::metrics::Metrics;
 use crate::providers::Providers;
+use crate::redis::subscriber::Follower;
 use crate::redis::SharedRedis;
 use crate::snapshot::Snapshots;
 use mana_llm_shared::bus::BusNames;
@@ -34,6 +35,8 @@ pub struct AppState {
     /// Set when the fleet shares state through Redis.
     pub redis: Option<Arc<SharedRedis>>,
     pub cache: ResponseCache,
+    /// Feeds the shared breakers from the breaker channel (with Redis).
+    breakers: Option<Arc<dyn Follower>>,
     /// Redis key and channel names (also used for cache keys without Redis).
     pub names: BusNames,
     draining: AtomicBool,
@@ -153,7 +156,7 @@ impl App {
             );
         }
         let redis = match &config.redis {
-            Some(r) => Some(SharedRedis::new(
+            Some(r) => Some(crate::redis::connect(
                 redis_client::open(&r.url, r.ca_file.as_deref())
                     .map_err(|e| ConfigError::new(e.key, e.message))?,
                 BusNames::new(&r.prefix),
@@ -163,14 +166,14 @@ impl App {
             )),
             None => None,
         };
-        let store: Arc<dyn HealthStore> = match &redis {
-            Some(redis) => RedisStore::start(
-                redis.clone(),
-                config.breaker,
-                config.worker_id.clone(),
-                background.clone(),
-            ),
-            None => Arc::new(MemoryStore::new(config.breaker)),
+        let (store, breakers): (Arc<dyn HealthStore>, _) = match &redis {
+            Some(redis) => {
+                let store =
+                    RedisStore::new(redis.clone(), config.breaker, config.worker_id.clone());
+                let follower = store.follower();
+                (store, Some(follower))
+            }
+            None => (Arc::new(MemoryStore::new(config.breaker)), None),
         };
         let health = Arc::new(
             Health::new(store, Arc::new(SystemClock))
@@ -196,6 +199,7 @@ impl App {
             metrics,
             redis,
             cache,
+            breakers,
             names,
             draining: AtomicBool::new(false),
             background,
@@ -223,12 +227,14 @@ impl App {
     pub fn spawn_background(&self) {
         let cancel = self.state.background.clone();
         if let Some(redis) = &self.state.redis {
-            crate::sync::follow_redis(
+            // One subscription for every fleet channel: registry versions and breakers.
+            let mut followers: Vec<Arc<dyn Follower>> = vec![crate::sync::Registry::new(
                 self.clone(),
                 redis.clone(),
                 self.state.config.sync_interval,
-                cancel.clone(),
-            );
+            )];
+            followers.extend(self.state.breakers.clone());
+            crate::redis::subscriber::spawn(redis.clone(), followers, cancel.clone());
         }
         let Some(config) = self.state.config.probe else {
             return;

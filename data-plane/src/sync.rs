@@ -4,14 +4,15 @@
 //! a late or repeated message is harmless.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
+use async_trait::async_trait;
 use mana_llm_shared::bus::{PublishedVersion, VersionAnnouncement};
-use tokio::sync::watch;
+use tokio::sync::{watch, Mutex};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::redis::subscriber::Follower;
 use crate::redis::SharedRedis;
 use crate::server::{App, Origin, Rejected};
 use sha2::{Digest, Sha256};
@@ -41,63 +42,75 @@ pub fn follow_local(
     })
 }
 
-/// Follows the versions the control plane publishes to Redis: subscribe to the versions
-/// channel, and also read the `current` key on every (re)connect and every `interval`, so a
-/// message lost while disconnected is caught up by version number. Runs until `cancel`.
-pub fn follow_redis(
+/// Follows the versions the control plane publishes to Redis, as one [`Follower`] of the
+/// worker's subscriber: an announcement of a newer version, every (re)subscription and a slow
+/// timer (`interval`) each read the `current` key, so a message lost while disconnected is
+/// caught up by version number.
+pub struct Registry {
     app: App,
     redis: Arc<SharedRedis>,
     interval: Duration,
-    cancel: CancellationToken,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut backoff = Duration::from_millis(100);
-        let mut refused = Refused::default();
-        loop {
-            catch_up(&app, &redis, &mut refused).await;
-            let subscribed = tokio::time::timeout(redis.timeout() * 20, async {
-                let mut pubsub = redis.client().get_async_pubsub().await?;
-                pubsub.subscribe(redis.names().versions_channel()).await?;
-                Ok::<_, redis::RedisError>(pubsub)
-            })
-            .await;
-            let mut pubsub = match subscribed {
-                Ok(Ok(p)) => p,
-                _ => {
-                    tokio::select! {
-                        _ = cancel.cancelled() => return,
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                    continue;
-                }
-            };
-            backoff = Duration::from_millis(100);
-            // Subscribed: anything published before this moment is in `current`.
-            catch_up(&app, &redis, &mut refused).await;
-            let mut messages = pubsub.on_message();
-            let mut timer = tokio::time::interval(interval);
-            timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    message = messages.next() => {
-                        let Some(message) = message else { break };
-                        let announced = message
-                            .get_payload::<String>()
-                            .ok()
-                            .and_then(|p| serde_json::from_str::<VersionAnnouncement>(&p).ok());
-                        match announced {
-                            Some(a) if a.version <= app.state().snapshots.version().0 => {}
-                            _ => catch_up(&app, &redis, &mut refused).await,
-                        }
-                    }
-                    _ = timer.tick() => catch_up(&app, &redis, &mut refused).await,
-                }
-            }
+    state: Mutex<FollowState>,
+}
+
+#[derive(Default)]
+struct FollowState {
+    refused: Refused,
+    last_read: Option<Instant>,
+}
+
+impl Registry {
+    pub fn new(app: App, redis: Arc<SharedRedis>, interval: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            app,
+            redis,
+            interval,
+            state: Mutex::new(FollowState::default()),
+        })
+    }
+
+    async fn read(&self) {
+        let mut state = self.state.lock().await;
+        state.last_read = Some(Instant::now());
+        catch_up(&self.app, &self.redis, &mut state.refused).await;
+    }
+}
+
+#[async_trait]
+impl Follower for Registry {
+    fn channel(&self) -> String {
+        self.redis.names().versions_channel()
+    }
+
+    async fn on_message(&self, payload: &str) {
+        let announced = serde_json::from_str::<VersionAnnouncement>(payload).ok();
+        match announced {
+            Some(a) if a.version <= self.app.state().snapshots.version().0 => {}
+            _ => self.read().await,
+        }
+    }
+
+    async fn resync(&self) {
+        self.read().await;
+    }
+
+    async fn tick(&self, _subscribed: bool) {
+        let due = self
+            .state
+            .lock()
+            .await
+            .last_read
+            .is_none_or(|at| at.elapsed() >= self.interval);
+        if due {
+            self.read().await;
+        }
+    }
+
+    fn subscribed(&self, subscribed: bool) {
+        if !subscribed {
             tracing::warn!("registry subscription lost; reconnecting");
         }
-    })
+    }
 }
 
 /// The last `current` value this follower refused, so a forgery that stays in Redis is

@@ -342,7 +342,7 @@ async fn too_large_answers_are_not_stored() {
 async fn redis_down_is_a_miss() {
     let metrics = Arc::new(Metrics::new().unwrap());
     // Nothing listens on port 1: connecting fails at once.
-    let redis = SharedRedis::new(
+    let redis = crate::redis::connect(
         redis::Client::open("redis://127.0.0.1:1/").unwrap(),
         BusNames::default(),
         Duration::from_millis(50),

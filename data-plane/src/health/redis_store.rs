@@ -33,6 +33,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use self::mirror::{Local, Mirror};
 use super::{Admission, Breaker, BreakerConfig, HealthStore, Report, Transition};
+use crate::redis::subscriber::Follower;
 use crate::redis::SharedRedis;
 
 /// The breaker state machine in Lua; see the file for its arguments.
@@ -41,8 +42,9 @@ const SCRIPT: &str = include_str!("redis_store/breaker.lua");
 /// Breakers shared by the fleet; see the module docs.
 pub struct RedisStore {
     inner: Arc<Inner>,
-    /// Stops the subscriber when the store is dropped, even if `cancel` never fires.
-    _stop: DropGuard,
+    /// Stops a subscriber of its own ([`RedisStore::start`]) when the store is dropped, even
+    /// if `cancel` never fires.
+    _stop: Option<DropGuard>,
 }
 
 /// What the store and its subscriber task share.
@@ -60,8 +62,26 @@ struct Inner {
 }
 
 impl RedisStore {
-    /// Starts the subscriber task (stops on `cancel`, or when the store is dropped).
-    /// `worker_id` names lock holders. Must be called inside a Tokio runtime.
+    /// A store whose mirror is fed by the [`RedisStore::follower`] given to the worker's one
+    /// subscriber ([`crate::redis::subscriber`]). `worker_id` names lock holders.
+    pub fn new(redis: Arc<SharedRedis>, config: BreakerConfig, worker_id: String) -> Arc<Self> {
+        Arc::new(Self {
+            inner: Arc::new(Inner {
+                redis,
+                config,
+                worker_id,
+                script: redis::Script::new(SCRIPT),
+                mirror: Mirror::default(),
+                subscribed: AtomicBool::new(false),
+                stale: AtomicBool::new(true),
+            }),
+            _stop: None,
+        })
+    }
+
+    /// A store following the breaker channel with a subscriber of its own (stops on `cancel`
+    /// or when the store is dropped): for a store used alone, as in the crate's tests.
+    /// Must be called inside a Tokio runtime.
     pub fn start(
         redis: Arc<SharedRedis>,
         config: BreakerConfig,
@@ -69,20 +89,17 @@ impl RedisStore {
         cancel: CancellationToken,
     ) -> Arc<Self> {
         let stop = cancel.child_token();
-        let inner = Arc::new(Inner {
-            redis,
-            config,
-            worker_id,
-            script: redis::Script::new(SCRIPT),
-            mirror: Mirror::default(),
-            subscribed: AtomicBool::new(false),
-            stale: AtomicBool::new(true),
-        });
-        tokio::spawn(subscriber::run(inner.clone(), stop.clone()));
-        Arc::new(Self {
-            inner,
-            _stop: stop.drop_guard(),
-        })
+        let mut store = Self::new(redis, config, worker_id);
+        if let Some(store) = Arc::get_mut(&mut store) {
+            store._stop = Some(stop.clone().drop_guard());
+        }
+        crate::redis::subscriber::spawn(store.inner.redis.clone(), vec![store.follower()], stop);
+        store
+    }
+
+    /// What feeds the mirror from the breaker channel.
+    pub fn follower(&self) -> Arc<dyn Follower> {
+        Arc::new(subscriber::Breakers(self.inner.clone()))
     }
 }
 

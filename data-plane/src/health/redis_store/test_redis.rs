@@ -92,7 +92,7 @@ pub fn shared_redis(url: &str, names: &BusNames) -> Arc<SharedRedis> {
     let up = IntGauge::new("redis_up", "test").unwrap();
     let errors = IntCounterVec::new(Opts::new("redis_errors", "test"), &["op"]).unwrap();
     let client = redis::Client::open(url).unwrap();
-    SharedRedis::new(
+    crate::redis::connect(
         client,
         names.clone(),
         Duration::from_millis(200),
