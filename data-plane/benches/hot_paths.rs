@@ -163,7 +163,7 @@ fn routing(c: &mut Criterion) {
     .map(str::to_owned)
     .to_vec();
     c.bench_function("cache key (canonical JSON + SHA-256)", |b| {
-        b.iter(|| key_of(black_box(&request), black_box(&chain)))
+        b.iter(|| key_of(black_box(&request), black_box(&chain), None))
     });
 }
 

@@ -4,13 +4,16 @@
 //!   (`temperature: 0` or a `seed`, one choice) are cached; `Cache-Control: no-store` skips the
 //!   cache entirely, `no-cache` skips the read but stores the fresh answer.
 //! - [`key_of`]: SHA-256 of the canonical request (sorted keys; `stream`, `stream_options`,
-//!   `user` dropped) together with the resolved chain, so a registry change misses.
+//!   `user` dropped) together with the resolved chain, so a registry change misses, and the
+//!   client key's [`Tenant`] tag, so one client never gets another's answer (unless shared).
 //! - [`ResponseCache::lookup`]: the read-through. A small in-process tier answers first, Redis
 //!   second (a Redis hit fills the local tier); a miss runs the caller's fetch once per worker
 //!   however many identical requests arrive together (single flight), and stores the answer.
-//!   Redis being down is a miss and a skipped write, never an error for the client.
+//!   Redis being down is a miss and a skipped write, never an error for the client. An entry
+//!   from Redis is served only if it passes its checks (`entry`: shape, and the fleet key's MAC).
 //! - [`replay_chunks`]: a hit for a streaming request, as the chunks of a stream.
 
+mod entry;
 mod flight;
 mod key;
 mod local;
@@ -22,6 +25,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use mana_llm_shared::fleet_key::FleetKey;
 use prometheus::IntCounter;
 use serde::{Deserialize, Serialize};
 
@@ -29,16 +33,41 @@ use crate::config::{ConfigError, Source};
 use crate::metrics::Metrics;
 use crate::openai::ChatCompletion;
 use crate::redis::SharedRedis;
+use entry::Rejected;
 use flight::{Flights, Join, Waited};
 use local::LocalTier;
 
-pub use key::{decide, key_of, CacheKey, Decision};
+pub use key::{decide, key_of, CacheKey, Decision, Tenant};
 pub use replay::replay_chunks;
 
 const DEFAULT_TTL_SECS: f64 = 3600.0;
 const DEFAULT_MAX_ENTRY_KB: usize = 256;
 const DEFAULT_LOCAL_ENTRIES: usize = 1000;
 const DEFAULT_LOCAL_TTL_SECS: f64 = 60.0;
+const SCOPE_ENV: &str = "MANA_LLM_CACHE_SCOPE";
+
+/// Who shares cached answers when client auth is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CacheScope {
+    /// Each client key has its own entries: a hit reveals nothing about other clients.
+    #[default]
+    Key,
+    /// Every client shares the entries, on purpose (one application behind several keys).
+    Shared,
+}
+
+impl CacheScope {
+    fn from_source(src: &Source) -> Result<Self, ConfigError> {
+        match src.string(SCOPE_ENV, "key").to_ascii_lowercase().as_str() {
+            "key" => Ok(Self::Key),
+            "shared" => Ok(Self::Shared),
+            other => Err(ConfigError::new(
+                SCOPE_ENV,
+                format!("'{other}' is not 'key' or 'shared'"),
+            )),
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheConfig {
@@ -52,6 +81,8 @@ pub struct CacheConfig {
     pub local_entries: usize,
     /// `MANA_LLM_CACHE_LOCAL_TTL`: the in-process tier's lifetime (capped at `ttl`).
     pub local_ttl: Duration,
+    /// `MANA_LLM_CACHE_SCOPE`: per client key (default) or shared by all clients.
+    pub scope: CacheScope,
 }
 
 impl Default for CacheConfig {
@@ -62,6 +93,7 @@ impl Default for CacheConfig {
             max_entry_bytes: DEFAULT_MAX_ENTRY_KB * 1024,
             local_entries: DEFAULT_LOCAL_ENTRIES,
             local_ttl: Duration::from_secs_f64(DEFAULT_LOCAL_TTL_SECS),
+            scope: CacheScope::Key,
         }
     }
 }
@@ -75,6 +107,7 @@ impl CacheConfig {
             max_entry_bytes: kb.saturating_mul(1024),
             local_entries: src.number("MANA_LLM_CACHE_LOCAL_ENTRIES", DEFAULT_LOCAL_ENTRIES)?,
             local_ttl: src.seconds("MANA_LLM_CACHE_LOCAL_TTL", DEFAULT_LOCAL_TTL_SECS)?,
+            scope: CacheScope::from_source(src)?,
         })
     }
 }
@@ -85,6 +118,14 @@ pub struct Cached {
     /// The `provider/model` that answered.
     pub target: String,
     pub completion: ChatCompletion,
+}
+
+impl Cached {
+    /// What a hit needs to be answered and replayed: who answered, and a first choice. Checked
+    /// before storing and after reading, since `ChatCompletion` itself accepts `{}`.
+    fn is_well_formed(&self) -> bool {
+        !self.target.is_empty() && !self.completion.choices.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,11 +172,27 @@ struct Counters {
     hit_redis: IntCounter,
     miss: IntCounter,
     bypass: IntCounter,
+    /// `cache_rejected_total`, by reason.
+    malformed: IntCounter,
+    unsigned: IntCounter,
+    bad_mac: IntCounter,
+}
+
+impl Counters {
+    fn rejected(&self, reason: Rejected) -> &IntCounter {
+        match reason {
+            Rejected::Malformed => &self.malformed,
+            Rejected::Unsigned => &self.unsigned,
+            Rejected::BadMac => &self.bad_mac,
+        }
+    }
 }
 
 pub struct ResponseCache {
     config: CacheConfig,
     redis: Option<Arc<SharedRedis>>,
+    /// Signs what this worker writes to Redis and checks what it reads.
+    fleet_key: Option<FleetKey>,
     local: LocalTier,
     flights: Flights,
     counters: Counters,
@@ -145,6 +202,7 @@ impl ResponseCache {
     pub fn new(
         config: CacheConfig,
         redis: Option<Arc<SharedRedis>>,
+        fleet_key: Option<FleetKey>,
         metrics: Arc<Metrics>,
     ) -> Self {
         let count = |result: &str, tier: &str| {
@@ -152,16 +210,25 @@ impl ResponseCache {
                 .cache_requests_total
                 .with_label_values(&[result, tier])
         };
+        let rejected = |reason: Rejected| {
+            metrics
+                .cache_rejected_total
+                .with_label_values(&[reason.label()])
+        };
         let counters = Counters {
             hit_local: count("hit", "local"),
             hit_redis: count("hit", "redis"),
             miss: count("miss", "none"),
             bypass: count("bypass", "none"),
+            malformed: rejected(Rejected::Malformed),
+            unsigned: rejected(Rejected::Unsigned),
+            bad_mac: rejected(Rejected::BadMac),
         };
         let local = LocalTier::new(config.local_entries, config.local_ttl.min(config.ttl));
         Self {
             config,
             redis,
+            fleet_key,
             local,
             flights: Flights::default(),
             counters,
@@ -172,8 +239,8 @@ impl ResponseCache {
         &self.config
     }
 
-    /// The cached answer, from the local tier or else Redis. Redis down or an unreadable
-    /// value is a miss. A Redis hit is kept locally for `local_ttl` from now, which may outlive
+    /// The cached answer, from the local tier or else Redis. Redis down or an entry that fails
+    /// its checks is a miss. A Redis hit is kept locally for `local_ttl` from now, which may outlive
     /// the Redis entry by up to that long.
     pub async fn get(&self, key: &CacheKey) -> Option<(Cached, Tier)> {
         if let Some(cached) = self.local.get(&key.0) {
@@ -189,11 +256,17 @@ impl ResponseCache {
                     .await
             })
             .await??;
-        let cached: Cached = match serde_json::from_slice(&bytes) {
+        let cached = match entry::open(key, &bytes, self.fleet_key.as_ref()) {
             Ok(c) => c,
-            Err(e) => {
-                // Another version's format or a damaged value: fetch afresh and overwrite it.
-                tracing::debug!(key = %key.0, error = %e, "unreadable cache entry ignored");
+            Err(rejected) => {
+                // Damaged, or written by someone without the fleet key: fetched afresh and
+                // overwritten. Loud, since it may be an attack; the content stays out of logs.
+                self.counters.rejected(rejected).inc();
+                tracing::warn!(
+                    key = %key.0,
+                    reason = rejected.label(),
+                    "cache entry from Redis rejected, treated as a miss"
+                );
                 return None;
             }
         };
@@ -210,6 +283,10 @@ impl ResponseCache {
 
     /// The local half of [`put`](Self::put); returns the JSON for Redis when it fits.
     fn put_local(&self, key: &CacheKey, value: &Cached) -> Option<Vec<u8>> {
+        if !value.is_well_formed() {
+            // It would be rejected when read back; an answer without a choice is not worth it.
+            return None;
+        }
         let json = match serde_json::to_vec(value) {
             Ok(json) => json,
             Err(e) => {
@@ -234,12 +311,13 @@ impl ResponseCache {
         let ttl_ms = u64::try_from(self.config.ttl.as_millis())
             .unwrap_or(u64::MAX)
             .max(1);
+        let value = entry::seal(key, &json, self.fleet_key.as_ref());
         let k = key.0.clone();
         let stored = redis
             .call("cache_set", |mut conn| async move {
                 ::redis::cmd("SET")
                     .arg(k)
-                    .arg(json)
+                    .arg(value)
                     .arg("PX")
                     .arg(ttl_ms)
                     .query_async::<()>(&mut conn)

@@ -47,6 +47,8 @@ pub struct Metrics {
     pub redis_errors_total: IntCounterVec,
     /// `result`: hit, miss, bypass; `tier`: local, redis, none.
     pub cache_requests_total: IntCounterVec,
+    /// `reason`: malformed, unsigned, bad_mac (an entry from Redis not served).
+    pub cache_rejected_total: IntCounterVec,
     /// 0 closed, 1 half-open, 2 open.
     pub breaker_state: IntGaugeVec,
     pub worker_info: IntGaugeVec,
@@ -201,6 +203,12 @@ impl Metrics {
                 "mana_llm_cache_requests_total",
                 "Response cache lookups by result (hit, miss, bypass) and tier (local, redis, none)",
                 &["result", "tier"],
+            )?,
+            cache_rejected_total: counter(
+                &registry,
+                "mana_llm_cache_rejected_total",
+                "Cache entries read from Redis and not served, by reason (malformed, unsigned, bad_mac)",
+                &["reason"],
             )?,
             breaker_state: {
                 let g = IntGaugeVec::new(

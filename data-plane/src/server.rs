@@ -191,7 +191,12 @@ impl App {
                 .as_ref()
                 .map_or(mana_llm_shared::bus::DEFAULT_PREFIX, |r| r.prefix.as_str()),
         );
-        let cache = ResponseCache::new(config.cache.clone(), redis.clone(), metrics.clone());
+        let cache = ResponseCache::new(
+            config.cache.clone(),
+            redis.clone(),
+            config.fleet_key.clone(),
+            metrics.clone(),
+        );
         let state = Arc::new(AppState {
             config,
             snapshots,

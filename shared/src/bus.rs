@@ -150,9 +150,10 @@ impl BusNames {
         format!("{}:probe:lock", self.prefix)
     }
 
-    /// A cached response, by the hash of its canonical request and resolved chain.
+    /// A cached response, by the hash of its canonical request and resolved chain. v2: the
+    /// value is a MAC'd envelope and the hash covers the tenant; v1 entries simply miss.
     pub fn cache_key(&self, hash: &str) -> String {
-        format!("{}:cache:v1:{hash}", self.prefix)
+        format!("{}:cache:v2:{hash}", self.prefix)
     }
 
     pub fn prefix(&self) -> &str {

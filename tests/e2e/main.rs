@@ -6,6 +6,7 @@ mod admin;
 mod aliases;
 mod auth;
 mod breaker;
+mod cache;
 mod cli;
 mod control_plane;
 mod echo;

@@ -1,5 +1,6 @@
 //! Optional client authentication: `X-API-Key: <key>` or `Authorization: Bearer <key>`,
-//! compared in constant time against every configured key.
+//! compared in constant time against every configured key. An accepted request carries the
+//! key's cache [`Tenant`] as an extension, so the cache can keep each client's answers apart.
 
 use std::sync::Arc;
 
@@ -9,12 +10,13 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
+use crate::cache::Tenant;
 use crate::error::ApiError;
 use crate::server::AppState;
 
 pub async fn require_key(
     State(state): State<Arc<AppState>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let auth = &state.config.auth;
@@ -49,6 +51,9 @@ pub async fn require_key(
             .unwrap_u8()
     });
     if matched == 1 {
+        // The presented key equals the matched one, so its tag is that key's.
+        let tenant = Tenant::of_client_key(presented);
+        request.extensions_mut().insert(tenant);
         next.run(request).await
     } else {
         ApiError::Unauthorized("invalid API key").into_response()

@@ -10,13 +10,14 @@ use std::time::Instant;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use futures_util::StreamExt;
 
 use super::body::JsonBody;
 use super::{headers, RouteLog};
 use crate::cache::{
-    bypass_header_value, decide, replay_chunks, CacheKey, Cached, Decision, Outcome,
+    bypass_header_value, decide, replay_chunks, CacheKey, Cached, Decision, Outcome, Tenant,
 };
 use crate::error::ApiError;
 use crate::openai::{ChatCompletion, ChatRequest};
@@ -27,11 +28,13 @@ use crate::streaming;
 
 pub async fn completions(
     State(state): State<Arc<AppState>>,
+    tenant: Option<Extension<Tenant>>,
     request_headers: HeaderMap,
     JsonBody(request): JsonBody<ChatRequest>,
 ) -> Response {
     let mut log = RouteLog::new(request.model.as_deref().unwrap_or(""));
-    let mut response = serve(&state, &request_headers, request, &mut log)
+    let tenant = tenant.map(|Extension(t)| t);
+    let mut response = serve(&state, tenant.as_ref(), &request_headers, request, &mut log)
         .await
         .unwrap_or_else(IntoResponse::into_response);
     response.extensions_mut().insert(log);
@@ -40,6 +43,7 @@ pub async fn completions(
 
 async fn serve(
     state: &Arc<AppState>,
+    tenant: Option<&Tenant>,
     request_headers: &HeaderMap,
     request: ChatRequest,
     log: &mut RouteLog,
@@ -51,6 +55,7 @@ async fn serve(
         state.cache.config(),
         &request,
         request_headers,
+        tenant,
         || plan.entries.iter().map(|e| e.target.to_string()).collect(),
         &state.names,
     ) {

@@ -1,5 +1,12 @@
 //! The cache policy and the cache key: which requests may use the cache, and under what name.
+//!
+//! With client auth on, each client key has its own partition of the cache (unless the operator
+//! shares it on purpose, `MANA_LLM_CACHE_SCOPE=shared`): otherwise a hit would tell one client
+//! that another asked exactly the same thing. The partition is a [`Tenant`] tag mixed into the
+//! hashed input, so it shows in no key, log or metric, and the local tier and single flight,
+//! keyed by the same [`CacheKey`], are partitioned with Redis.
 
+use std::fmt;
 use std::io;
 
 use http::header::CACHE_CONTROL;
@@ -8,8 +15,32 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::CacheConfig;
+use super::{CacheConfig, CacheScope};
 use crate::openai::ChatRequest;
+
+/// Separates tenant tags from any other SHA-256 of a client key.
+const TENANT_DOMAIN: &[u8] = b"mana-llm cache tenant v1\0";
+
+/// The cache partition of one client key: a SHA-256 of a fixed domain and the key, so that the
+/// key itself never reaches the cache. Its `Debug` shows nothing of it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Tenant(pub(super) [u8; 32]);
+
+impl Tenant {
+    /// The tag of the client key a request presented (and auth accepted).
+    pub fn of_client_key(key: &str) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(TENANT_DOMAIN);
+        hasher.update(key.as_bytes());
+        Self(hasher.finalize().into())
+    }
+}
+
+impl fmt::Debug for Tenant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Tenant([redacted])")
+    }
+}
 
 /// The full Redis key of one cached answer (`names.cache_key(hex)`); also the local tier's key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -25,10 +56,13 @@ pub enum Decision {
 
 /// Whether `request`, about to be routed along `chain` (its targets in order), uses the cache.
 /// The chain is only built when a key is needed: most requests are bypassed before that.
+/// `tenant` is the client key's partition (`None` without client auth); with
+/// [`CacheScope::Shared`] it is ignored.
 pub fn decide(
     config: &CacheConfig,
     request: &ChatRequest,
     headers: &http::HeaderMap,
+    tenant: Option<&Tenant>,
     chain: impl FnOnce() -> Vec<String>,
     names: &BusNames,
 ) -> Decision {
@@ -49,8 +83,12 @@ pub fn decide(
     if !deterministic {
         return Decision::Bypass("not_deterministic");
     }
+    let tenant = match config.scope {
+        CacheScope::Key => tenant,
+        CacheScope::Shared => None,
+    };
     Decision::Use {
-        key: CacheKey(names.cache_key(&key_of(request, &chain()))),
+        key: CacheKey(names.cache_key(&key_of(request, &chain(), tenant))),
         read: !no_cache,
     }
 }
@@ -70,9 +108,9 @@ fn cache_control(headers: &http::HeaderMap) -> (bool, bool) {
     (no_store, no_cache)
 }
 
-/// The hex SHA-256 of the canonical request and the chain.
-pub fn key_of(request: &ChatRequest, chain: &[String]) -> String {
-    match canonical_hash(request, chain) {
+/// The hex SHA-256 of the canonical request, the chain and the tenant (if partitioned).
+pub fn key_of(request: &ChatRequest, chain: &[String], tenant: Option<&Tenant>) -> String {
+    match canonical_hash(request, chain, tenant) {
         Ok(hash) => hash,
         Err(e) => {
             // Cannot happen with the types we have (string keys only); should it ever, a key of
@@ -83,7 +121,11 @@ pub fn key_of(request: &ChatRequest, chain: &[String]) -> String {
     }
 }
 
-fn canonical_hash(request: &ChatRequest, chain: &[String]) -> Result<String, serde_json::Error> {
+fn canonical_hash(
+    request: &ChatRequest,
+    chain: &[String],
+    tenant: Option<&Tenant>,
+) -> Result<String, serde_json::Error> {
     // serde_json's `Map` is a BTreeMap (no `preserve_order` in this workspace), so the value's
     // keys come out sorted at every level whatever order the client sent them in.
     let mut value = serde_json::to_value(request)?;
@@ -93,11 +135,14 @@ fn canonical_hash(request: &ChatRequest, chain: &[String]) -> Result<String, ser
             map.remove(field);
         }
     }
-    // The chain sits beside the request, not inside it, so no request field can imitate it.
+    // The chain and the tenant sit beside the request, not inside it, so no request field can
+    // imitate them. Without a tenant the field is absent, not null: shared entries need no tag.
     #[derive(Serialize)]
     struct Canonical<'a> {
         chain: &'a [String],
         request: &'a Value,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tenant: Option<String>,
     }
     let mut hasher = HashWriter(Sha256::new());
     serde_json::to_writer(
@@ -105,6 +150,7 @@ fn canonical_hash(request: &ChatRequest, chain: &[String]) -> Result<String, ser
         &Canonical {
             chain,
             request: &value,
+            tenant: tenant.map(|t| hex(&t.0)),
         },
     )?;
     Ok(hex(&hasher.0.finalize()))

@@ -9,6 +9,7 @@ use std::time::Duration;
 use http::header::CACHE_CONTROL;
 use http::{HeaderMap, HeaderValue};
 use mana_llm_shared::bus::BusNames;
+use mana_llm_shared::fleet_key::to_hex;
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 
@@ -32,9 +33,30 @@ fn decide_with(req: Value, cache_control: Option<&str>) -> Decision {
         &CacheConfig::default(),
         &request(req),
         &headers,
+        None,
         chain,
         &BusNames::default(),
     )
+}
+
+/// The key of a deterministic request for `tenant`, with the cache scoped by `scope`.
+fn key_for(scope: CacheScope, tenant: Option<&Tenant>) -> CacheKey {
+    let config = CacheConfig {
+        scope,
+        ..CacheConfig::default()
+    };
+    let req = request(json!({"messages": msgs(), "temperature": 0}));
+    match decide(
+        &config,
+        &req,
+        &HeaderMap::new(),
+        tenant,
+        chain,
+        &BusNames::default(),
+    ) {
+        Decision::Use { key, .. } => key,
+        other => panic!("deterministic requests use the cache: {other:?}"),
+    }
 }
 
 fn msgs() -> Value {
@@ -53,6 +75,7 @@ fn config_defaults_and_overrides() {
         ("MANA_LLM_CACHE_MAX_ENTRY_KB".to_owned(), "2".to_owned()),
         ("MANA_LLM_CACHE_LOCAL_ENTRIES".to_owned(), "0".to_owned()),
         ("MANA_LLM_CACHE_LOCAL_TTL".to_owned(), "0.5".to_owned()),
+        ("MANA_LLM_CACHE_SCOPE".to_owned(), " Shared ".to_owned()),
     ]);
     let c = CacheConfig::from_source(&Source::from_map(vars)).unwrap();
     assert!(!c.enabled);
@@ -60,8 +83,24 @@ fn config_defaults_and_overrides() {
     assert_eq!(c.max_entry_bytes, 2048);
     assert_eq!(c.local_entries, 0);
     assert_eq!(c.local_ttl, Duration::from_millis(500));
+    assert_eq!(c.scope, CacheScope::Shared);
     let bad = HashMap::from([("CACHE_TTL".to_owned(), "soon".to_owned())]);
     assert!(CacheConfig::from_source(&Source::from_map(bad)).is_err());
+}
+
+#[test]
+fn scope_is_per_key_unless_shared_on_purpose() {
+    let scope = |v: &str| {
+        let vars = HashMap::from([("MANA_LLM_CACHE_SCOPE".to_owned(), v.to_owned())]);
+        CacheConfig::from_source(&Source::from_map(vars)).map(|c| c.scope)
+    };
+    assert_eq!(CacheConfig::default().scope, CacheScope::Key);
+    assert_eq!(scope(""), Ok(CacheScope::Key));
+    assert_eq!(scope("key"), Ok(CacheScope::Key));
+    assert_eq!(scope("shared"), Ok(CacheScope::Shared));
+    let e = scope("global").unwrap_err();
+    assert_eq!(e.key, "MANA_LLM_CACHE_SCOPE");
+    assert!(e.message.contains("global"), "{e}");
 }
 
 #[test]
@@ -120,6 +159,7 @@ fn cache_control_is_honoured() {
         &off,
         &request(json!({"messages": msgs(), "temperature": 0})),
         &HeaderMap::new(),
+        None,
         chain,
         &BusNames::default(),
     );
@@ -137,24 +177,110 @@ fn key_ignores_order_and_transport_fields() {
         "logprobs": true, "temperature": 0.0, "messages": msgs(), "model": "groq/llama",
         "stream": true, "stream_options": {"include_usage": true}, "user": "someone"
     }));
-    assert_eq!(key_of(&a, &chain()), key_of(&b, &chain()));
+    assert_eq!(key_of(&a, &chain(), None), key_of(&b, &chain(), None));
 }
 
 #[test]
 fn key_depends_on_chain_and_content() {
     let a = request(json!({"messages": msgs(), "temperature": 0}));
-    let base = key_of(&a, &chain());
-    assert_ne!(base, key_of(&a, &["groq/llama".to_owned()]));
+    let base = key_of(&a, &chain(), None);
+    assert_ne!(base, key_of(&a, &["groq/llama".to_owned()], None));
     let reversed: Vec<String> = chain().into_iter().rev().collect();
-    assert_ne!(base, key_of(&a, &reversed));
+    assert_ne!(base, key_of(&a, &reversed, None));
     let other =
         request(json!({"messages": [{"role": "user", "content": "hello"}], "temperature": 0}));
-    assert_ne!(base, key_of(&other, &chain()));
+    assert_ne!(base, key_of(&other, &chain(), None));
     let more_tokens = request(json!({"messages": msgs(), "temperature": 0, "max_tokens": 5}));
-    assert_ne!(base, key_of(&more_tokens, &chain()));
+    assert_ne!(base, key_of(&more_tokens, &chain(), None));
     // A request field named like the chain cannot stand in for it.
     let imitation = request(json!({"messages": msgs(), "temperature": 0, "chain": chain()}));
-    assert_ne!(base, key_of(&imitation, &[]));
+    assert_ne!(base, key_of(&imitation, &[], None));
+}
+
+#[test]
+fn known_answer_keys() {
+    // Pinned: a change to the canonical form (or the tenant tag) must be a decision, since it
+    // turns every entry in a running fleet into a miss. Bump the key's version with it.
+    // Computed outside Rust as the SHA-256 of
+    // {"chain":["groq/llama","ollama/gemma"],"request":{"messages":[{"content":"hi","role":"user"}],"temperature":0.0}}
+    // and, for the tenant, with ,"tenant":"<hex SHA-256 of b"mana-llm cache tenant v1\0client-key-1">"
+    // added at the end.
+    assert_eq!(
+        key_for(CacheScope::Key, None).0,
+        "mana-llm:cache:v2:ca02e18b8a76751c9b8332dd287df4eefbd197814fb6ca60ae59e221a0d39f9f"
+    );
+    assert_eq!(
+        key_for(
+            CacheScope::Key,
+            Some(&Tenant::of_client_key("client-key-1"))
+        )
+        .0,
+        "mana-llm:cache:v2:b22ca8916c798e3cebd11dd06f9ae6b535c67c50ca3a900090d85d1059edcfb7"
+    );
+}
+
+#[test]
+fn each_client_key_has_its_own_entries() {
+    let a = Tenant::of_client_key("client-key-a");
+    let b = Tenant::of_client_key("client-key-b");
+    let key_a = key_for(CacheScope::Key, Some(&a));
+    assert_eq!(key_a, key_for(CacheScope::Key, Some(&a)), "stable per key");
+    assert_ne!(key_a, key_for(CacheScope::Key, Some(&b)));
+    assert_ne!(
+        key_a,
+        key_for(CacheScope::Key, None),
+        "apart from unauthenticated use"
+    );
+    // Shared on purpose: every client, and no client, use one entry.
+    let shared = key_for(CacheScope::Shared, Some(&a));
+    assert_eq!(shared, key_for(CacheScope::Shared, Some(&b)));
+    assert_eq!(shared, key_for(CacheScope::Key, None));
+}
+
+#[test]
+fn the_tenant_tag_shows_nowhere() {
+    let t = Tenant::of_client_key("client-key-secret");
+    assert_eq!(format!("{t:?}"), "Tenant([redacted])");
+    let key = key_for(CacheScope::Key, Some(&t));
+    assert!(!key.0.contains("client-key-secret"));
+    assert!(
+        !key.0.contains(&to_hex(&t.0)),
+        "only the hash of the tag is in the key"
+    );
+}
+
+// Paused time: should B wrongly join A's flight, both wait forever, the clock jumps and the
+// timeout below fails the test instead of hanging it.
+#[tokio::test(start_paused = true)]
+async fn tenants_do_not_share_the_local_tier_or_a_flight() {
+    let (cache, _) = cache_with(CacheConfig::default());
+    let key_a = key_for(CacheScope::Key, Some(&Tenant::of_client_key("a")));
+    let key_b = key_for(CacheScope::Key, Some(&Tenant::of_client_key("b")));
+    let release = Arc::new(Notify::new());
+    // A's fetch is still running when B asks: B must not join it.
+    let a = {
+        let (cache, release, key_a) = (cache.clone(), release.clone(), key_a.clone());
+        tokio::spawn(async move {
+            cache
+                .lookup(&key_a, true, || async move {
+                    release.notified().await;
+                    Ok::<_, String>(answer("for a"))
+                })
+                .await
+        })
+    };
+    tokio::task::yield_now().await;
+    let b = cache.lookup(&key_b, true, || async { Ok::<_, String>(answer("for b")) });
+    let (c, outcome) = tokio::time::timeout(Duration::from_secs(5), b)
+        .await
+        .expect("B does not wait for A's fetch")
+        .unwrap();
+    assert_eq!((text(&c), outcome), ("for b", Outcome::Miss));
+    release.notify_one();
+    assert_eq!(text(&a.await.unwrap().unwrap().0), "for a");
+    // Both stored locally; each tenant reads its own.
+    assert_eq!(text(&cache.get(&key_a).await.unwrap().0), "for a");
+    assert_eq!(text(&cache.get(&key_b).await.unwrap().0), "for b");
 }
 
 fn answer(text: &str) -> Cached {
@@ -176,7 +302,7 @@ fn text(c: &Cached) -> &str {
 fn cache_with(config: CacheConfig) -> (Arc<ResponseCache>, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::new().unwrap());
     (
-        Arc::new(ResponseCache::new(config, None, metrics.clone())),
+        Arc::new(ResponseCache::new(config, None, None, metrics.clone())),
         metrics,
     )
 }
@@ -355,6 +481,7 @@ async fn redis_down_is_a_miss() {
             ..CacheConfig::default()
         },
         Some(redis),
+        None,
         metrics,
     );
     cache.put(&key(), &answer("a")).await;
