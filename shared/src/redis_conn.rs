@@ -72,7 +72,7 @@ impl SharedRedis {
         observer: Arc<dyn RedisObserver>,
     ) -> Arc<Self> {
         observer.up(false);
-        Arc::new_cyclic(|this| Self {
+        let redis = Arc::new_cyclic(|this| Self {
             client,
             names,
             timeout,
@@ -85,7 +85,12 @@ impl SharedRedis {
             started: Instant::now(),
             observer,
             warned: Mutex::new(None),
-        })
+        });
+        // Connect now, so the first requests find a connection instead of starting one.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            redis.reconnect_in_background();
+        }
+        redis
     }
 
     pub fn names(&self) -> &BusNames {
@@ -126,6 +131,11 @@ impl SharedRedis {
         }
         self.reconnect_in_background();
         None
+    }
+
+    /// Whether a live connection is there right now (a call would be sent, not refused).
+    pub fn is_connected(&self) -> bool {
+        self.slot().is_some()
     }
 
     /// The connection slot. A poisoned lock only means another thread panicked while holding

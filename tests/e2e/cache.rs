@@ -73,6 +73,7 @@ async fn an_entry_changed_in_redis_is_a_miss() {
         // Every hit comes from Redis, so what is in Redis is what gets served.
         .env("MANA_LLM_CACHE_LOCAL_ENTRIES", "0")
         .start();
+    redis_up(&gw).await;
     let body = deterministic("what is stored");
     let first = gw.post("/v1/chat/completions", body.clone()).await;
     assert_eq!(
@@ -179,6 +180,7 @@ async fn one_client_key_never_gets_anothers_hit() {
     let redis = RedisServer::start();
     let mock = MockProvider::start().await;
     let gw = with_two_keys(&redis, &mock, None);
+    redis_up(&gw).await;
     let body = deterministic("did anyone ask this?");
     assert_eq!(
         ask(&gw, "tenant-a-key", &body)
@@ -217,6 +219,7 @@ async fn one_client_key_never_gets_anothers_hit() {
     );
     // A second worker on the same Redis, with an empty local tier: still apart.
     let other = with_two_keys(&redis, &mock, None);
+    redis_up(&other).await;
     let fresh = deterministic("asked only by A");
     assert_eq!(
         ask(&gw, "tenant-a-key", &fresh)
@@ -244,6 +247,7 @@ async fn a_shared_scope_shares_hits_between_keys() {
     let redis = RedisServer::start();
     let mock = MockProvider::start().await;
     let gw = with_two_keys(&redis, &mock, Some("shared"));
+    redis_up(&gw).await;
     let body = deterministic("one answer for every client");
     assert_eq!(
         ask(&gw, "tenant-a-key", &body)

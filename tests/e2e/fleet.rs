@@ -50,6 +50,7 @@ impl Cluster {
                 .await,
                 "worker ready"
             );
+            redis_up(w).await;
         }
         cluster
     }
@@ -502,6 +503,8 @@ async fn serve_with_redis_shares_its_registry_and_cache_with_workers() {
         worker.get("/v1/aliases").await.text
     );
 
+    redis_up(&serve).await;
+    redis_up(&worker).await;
     let mut body = chat("groq/shared", "one answer for all");
     body["temperature"] = json!(0);
     assert_eq!(

@@ -404,6 +404,18 @@ pub fn vision_chat(model: &str, url: &str) -> Value {
     ]}]})
 }
 
+/// Waits until `gw` has its Redis connection: requests never wait for one, so the cache
+/// is only shared once it is up.
+pub async fn redis_up(gw: &Gateway) {
+    assert!(
+        eventually_async(Duration::from_secs(10), || async {
+            metric(&gw.get("/metrics").await.text, "mana_llm_redis_up", &[]) == Some(1.0)
+        })
+        .await,
+        "Redis connection up"
+    );
+}
+
 /// The fleet key of the clusters the suites start (the production setup: signed state).
 pub const FLEET_KEY: &str = "e2e-fleet-key-0123456789";
 

@@ -23,12 +23,13 @@ mod tests;
 mod wire;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use mana_llm_shared::ProviderId;
+use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use self::mirror::{Local, Mirror};
@@ -59,24 +60,79 @@ struct Inner {
     /// This worker may have missed changes (a call failed, the subscription dropped): the
     /// subscriber re-reads every breaker as soon as Redis answers.
     stale: AtomicBool,
+    /// Reports made while there was no connection, delivered in order by a background task.
+    backlog: Option<mpsc::Sender<Queued>>,
+    /// Reports in the backlog not yet delivered: later reports queue behind them.
+    pending: AtomicUsize,
 }
+
+/// A report waiting for the fleet, owning its text.
+struct Queued {
+    provider: ProviderId,
+    report: OwnedReport,
+    now: f64,
+}
+
+enum OwnedReport {
+    Success,
+    Failure(String),
+    RateLimited(Option<Duration>),
+    Probe(Result<(), String>),
+}
+
+impl OwnedReport {
+    fn from(report: Report<'_>) -> Self {
+        match report {
+            Report::Success => Self::Success,
+            Report::Failure(r) => Self::Failure(r.to_owned()),
+            Report::RateLimited(after) => Self::RateLimited(after),
+            Report::Probe(result) => Self::Probe(result.map_err(str::to_owned)),
+        }
+    }
+
+    fn as_report(&self) -> Report<'_> {
+        match self {
+            Self::Success => Report::Success,
+            Self::Failure(r) => Report::Failure(r),
+            Self::RateLimited(after) => Report::RateLimited(*after),
+            Self::Probe(result) => {
+                Report::Probe(result.as_ref().map(|_| ()).map_err(String::as_str))
+            }
+        }
+    }
+}
+
+/// Reports the backlog holds at most; past it they are dropped (the breaker is re-read from
+/// Redis when it is back, so only this worker's share of the count is lost).
+const BACKLOG: usize = 256;
 
 impl RedisStore {
     /// A store whose mirror is fed by the [`RedisStore::follower`] given to the worker's one
     /// subscriber ([`crate::redis::subscriber`]). `worker_id` names lock holders.
     pub fn new(redis: Arc<SharedRedis>, config: BreakerConfig, worker_id: String) -> Arc<Self> {
-        Arc::new(Self {
-            inner: Arc::new(Inner {
-                redis,
-                config,
-                worker_id,
-                script: redis::Script::new(SCRIPT),
-                mirror: Mirror::default(),
-                subscribed: AtomicBool::new(false),
-                stale: AtomicBool::new(true),
-            }),
-            _stop: None,
-        })
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        let (backlog, queue) = match runtime {
+            Some(_) => {
+                let (tx, rx) = mpsc::channel(BACKLOG);
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
+        let inner = Arc::new(Inner {
+            redis,
+            config,
+            worker_id,
+            script: redis::Script::new(SCRIPT),
+            mirror: Mirror::default(),
+            subscribed: AtomicBool::new(false),
+            stale: AtomicBool::new(true),
+            backlog,
+            pending: AtomicUsize::new(0),
+        });
+        if let Some(queue) = queue {
+            tokio::spawn(deliver(Arc::downgrade(&inner), queue));
+        }
+        Arc::new(Self { inner, _stop: None })
     }
 
     /// A store following the breaker channel with a subscriber of its own (stops on `cancel`
@@ -108,7 +164,51 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
+/// Delivers backlogged reports in order, waiting for a connection, until the store is gone.
+async fn deliver(inner: std::sync::Weak<Inner>, mut queue: mpsc::Receiver<Queued>) {
+    while let Some(queued) = queue.recv().await {
+        let Some(inner) = inner.upgrade() else { return };
+        let result = inner
+            .report_in_redis_patient(&queued.provider, queued.report.as_report(), queued.now)
+            .await;
+        match result {
+            Some((transition, message)) => {
+                inner.apply(&queued.provider, &message);
+                if !transition.is_empty() {
+                    tracing::info!(provider = %queued.provider, %transition, "a late breaker report changed the fleet's breaker");
+                }
+            }
+            None => inner.stale.store(true, Ordering::SeqCst),
+        }
+        inner.pending.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl Inner {
+    /// Takes the script's answer into the mirror.
+    fn apply(&self, provider: &ProviderId, message: &str) {
+        match wire::parse(message) {
+            Ok(update) => self.mirror.apply(update),
+            // Redis has the change; the channel or the next re-sync brings it here.
+            Err(error) => tracing::warn!(%provider, %error, "unreadable breaker update"),
+        }
+    }
+
+    /// Queues a report for the fleet; a full backlog drops it.
+    fn enqueue(&self, provider: &ProviderId, report: Report<'_>, now: f64) {
+        let Some(backlog) = &self.backlog else { return };
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        let queued = Queued {
+            provider: provider.clone(),
+            report: OwnedReport::from(report),
+            now,
+        };
+        if backlog.try_send(queued).is_err() {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+            tracing::debug!(%provider, "breaker report backlog full; report kept local");
+        }
+    }
+
     /// Runs the report through the script: `(transition, message)`, or `None` while Redis is
     /// down.
     async fn report_in_redis(
@@ -152,6 +252,19 @@ impl Inner {
                 call.invoke_async(&mut conn).await
             })
             .await
+    }
+
+    /// [`Inner::report_in_redis`] for the backlog: waits for a connection.
+    async fn report_in_redis_patient(
+        &self,
+        provider: &ProviderId,
+        report: Report<'_>,
+        now: f64,
+    ) -> Option<(String, String)> {
+        self.redis
+            .connection_waiting(self.redis.timeout() * 20)
+            .await?;
+        self.report_in_redis(provider, report, now).await
     }
 
     /// `SET key worker_id NX PX ttl`: whether this worker now holds the lock, or `None`
@@ -283,13 +396,19 @@ impl HealthStore for RedisStore {
         {
             return None;
         }
-        if let Some((transition, message)) = inner.report_in_redis(provider, report, now).await {
-            match wire::parse(&message) {
-                Ok(update) => inner.mirror.apply(update),
-                // Redis has the change; the channel or the next re-sync brings it here.
-                Err(error) => tracing::warn!(%provider, %error, "unreadable breaker update"),
+        // Connected: one round trip, and the fleet's answer decides. Not connected (Redis
+        // down, or a reconnect running): this worker's breaker decides now and the report
+        // goes to the fleet later, in order, from the backlog, instead of being lost. A call
+        // that was sent and failed is not retried: Redis may have run it.
+        let queued = inner.pending.load(Ordering::SeqCst) > 0;
+        if !queued && inner.redis.is_connected() {
+            if let Some((transition, message)) = inner.report_in_redis(provider, report, now).await
+            {
+                inner.apply(provider, &message);
+                return wire::transition(&transition);
             }
-            return wire::transition(&transition);
+        } else {
+            inner.enqueue(provider, report, now);
         }
         inner.stale.store(true, Ordering::SeqCst);
         let config = inner.config;
