@@ -56,21 +56,49 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// Request headers a browser app may send: those the OpenAI SDKs and the Vercel AI SDK set.
+/// Listed, because `Access-Control-Allow-Headers: *` does not cover `Authorization` (Fetch
+/// standard), so a wildcard would break Bearer auth from every browser.
+const ALLOWED_HEADERS: [&str; 18] = [
+    "authorization",
+    "content-type",
+    "accept",
+    "x-api-key",
+    "x-request-id",
+    "cache-control",
+    "openai-organization",
+    "openai-project",
+    "openai-beta",
+    "x-stainless-arch",
+    "x-stainless-lang",
+    "x-stainless-os",
+    "x-stainless-package-version",
+    "x-stainless-runtime",
+    "x-stainless-retry-count",
+    "x-stainless-timeout",
+    "x-stainless-helper-method",
+    "x-stainless-async",
+];
+
 fn cors(origins: &[String]) -> CorsLayer {
+    // Every X-Mana-LLM-* header, so a browser app can read what happened to its request.
     let expose = [
         headers::REQUEST_ID,
         headers::RESOLVED,
         headers::REGISTRY_VERSION,
+        headers::CACHE,
+        "retry-after",
     ]
     .map(HeaderName::from_static);
     let layer = CorsLayer::new()
         .expose_headers(expose)
         .max_age(std::time::Duration::from_secs(600));
     if origins.iter().any(|o| o == "*") {
+        let allowed = ALLOWED_HEADERS.map(HeaderName::from_static);
         return layer
             .allow_origin(AllowOrigin::any())
             .allow_methods(AllowMethods::any())
-            .allow_headers(AllowHeaders::any());
+            .allow_headers(AllowHeaders::list(allowed));
     }
     let list: Vec<HeaderValue> = origins
         .iter()

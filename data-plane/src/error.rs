@@ -51,6 +51,16 @@ pub enum ApiError {
         requested: String,
         attempts: Vec<Attempt>,
         last_error: Option<String>,
+        /// The soonest an entry refused for a rate limit or an open breaker takes calls
+        /// again: sent as `Retry-After`, so SDKs do not back off blindly into a breaker.
+        retry_after: Option<Duration>,
+    },
+    /// No entry of the chain can take this request at all (image URLs, token ids, tools, …):
+    /// a 400 naming what each entry lacks.
+    #[error("no entry of '{requested}' can take this request: {}", reasons.join("; "))]
+    Unsupported {
+        requested: String,
+        reasons: Vec<String>,
     },
     /// Not ready to serve (draining, or no registry yet).
     #[error("{0}")]
@@ -84,6 +94,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Upstream { source, .. } => source.status_code(),
+            ApiError::Unsupported { .. } => StatusCode::BAD_REQUEST,
             ApiError::NoHealthyProvider { .. } | ApiError::Unavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -112,6 +123,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "request_too_large",
             ApiError::Upstream { source, .. } => source.code(),
             ApiError::NoHealthyProvider { .. } => "no_healthy_provider",
+            ApiError::Unsupported { .. } => "capability_mismatch",
             ApiError::Unavailable(_) => "not_ready",
             ApiError::Internal(_) => "internal_error",
         }
@@ -134,6 +146,7 @@ impl ApiError {
                 source: UpstreamError::Status { retry_after, .. },
                 ..
             } => *retry_after,
+            ApiError::NoHealthyProvider { retry_after, .. } => *retry_after,
             _ => None,
         }
     }
@@ -169,7 +182,9 @@ impl IntoResponse for ApiError {
         let code = self.code();
         let mut response = (status, axum::Json(self.body())).into_response();
         if let Some(after) = retry_after {
-            if let Ok(v) = HeaderValue::from_str(&after.as_secs().max(1).to_string()) {
+            // Whole seconds, rounded up: a client retrying on the dot must find it usable.
+            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, v);
             }
         }

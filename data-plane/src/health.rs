@@ -241,6 +241,14 @@ impl Health {
     pub fn status(&self, breaker: &Breaker) -> Status {
         breaker.status(self.now())
     }
+
+    /// How long until `provider`'s open breaker lets a call (its half-open trial) through;
+    /// `None` when it is not open, or its window has already passed.
+    pub fn reopens_in(&self, provider: &ProviderId) -> Option<Duration> {
+        let until = self.store.snapshot().get(provider)?.open_until?;
+        let wait = until - self.now();
+        (wait > 0.0).then(|| Duration::from_secs_f64(wait))
+    }
 }
 
 #[cfg(test)]

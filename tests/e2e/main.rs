@@ -7,6 +7,7 @@ mod aliases;
 mod auth;
 mod breaker;
 mod cache;
+mod capabilities;
 mod cli;
 mod control_plane;
 mod echo;

@@ -93,7 +93,7 @@ async fn images_arrive_as_base64_and_urls_are_refused_clearly() {
             vision_chat("ollama/llava:7b", "https://example.com/cat.png"),
         )
         .await;
-    refused.assert_error(400, "invalid_request");
+    refused.assert_error(400, "capability_mismatch");
     assert!(
         refused.json["error"]["message"]
             .as_str()

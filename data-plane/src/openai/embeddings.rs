@@ -52,10 +52,10 @@ impl EmbeddingInput {
     pub fn texts(&self) -> Result<&[String], crate::providers::UpstreamError> {
         match self {
             EmbeddingInput::Texts(t) => Ok(t),
-            EmbeddingInput::Tokens(_) => Err(crate::providers::UpstreamError::InvalidRequest {
-                message: "this provider only embeds text input, not token ids".to_owned(),
-                param: Some("input".to_owned()),
-            }),
+            // A limit of the provider: an alias moves on to an entry that takes token ids.
+            EmbeddingInput::Tokens(_) => Err(crate::providers::UpstreamError::Capability(
+                "this provider only embeds text input, not token ids (input)".to_owned(),
+            )),
         }
     }
 }

@@ -51,6 +51,10 @@ where
     let deadline = state.config.request_timeout;
     let mut attempts: Vec<Attempt> = Vec::new();
     let mut last_error: Option<(Target, UpstreamError)> = None;
+    // Entries that cannot take this request at all, with why.
+    let mut unable: Vec<String> = Vec::new();
+    // The soonest an entry refused for a rate limit or an open breaker takes calls again.
+    let mut usable_again: Option<Duration> = None;
     let entries = &plan.entries;
 
     for (i, entry) in entries.iter().enumerate() {
@@ -88,6 +92,7 @@ where
                 return Err(ApiError::upstream(target, e));
             }
             skip(&mut attempts, "capability_mismatch", None);
+            unable.push(format!("{target}: {e}"));
             continue;
         }
         let remaining = deadline.saturating_sub(started.elapsed());
@@ -98,6 +103,7 @@ where
         let admission = state.health.admit(&target.provider).await;
         if admission == Admission::Reject {
             skip(&mut attempts, "breaker_open", None);
+            usable_again = soonest(usable_again, state.health.reopens_in(&target.provider));
             continue;
         }
 
@@ -128,6 +134,15 @@ where
                     attempts,
                 });
             }
+            // The provider cannot take this request (image URLs, token ids, …): it is not
+            // failing, so no breaker hears of it, and an alias moves on.
+            Err(e @ UpstreamError::Capability(_)) => {
+                if !plan.is_alias() {
+                    return Err(ApiError::upstream(target, e));
+                }
+                skip(&mut attempts, "capability_mismatch", None);
+                unable.push(format!("{target}: {e}"));
+            }
             Err(e) if e.is_retryable() => {
                 state.metrics.record_error(snapshot, target, e.code());
                 let reason = e.to_string();
@@ -136,7 +151,11 @@ where
                         status: 429,
                         retry_after,
                         ..
-                    } => Report::RateLimited(*retry_after),
+                    } => {
+                        let after = retry_after.unwrap_or(state.health.config().rate_limited_for);
+                        usable_again = soonest(usable_again, Some(after));
+                        Report::RateLimited(*retry_after)
+                    }
                     _ => Report::Failure(&reason),
                 };
                 state.health.report(&target.provider, report).await;
@@ -168,9 +187,25 @@ where
             return Err(ApiError::upstream(&target, e));
         }
     }
+    // No entry could take the request at all: that is the client's to change, not an outage.
+    if !attempts.is_empty() && attempts.iter().all(|a| a.reason == "capability_mismatch") {
+        return Err(ApiError::Unsupported {
+            requested: plan.requested.clone(),
+            reasons: unable,
+        });
+    }
     Err(ApiError::NoHealthyProvider {
         requested: plan.requested.clone(),
         attempts,
         last_error: last_error.map(|(t, e)| format!("{t}: {e}")),
+        retry_after: usable_again,
     })
+}
+
+/// The earlier of two optional waits.
+fn soonest(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }

@@ -163,10 +163,11 @@ fn image_payload(url: &str, param: String) -> Result<String, UpstreamError> {
         .unwrap_or_default()
         .to_ascii_lowercase();
     if scheme == "http" || scheme == "https" {
-        return Err(invalid(
-            "ollama cannot fetch image URLs; send the image inline as a data: URL (data:image/png;base64,…)",
-            param,
-        ));
+        // A limit of this provider, not a bad request: an alias moves on to an entry that
+        // takes URLs.
+        return Err(UpstreamError::Capability(format!(
+            "ollama cannot fetch image URLs ({param}); send the image inline as a data: URL (data:image/png;base64,…)"
+        )));
     }
     let inline = url
         .get(..5)
