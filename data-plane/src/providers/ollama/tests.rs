@@ -200,7 +200,7 @@ async fn embeddings_and_models_against_the_mock() {
     let tokens: EmbeddingsRequest = serde_json::from_value(json!({"input": [1, 2]})).unwrap();
     assert!(matches!(
         provider.embeddings(&tokens, "m").await,
-        Err(UpstreamError::InvalidRequest { .. })
+        Err(UpstreamError::Capability(_))
     ));
 
     let models = provider.list_models().await.unwrap();
