@@ -103,6 +103,7 @@ pub fn chunk_event(chunk: ChatChunk, model: &str) -> Option<Bytes> {
 fn push_chunk_event(out: &mut Vec<u8>, mut chunk: ChatChunk, model: &str) -> bool {
     chunk.model.clear();
     chunk.model.push_str(model);
+    chunk.fill_openai_shape();
     let start = out.len();
     out.extend_from_slice(b"data: ");
     match serde_json::to_writer(&mut *out, &chunk) {
@@ -154,7 +155,7 @@ fn events(
                 match current {
                     Ok(chunk) => {
                         if chunk.usage.is_some() {
-                            usage = chunk.usage;
+                            usage = chunk.usage.clone();
                         }
                         push_chunk_event(&mut batch, chunk, &model);
                     }

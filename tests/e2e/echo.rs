@@ -46,6 +46,34 @@ async fn stream_sends_chunks_then_done_and_usage_when_asked() {
     let usage = chunks.last().unwrap();
     assert_eq!(usage["choices"], json!([]));
     assert_eq!(usage["usage"]["completion_tokens"], 3);
+    assert_eq!(usage["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+    // Every chunk has the fields OpenAI's chunks have, though echo builds them itself.
+    for c in &chunks {
+        assert!(
+            c.as_object().unwrap().contains_key("system_fingerprint"),
+            "{c}"
+        );
+        for choice in c["choices"].as_array().unwrap() {
+            assert!(choice.as_object().unwrap().contains_key("logprobs"), "{c}");
+        }
+    }
+    // And so has the JSON answer.
+    let answer = gw
+        .post("/v1/chat/completions", chat("echo/test", "hi"))
+        .await;
+    assert!(answer
+        .json
+        .as_object()
+        .unwrap()
+        .contains_key("system_fingerprint"));
+    assert!(answer.json["choices"][0]
+        .as_object()
+        .unwrap()
+        .contains_key("logprobs"));
+    assert!(answer.json["choices"][0]["message"]
+        .as_object()
+        .unwrap()
+        .contains_key("refusal"));
 }
 
 #[tokio::test]

@@ -141,9 +141,10 @@ async fn respond_json(
     log.upstream = Some(outcome.upstream);
     let mut completion: ChatCompletion = outcome.value;
     completion.model = target.to_string();
+    completion.fill_openai_shape();
     let metrics = &state.metrics;
     metrics.record_success(snapshot, target, false, Some(outcome.upstream));
-    if let Some(usage) = completion.usage {
+    if let Some(usage) = &completion.usage {
         metrics.record_tokens(
             snapshot,
             target,

@@ -46,8 +46,8 @@ pub fn replay_chunks(cached: &Cached, include_usage: bool) -> Vec<ChatChunk> {
     let finish = choice.and_then(|c| c.finish_reason.as_deref());
     chunks.push(ChatChunk::with_delta(id, created, Delta::default(), finish));
     if include_usage {
-        if let Some(usage) = completion.usage {
-            chunks.push(ChatChunk::usage_only(id, created, usage));
+        if let Some(usage) = &completion.usage {
+            chunks.push(ChatChunk::usage_only(id, created, usage.clone()));
         }
     }
 

@@ -5,6 +5,7 @@
 
 mod chunk;
 mod response;
+mod shape;
 mod validate;
 
 use serde::{Deserialize, Deserializer, Serialize};

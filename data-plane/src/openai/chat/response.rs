@@ -66,7 +66,7 @@ pub(super) fn assistant_role() -> String {
     "assistant".to_owned()
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Usage {
     #[serde(default)]
     pub prompt_tokens: u64,
@@ -74,6 +74,9 @@ pub struct Usage {
     pub completion_tokens: u64,
     #[serde(default)]
     pub total_tokens: u64,
+    /// The details objects (`prompt_tokens_details`, …) and anything newer, passed through.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 impl Usage {
@@ -82,6 +85,7 @@ impl Usage {
             prompt_tokens,
             completion_tokens,
             total_tokens: prompt_tokens + completion_tokens,
+            extra: Map::new(),
         }
     }
 }

@@ -110,12 +110,26 @@ impl UsageMetadata {
     /// Thinking tokens are billed as output, so they count as completion tokens.
     fn usage(&self) -> Usage {
         let completion = self.candidates_token_count + self.thoughts_token_count;
+        let mut extra = serde_json::Map::new();
+        if self.thoughts_token_count > 0 {
+            // Where OpenAI reports its own reasoning tokens.
+            extra.insert(
+                "completion_tokens_details".to_owned(),
+                serde_json::json!({
+                    "reasoning_tokens": self.thoughts_token_count,
+                    "audio_tokens": 0,
+                    "accepted_prediction_tokens": 0,
+                    "rejected_prediction_tokens": 0
+                }),
+            );
+        }
         Usage {
             prompt_tokens: self.prompt_token_count,
             completion_tokens: completion,
             total_tokens: self
                 .total_token_count
                 .unwrap_or(self.prompt_token_count + completion),
+            extra,
         }
     }
 }

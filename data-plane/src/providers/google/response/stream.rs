@@ -147,7 +147,7 @@ impl StreamState {
             out.push(ChatChunk::usage_only(
                 &self.id,
                 self.created,
-                self.usage.unwrap_or_default(),
+                self.usage.clone().unwrap_or_default(),
             ));
         }
         Ok(out)

@@ -28,7 +28,13 @@ fn text_and_usage() {
         Some(Usage {
             prompt_tokens: 5,
             completion_tokens: 7,
-            total_tokens: 12
+            total_tokens: 12,
+            // Gemini's thinking tokens, where OpenAI reports reasoning tokens.
+            extra: serde_json::from_value(json!({"completion_tokens_details": {
+                "reasoning_tokens": 4, "audio_tokens": 0,
+                "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0
+            }}))
+            .unwrap(),
         })
     );
     let c = completion(parse(json!({
