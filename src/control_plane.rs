@@ -13,6 +13,7 @@ use mana_llm_control_plane::publisher;
 use mana_llm_control_plane::redis_bus::RedisBus;
 use mana_llm_data_plane::logging;
 use mana_llm_shared::bus::BusNames;
+use mana_llm_shared::fleet::{Beats, RedisBeats};
 use mana_llm_shared::fleet_key::{FleetKey, FLEET_KEY_ENV};
 use mana_llm_shared::redis_client;
 use mana_llm_shared::RegistryPolicy;
@@ -74,6 +75,7 @@ pub async fn control_plane(args: ControlPlaneArgs) -> Result<(), String> {
     let service = registry_log::open(&args.db, &args.aliases, policy).await?;
     let ops = Ops::new(service.clone()).map_err(|e| e.to_string())?;
     let background = CancellationToken::new();
+    let mut fleet: Option<Arc<dyn Beats>> = None;
     match &args.redis {
         Some(url) => {
             if fleet_key.is_none() {
@@ -90,6 +92,9 @@ pub async fn control_plane(args: ControlPlaneArgs) -> Result<(), String> {
             .with_fleet_key(fleet_key);
             ops.register(Box::new(bus.repairs()))
                 .map_err(|e| e.to_string())?;
+            let beats: Arc<dyn Beats> = Arc::new(RedisBeats::new(bus.redis()));
+            ops.watch_fleet(beats.clone());
+            fleet = Some(beats);
             publisher::spawn(service.clone(), Arc::new(bus), background.clone());
         }
         None => tracing::warn!(
@@ -110,6 +115,7 @@ pub async fn control_plane(args: ControlPlaneArgs) -> Result<(), String> {
         service,
         token: token.clone(),
         aliases_path: Some(args.aliases.clone()),
+        fleet,
     };
     let router = admin_router(Arc::new(admin)).merge(ops.router());
     let listener = TcpListener::bind(args.listen)

@@ -101,6 +101,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
             service,
             token: token.clone(),
             aliases_path: Some(args.aliases.clone()),
+            fleet: Some(app.state().beats.clone()),
         }))
     } else {
         disabled_router()
@@ -111,6 +112,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
+    app.state().listen.set(local);
     // Tests and scripts read this line to find a port chosen with --port 0.
     println!("listening on http://{local}");
     let snapshot = app.state().snapshots.load();

@@ -69,6 +69,7 @@ pub async fn worker(args: WorkerArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
+    app.state().listen.set(local);
     println!("listening on http://{local}");
     tracing::info!(%local, worker_id, "mana-llm worker serving (ready once a registry version is loaded)");
 

@@ -10,6 +10,7 @@
 
 mod auth;
 mod error;
+mod fleet;
 mod handlers;
 #[cfg(test)]
 mod tests;
@@ -27,6 +28,7 @@ use crate::service::RegistryService;
 
 pub use auth::is_loopback;
 pub use error::AdminError;
+pub use fleet::committed_at;
 
 pub struct AdminState {
     pub service: RegistryService,
@@ -34,6 +36,8 @@ pub struct AdminState {
     pub token: Option<String>,
     /// The aliases file `POST /registry/reload` re-reads.
     pub aliases_path: Option<PathBuf>,
+    /// The workers' heartbeats (the fleet view); `None` without a fleet store.
+    pub fleet: Option<Arc<dyn mana_llm_shared::fleet::Beats>>,
 }
 
 /// The admin routes, to be merged into a server that provides `ConnectInfo<SocketAddr>`.
@@ -60,6 +64,11 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/admin/v1/registry/rollback", post(handlers::rollback))
         .route("/admin/v1/registry/reload", post(handlers::reload))
         .route("/admin/v1/audit", get(handlers::audit))
+        .route("/admin/v1/fleet", get(fleet::fleet))
+        .route(
+            "/admin/v1/registry/versions/{version}/rollout",
+            get(fleet::rollout),
+        )
         .route_layer(from_fn_with_state(state.clone(), auth::require_admin))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)

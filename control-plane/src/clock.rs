@@ -23,6 +23,34 @@ pub fn rfc3339(time: SystemTime) -> String {
     )
 }
 
+/// Our own timestamps back to Unix seconds (`YYYY-MM-DDTHH:MM:SS.mmmZ`); `None` for anything
+/// else.
+pub fn parse_rfc3339(text: &str) -> Option<f64> {
+    let b = text.as_bytes();
+    if b.len() != 24 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[19] != b'.' || b[23] != b'Z' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| text.get(r)?.parse::<u64>().ok();
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, m, sec, ms) = (num(11..13)?, num(14..16)?, num(17..19)?, num(20..23)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || h > 23 || m > 59 || sec > 60 {
+        return None;
+    }
+    let days = days_from_civil(year, month, day)?;
+    Some((days * 86_400 + h * 3600 + m * 60 + sec) as f64 + ms as f64 / 1000.0)
+}
+
+/// (year, month, day) → days since 1970-01-01: the inverse of [`civil_from_days`].
+fn days_from_civil(year: u64, month: u64, day: u64) -> Option<u64> {
+    let y = if month <= 2 { year.checked_sub(1)? } else { year };
+    let era = y / 400;
+    let yoe = y % 400;
+    let mp = if month > 2 { month - 3 } else { month + 9 };
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    (era * 146_097 + doe).checked_sub(719_468)
+}
+
 /// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar.
 ///
 /// Counts in 400-year eras (146 097 days each) of years that start on 1 March, so the leap
@@ -48,6 +76,17 @@ mod tests {
 
     fn at(secs: u64, millis: u64) -> String {
         rfc3339(UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis))
+    }
+
+    #[test]
+    fn parses_what_it_formats() {
+        for (secs, ms) in [(0, 0), (951_782_400, 5), (1_709_251_199, 999), (4_102_444_799, 0)] {
+            let text = at(secs, ms);
+            assert_eq!(parse_rfc3339(&text), Some(secs as f64 + ms as f64 / 1000.0), "{text}");
+        }
+        for bad in ["", "2024-02-29", "2024-13-01T00:00:00.000Z", "2024-02-29T24:00:00.000Z", "x024-02-29T00:00:00.000Z"] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -7,7 +7,8 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use prometheus::{Encoder, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use mana_llm_shared::fleet::{Beat, Beats};
+use prometheus::{Encoder, Gauge, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 use serde_json::json;
 
 use crate::service::RegistryService;
@@ -18,6 +19,11 @@ pub struct Ops {
     pub reloads_total: IntCounterVec,
     pub registry_version: IntGauge,
     pub outbox_pending: IntGauge,
+    /// Live workers per registry version they serve (from the heartbeats).
+    pub fleet_workers: IntGaugeVec,
+    /// The longest any live worker has served an older version than the current one.
+    pub fleet_max_lag: Gauge,
+    fleet: std::sync::OnceLock<Arc<dyn Beats>>,
 }
 
 impl Ops {
@@ -41,12 +47,28 @@ impl Ops {
         registry.register(Box::new(reloads_total.clone()))?;
         registry.register(Box::new(registry_version.clone()))?;
         registry.register(Box::new(outbox_pending.clone()))?;
+        let fleet_workers = IntGaugeVec::new(
+            Opts::new(
+                "mana_llm_fleet_workers",
+                "Live workers by the registry version they serve",
+            ),
+            &["registry_version"],
+        )?;
+        let fleet_max_lag = Gauge::new(
+            "mana_llm_fleet_max_lag_seconds",
+            "How long the most lagging live worker has served an older version than the current one",
+        )?;
+        registry.register(Box::new(fleet_workers.clone()))?;
+        registry.register(Box::new(fleet_max_lag.clone()))?;
         Ok(Arc::new(Self {
             service,
             registry,
             reloads_total,
             registry_version,
             outbox_pending,
+            fleet_workers,
+            fleet_max_lag,
+            fleet: std::sync::OnceLock::new(),
         }))
     }
 
@@ -58,6 +80,11 @@ impl Ops {
         self.registry.register(collector)
     }
 
+    /// Reports the fleet (from these heartbeats) in `/metrics`.
+    pub fn watch_fleet(&self, beats: Arc<dyn Beats>) {
+        let _ = self.fleet.set(beats);
+    }
+
     pub fn router(self: &Arc<Self>) -> Router {
         Router::new()
             .route("/health", get(health))
@@ -65,6 +92,36 @@ impl Ops {
             .route("/metrics", get(metrics))
             .with_state(self.clone())
     }
+}
+
+/// Sets the fleet gauges from the live workers (stale versions disappear from the labels).
+async fn observe_fleet(ops: &Ops, workers: &[Beat]) {
+    let current = ops.service.current_version().await;
+    ops.fleet_workers.reset();
+    let mut per_version: std::collections::BTreeMap<u64, i64> = Default::default();
+    for w in workers {
+        *per_version.entry(w.registry_version).or_default() += 1;
+    }
+    for (version, n) in per_version {
+        ops.fleet_workers
+            .with_label_values(&[&version.to_string()])
+            .set(n);
+    }
+    let lagging = workers.iter().any(|w| w.registry_version < current);
+    let lag = if lagging {
+        crate::api::committed_at(&ops.service, current)
+            .await
+            .map_or(0.0, |t| (unix_now() - t).max(0.0))
+    } else {
+        0.0
+    };
+    ops.fleet_max_lag.set(lag);
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 async fn health(State(ops): State<Arc<Ops>>) -> Json<serde_json::Value> {
@@ -79,6 +136,11 @@ async fn metrics(State(ops): State<Arc<Ops>>) -> impl IntoResponse {
     if let Ok(rows) = ops.service.store().unsent_outbox(1000).await {
         ops.outbox_pending
             .set(i64::try_from(rows.len()).unwrap_or(i64::MAX));
+    }
+    if let Some(beats) = ops.fleet.get() {
+        if let Some(workers) = beats.list().await {
+            observe_fleet(&ops, &workers).await;
+        }
     }
     let mut out = Vec::new();
     if let Err(e) = TextEncoder::new().encode(&ops.registry.gather(), &mut out) {

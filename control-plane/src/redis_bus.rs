@@ -98,6 +98,11 @@ impl RedisBus {
         self
     }
 
+    /// The connection, for the fleet view's reads.
+    pub fn redis(&self) -> Arc<SharedRedis> {
+        self.redis.clone()
+    }
+
     /// The repair counter, to register in whichever metrics registry serves this process.
     pub fn repairs(&self) -> IntCounter {
         self.repairs.clone()

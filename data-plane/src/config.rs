@@ -194,6 +194,8 @@ pub struct GatewayConfig {
     pub worker_id: String,
     /// How often a worker compares its registry version with the published one.
     pub sync_interval: Duration,
+    /// How often this worker reports itself to the fleet view (expiry: three times this).
+    pub heartbeat_interval: Duration,
     pub cache: CacheConfig,
     /// Signs and verifies what the fleet shares through Redis (registry versions, cache
     /// entries). `None`: shared state is validated but its origin cannot be checked.
@@ -280,6 +282,7 @@ impl GatewayConfig {
                 .filter(|w| !w.is_empty())
                 .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
             sync_interval: src.seconds("MANA_LLM_SYNC_INTERVAL", 5.0)?,
+            heartbeat_interval: src.seconds("MANA_LLM_HEARTBEAT_INTERVAL", 5.0)?,
             cache: CacheConfig::from_source(src)?,
             fleet_key: FleetKey::from_setting(src.get(FLEET_KEY_ENV).as_deref())
                 .map_err(|e| ConfigError::new(FLEET_KEY_ENV, e.to_string()))?,

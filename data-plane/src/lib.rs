@@ -16,11 +16,13 @@
 //! - [`error`]: the one error type of the HTTP edge, OpenAI-shaped.
 //! - [`scrub`]: the process's secret values, replaced in any upstream text we pass on.
 //! - [`metrics`]: this worker's Prometheus registry.
+//! - [`fleet`]: this worker's heartbeat and its figures per registry version.
 
 pub mod api;
 pub mod cache;
 pub mod config;
 pub mod error;
+pub mod fleet;
 pub mod health;
 pub mod logging;
 pub mod metrics;

@@ -15,7 +15,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cache::ResponseCache;
 use crate::config::{ConfigError, GatewayConfig, Source};
+use crate::fleet::{FleetStats, Listen};
 use crate::health::redis_store::RedisStore;
+use mana_llm_shared::fleet::{Beats, MemoryBeats, RedisBeats};
 use crate::health::{probe, Health, HealthStore, MemoryStore, Status, SystemClock, Transition};
 use crate::metrics::Metrics;
 use crate::providers::Providers;
@@ -37,6 +39,12 @@ pub struct AppState {
     pub cache: ResponseCache,
     /// Feeds the shared breakers from the breaker channel (with Redis).
     breakers: Option<Arc<dyn Follower>>,
+    /// Figures per registry version since the last heartbeat.
+    pub fleet_stats: FleetStats,
+    /// Where this process listens, for the fleet view (set once bound).
+    pub listen: Listen,
+    /// Where heartbeats go: Redis for a fleet, memory for `serve` alone.
+    pub beats: Arc<dyn Beats>,
     /// Redis key and channel names (also used for cache keys without Redis).
     pub names: BusNames,
     draining: AtomicBool,
@@ -191,6 +199,10 @@ impl App {
                 .as_ref()
                 .map_or(mana_llm_shared::bus::DEFAULT_PREFIX, |r| r.prefix.as_str()),
         );
+        let beats: Arc<dyn Beats> = match &redis {
+            Some(redis) => Arc::new(RedisBeats::new(redis.clone())),
+            None => Arc::new(MemoryBeats::default()),
+        };
         let cache = ResponseCache::new(
             config.cache.clone(),
             redis.clone(),
@@ -205,6 +217,9 @@ impl App {
             redis,
             cache,
             breakers,
+            fleet_stats: FleetStats::default(),
+            listen: Listen::default(),
+            beats,
             names,
             draining: AtomicBool::new(false),
             background,
@@ -241,6 +256,12 @@ impl App {
             followers.extend(self.state.breakers.clone());
             crate::redis::subscriber::spawn(redis.clone(), followers, cancel.clone());
         }
+        crate::fleet::spawn_heartbeat(
+            self.state.clone(),
+            self.state.beats.clone(),
+            self.state.config.heartbeat_interval,
+            cancel.clone(),
+        );
         let Some(config) = self.state.config.probe else {
             return;
         };

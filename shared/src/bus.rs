@@ -150,6 +150,16 @@ impl BusNames {
         format!("{}:probe:lock", self.prefix)
     }
 
+    /// One worker's heartbeat (expires on its own).
+    pub fn worker_key(&self, worker_id: &str) -> String {
+        format!("{}:fleet:worker:{worker_id}", self.prefix)
+    }
+
+    /// The pattern matching every worker's heartbeat key.
+    pub fn worker_pattern(&self) -> String {
+        format!("{}:fleet:worker:*", self.prefix)
+    }
+
     /// A cached response, by the hash of its canonical request and resolved chain. v2: the
     /// value is a MAC'd envelope and the hash covers the tenant; v1 entries simply miss.
     pub fn cache_key(&self, hash: &str) -> String {

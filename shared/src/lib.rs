@@ -8,12 +8,14 @@
 //! - [`bus`]: what the control plane tells workers, and the Redis names it uses.
 //! - [`redis_client`], [`redis_conn`], [`backoff`]: the one way every process reaches Redis: building
 //!   the client (credentials, TLS), the connection holder no caller ever waits on, the retry rhythm.
+//! - [`fleet`]: what each worker reports about itself (heartbeats).
 //! - [`fleet_key`]: HMAC-SHA256 signatures over what the fleet shares through Redis.
 //! - [`redis_client`]: the Redis client of every process: password, ACL user, TLS.
 
 pub mod backoff;
 pub mod bus;
 pub mod events;
+pub mod fleet;
 pub mod fleet_key;
 pub mod redis_client;
 pub mod redis_conn;

@@ -37,6 +37,9 @@ pub enum AdminError {
         "the document is {size} bytes; the limit is {limit} bytes (MANA_LLM_REGISTRY_MAX_BYTES)"
     )]
     TooLarge { size: usize, limit: usize },
+    /// A dependency is down (the fleet store): try again later.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -54,6 +57,7 @@ impl AdminError {
             AdminError::Disabled => (StatusCode::FORBIDDEN, "admin_disabled"),
             AdminError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             AdminError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "document_too_large"),
+            AdminError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             AdminError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }
     }

@@ -62,9 +62,30 @@ async fn fail(state: &AdminState, e: ServiceError) -> AdminError {
     }
 }
 
-/// 201 with the new version, or 200 when nothing changed.
-fn written(executed: &Executed, current_hash: Option<String>) -> Response {
-    answer(outcome(executed), current_hash)
+/// How many live workers already serve `version` (`{"live", "serving"}`), when there is a
+/// fleet to ask: a write's answer says how far it has reached.
+async fn reach(state: &AdminState, version: u64) -> Option<Value> {
+    let workers = state.fleet.as_ref()?.list().await?;
+    let serving = workers.iter().filter(|w| w.registry_version >= version).count();
+    Some(json!({"live": workers.len(), "serving": serving}))
+}
+
+/// [`written`], with the fleet's reach of the version added.
+async fn written_reaching(state: &AdminState, executed: &Executed, hash: Option<String>) -> Response {
+    let reach = reach(state, executed.current_version).await;
+    match outcome(executed) {
+        ReloadOutcome::Published { version, hash } => (
+            StatusCode::CREATED,
+            Json(json!({"version": version, "hash": hash, "changed": true, "workers": reach})),
+        )
+            .into_response(),
+        ReloadOutcome::Unchanged { version } => (
+            StatusCode::OK,
+            Json(json!({"version": version, "hash": hash, "changed": false, "workers": reach})),
+        )
+            .into_response(),
+        ReloadOutcome::Rejected { errors } => AdminError::Invalid(errors).into_response(),
+    }
 }
 
 /// The answer to anything that may write a version: 201 new, 200 unchanged, 400 rejected.
@@ -157,7 +178,7 @@ pub async fn push(
         Err(e) => return Err(fail(&state, e).await),
     };
     let hash = state.service.current().await.map(|c| c.hash);
-    Ok(written(&executed, hash))
+    Ok(written_reaching(&state, &executed, hash).await)
 }
 
 #[derive(Deserialize)]
@@ -186,7 +207,7 @@ pub async fn rollback(
         Err(e) => return Err(fail(&state, e).await),
     };
     let hash = state.service.current().await.map(|c| c.hash);
-    Ok(written(&executed, hash))
+    Ok(written_reaching(&state, &executed, hash).await)
 }
 
 pub async fn reload(State(state): State<Arc<AdminState>>) -> Result<Response, AdminError> {

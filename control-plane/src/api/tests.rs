@@ -26,6 +26,7 @@ async fn admin(dir: &TempDir, token: Option<&str>) -> Router {
         service,
         token: token.map(str::to_owned),
         aliases_path: None,
+        fleet: None,
     }))
 }
 

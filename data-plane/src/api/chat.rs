@@ -139,6 +139,7 @@ async fn respond_json(
     let target = &outcome.target;
     log.target = Some(target.to_string());
     log.upstream = Some(outcome.upstream);
+    log.fallbacks = outcome.attempts.len();
     let mut completion: ChatCompletion = outcome.value;
     completion.model = target.to_string();
     completion.fill_openai_shape();
@@ -182,6 +183,7 @@ async fn stream_live(
     .await?;
     log.target = Some(outcome.target.to_string());
     log.upstream = Some(outcome.upstream);
+    log.fallbacks = outcome.attempts.len();
     let (first, rest) = outcome.value;
     Ok(streaming::respond(
         state,

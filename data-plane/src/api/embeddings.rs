@@ -58,6 +58,7 @@ async fn serve(
     let target = &outcome.target;
     log.target = Some(target.to_string());
     log.upstream = Some(outcome.upstream);
+    log.fallbacks = outcome.attempts.len();
     state
         .metrics
         .record_success(&snapshot, target, false, Some(outcome.upstream));

@@ -24,6 +24,8 @@ pub struct RouteLog {
     /// The `provider/model` that answered or failed.
     pub target: Option<String>,
     pub upstream: Option<Duration>,
+    /// Chain entries skipped or failed before the one that answered.
+    pub fallbacks: usize,
 }
 
 impl RouteLog {
@@ -118,6 +120,18 @@ pub async fn layer(
         .observe(elapsed.as_secs_f64());
 
     let error = response.extensions().get::<ErrorCode>().map(|c| c.0);
+    // The fleet view's figures: model calls only (the routes that walk a chain).
+    if !probe && method == "POST" && path.starts_with("/v1/") {
+        state.fleet_stats.record(
+            version,
+            elapsed,
+            crate::fleet::Outcome {
+                upstream_error: status.is_server_error(),
+                fallback: route.fallbacks > 0,
+                exhausted: error == Some("no_healthy_provider"),
+            },
+        );
+    }
     let upstream_ms = route.upstream.map(millis);
     let total_ms = millis(elapsed);
     let target = route.target.as_deref();
