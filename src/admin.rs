@@ -6,6 +6,7 @@
 
 mod client;
 mod failure;
+mod fleet;
 mod render;
 
 use std::io::{IsTerminal, Write};
@@ -52,6 +53,13 @@ pub enum AdminCommand {
         /// overwriting someone else's push.
         #[arg(long)]
         expected_version: Option<u64>,
+        /// Return only once every live worker serves the new version (exit 8 naming the
+        /// workers that do not when `--timeout` passes first).
+        #[arg(long)]
+        wait: bool,
+        /// How long `--wait` waits (e.g. 30s, 500ms, 2m).
+        #[arg(long, default_value = "30s", value_parser = fleet::parse_timeout)]
+        timeout: Duration,
     },
     /// List the newest registry versions: source, actor, time, alias count, hash.
     List {
@@ -106,6 +114,7 @@ pub enum AdminCommand {
 /// - 5: version conflict (409): the current version is not the `--expected-version`.
 /// - 6: not found (404): no such version, or no registry yet.
 /// - 7: the control plane failed (5xx) or gave an answer this client cannot read.
+/// - 8: `push --wait`: the timeout passed before every live worker served the version.
 pub async fn run(args: &AdminArgs, command: AdminCommand) -> ExitCode {
     // An empty variable is treated as unset so `MANA_LLM_ADMIN_TOKEN= mana-llm …` sends nothing.
     let token = std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty());
@@ -152,6 +161,8 @@ async fn execute(
         AdminCommand::Push {
             file,
             expected_version,
+            wait,
+            timeout,
         } => {
             let body = read_file(&file)?;
             let mut request = client
@@ -162,7 +173,15 @@ async fn execute(
                 request = request.header(IF_MATCH, v.to_string());
             }
             let text = client.send(request, expected_version).await?;
-            output::<Published>(&text, json, |p| render::published(p, None))
+            let mut out = output::<Published>(&text, json, |p| render::published(p, None))?;
+            if wait {
+                let version = parse::<Published>(&text)?.version;
+                let reached = fleet::wait(client, version, timeout).await?;
+                if !json {
+                    out.push_str(&reached);
+                }
+            }
+            Ok(out)
         }
         AdminCommand::List { limit } => {
             // Versions are numbered 1, 2, 3, … and the API pages oldest first, so the newest
@@ -299,5 +318,28 @@ mod tests {
         let failure = read_file(Path::new("/nonexistent/aliases.yaml")).err();
         let failure = failure.map(|f| (f.exit, f.line.contains("/nonexistent/aliases.yaml")));
         assert_eq!(failure, Some((1, true)));
+    }
+}
+
+/// `mana-llm fleet status`: every live worker, the version it serves and whether it lags.
+pub async fn fleet_status(args: &AdminArgs) -> ExitCode {
+    let token = std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty());
+    let outcome = match Client::new(&args.url, token.as_deref()) {
+        Ok(client) => match client.send(client.get("/fleet"), None).await {
+            Ok(text) => output::<fleet::FleetView>(&text, args.json, fleet::render_status),
+            Err(failure) => Err(failure),
+        },
+        Err(failure) => Err(failure),
+    };
+    match outcome {
+        Ok(text) => {
+            print_stdout(&text);
+            ExitCode::SUCCESS
+        }
+        Err(failure) => {
+            let text = failure.render(token.as_deref());
+            let _ = std::io::stderr().lock().write_all(text.as_bytes());
+            ExitCode::from(failure.exit)
+        }
     }
 }

@@ -58,6 +58,20 @@ enum Command {
         #[command(subcommand)]
         command: AliasesCommand,
     },
+    /// See the fleet: every live worker (from its heartbeat), the registry version it serves,
+    /// whether it lags the control plane's current one.
+    Fleet {
+        #[command(flatten)]
+        admin: admin::AdminArgs,
+        #[command(subcommand)]
+        command: FleetCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum FleetCommand {
+    /// Every live worker as a table (or `--json`).
+    Status,
 }
 
 #[derive(Subcommand)]
@@ -86,6 +100,10 @@ async fn main() -> ExitCode {
             admin,
             command: AliasesCommand::Admin(command),
         } => return admin::run(&admin, command).await,
+        Command::Fleet {
+            admin,
+            command: FleetCommand::Status,
+        } => return admin::fleet_status(&admin).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

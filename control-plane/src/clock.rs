@@ -27,7 +27,13 @@ pub fn rfc3339(time: SystemTime) -> String {
 /// else.
 pub fn parse_rfc3339(text: &str) -> Option<f64> {
     let b = text.as_bytes();
-    if b.len() != 24 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[19] != b'.' || b[23] != b'Z' {
+    if b.len() != 24
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[19] != b'.'
+        || b[23] != b'Z'
+    {
         return None;
     }
     let num = |r: std::ops::Range<usize>| text.get(r)?.parse::<u64>().ok();
@@ -42,7 +48,11 @@ pub fn parse_rfc3339(text: &str) -> Option<f64> {
 
 /// (year, month, day) → days since 1970-01-01: the inverse of [`civil_from_days`].
 fn days_from_civil(year: u64, month: u64, day: u64) -> Option<u64> {
-    let y = if month <= 2 { year.checked_sub(1)? } else { year };
+    let y = if month <= 2 {
+        year.checked_sub(1)?
+    } else {
+        year
+    };
     let era = y / 400;
     let yoe = y % 400;
     let mp = if month > 2 { month - 3 } else { month + 9 };
@@ -80,11 +90,26 @@ mod tests {
 
     #[test]
     fn parses_what_it_formats() {
-        for (secs, ms) in [(0, 0), (951_782_400, 5), (1_709_251_199, 999), (4_102_444_799, 0)] {
+        for (secs, ms) in [
+            (0, 0),
+            (951_782_400, 5),
+            (1_709_251_199, 999),
+            (4_102_444_799, 0),
+        ] {
             let text = at(secs, ms);
-            assert_eq!(parse_rfc3339(&text), Some(secs as f64 + ms as f64 / 1000.0), "{text}");
+            assert_eq!(
+                parse_rfc3339(&text),
+                Some(secs as f64 + ms as f64 / 1000.0),
+                "{text}"
+            );
         }
-        for bad in ["", "2024-02-29", "2024-13-01T00:00:00.000Z", "2024-02-29T24:00:00.000Z", "x024-02-29T00:00:00.000Z"] {
+        for bad in [
+            "",
+            "2024-02-29",
+            "2024-13-01T00:00:00.000Z",
+            "2024-02-29T24:00:00.000Z",
+            "x024-02-29T00:00:00.000Z",
+        ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }
     }

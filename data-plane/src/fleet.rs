@@ -14,8 +14,22 @@ use crate::server::AppState;
 
 /// Latency bucket bounds in milliseconds: a p99 is reported as the bound it falls under.
 const BOUNDS_MS: [f64; 16] = [
-    1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1_000.0, 2_000.0, 5_000.0, 10_000.0,
-    30_000.0, 60_000.0, f64::INFINITY,
+    1.0,
+    2.0,
+    5.0,
+    10.0,
+    20.0,
+    50.0,
+    100.0,
+    200.0,
+    500.0,
+    1_000.0,
+    2_000.0,
+    5_000.0,
+    10_000.0,
+    30_000.0,
+    60_000.0,
+    f64::INFINITY,
 ];
 
 /// Figures since the last beat.
@@ -55,7 +69,11 @@ impl Counts {
             seen += n;
             if seen >= rank {
                 // The open bucket reports the largest value seen.
-                return if bound.is_finite() { *bound } else { self.max_ms };
+                return if bound.is_finite() {
+                    *bound
+                } else {
+                    self.max_ms
+                };
             }
         }
         self.max_ms
@@ -85,7 +103,10 @@ impl FleetStats {
         c.upstream_errors += u64::from(outcome.upstream_error);
         c.fallbacks += u64::from(outcome.fallback);
         c.exhausted += u64::from(outcome.exhausted);
-        let bucket = BOUNDS_MS.iter().position(|b| ms <= *b).unwrap_or(BOUNDS_MS.len() - 1);
+        let bucket = BOUNDS_MS
+            .iter()
+            .position(|b| ms <= *b)
+            .unwrap_or(BOUNDS_MS.len() - 1);
         c.buckets[bucket] += 1;
         c.max_ms = c.max_ms.max(ms);
     }
@@ -93,7 +114,8 @@ impl FleetStats {
     /// The windows since the last call, emptied (the newest versions if there are many).
     fn take(&self) -> BTreeMap<u64, Window> {
         let windows = std::mem::take(&mut *self.windows.lock().unwrap_or_else(|e| e.into_inner()));
-        let mut out: BTreeMap<u64, Window> = windows.iter().map(|(v, c)| (*v, c.window())).collect();
+        let mut out: BTreeMap<u64, Window> =
+            windows.iter().map(|(v, c)| (*v, c.window())).collect();
         while out.len() > mana_llm_shared::fleet::MAX_VERSIONS_PER_BEAT {
             out.pop_first();
         }
@@ -148,7 +170,9 @@ pub fn spawn_heartbeat(
                 _ = cancel.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            let Some(listen) = state.listen.get() else { continue };
+            let Some(listen) = state.listen.get() else {
+                continue;
+            };
             let ttl = interval * 3;
             let beat = Beat {
                 worker_id: fleet_id(&state.config.worker_id),
@@ -203,7 +227,10 @@ mod tests {
     fn unsafe_ids_are_reported_as_a_hash() {
         assert_eq!(fleet_id("w1"), "w1");
         let hashed = fleet_id("<b>evil</b>");
-        assert!(hashed.starts_with("w-") && is_worker_id(&hashed), "{hashed}");
+        assert!(
+            hashed.starts_with("w-") && is_worker_id(&hashed),
+            "{hashed}"
+        );
         assert_eq!(hashed, fleet_id("<b>evil</b>"));
     }
 }

@@ -17,7 +17,6 @@ use crate::cache::ResponseCache;
 use crate::config::{ConfigError, GatewayConfig, Source};
 use crate::fleet::{FleetStats, Listen};
 use crate::health::redis_store::RedisStore;
-use mana_llm_shared::fleet::{Beats, MemoryBeats, RedisBeats};
 use crate::health::{probe, Health, HealthStore, MemoryStore, Status, SystemClock, Transition};
 use crate::metrics::Metrics;
 use crate::providers::Providers;
@@ -25,6 +24,7 @@ use crate::redis::subscriber::Follower;
 use crate::redis::SharedRedis;
 use crate::snapshot::Snapshots;
 use mana_llm_shared::bus::BusNames;
+use mana_llm_shared::fleet::{Beats, MemoryBeats, RedisBeats};
 use mana_llm_shared::redis_client;
 
 /// What every handler can reach. The registry snapshot is swapped atomically; the rest is

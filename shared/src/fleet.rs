@@ -109,14 +109,38 @@ mod tests {
     fn plausible_beats_only() {
         assert!(beat().is_plausible());
         for bad in [
-            Beat { worker_id: "".into(), ..beat() },
-            Beat { worker_id: "a b".into(), ..beat() },
-            Beat { worker_id: "x".repeat(65), ..beat() },
-            Beat { worker_id: "<script>".into(), ..beat() },
-            Beat { listen: "somewhere".into(), ..beat() },
-            Beat { binary_version: "1 2".into(), ..beat() },
-            Beat { beat_at: f64::NAN, ..beat() },
-            Beat { ttl: -1.0, ..beat() },
+            Beat {
+                worker_id: "".into(),
+                ..beat()
+            },
+            Beat {
+                worker_id: "a b".into(),
+                ..beat()
+            },
+            Beat {
+                worker_id: "x".repeat(65),
+                ..beat()
+            },
+            Beat {
+                worker_id: "<script>".into(),
+                ..beat()
+            },
+            Beat {
+                listen: "somewhere".into(),
+                ..beat()
+            },
+            Beat {
+                binary_version: "1 2".into(),
+                ..beat()
+            },
+            Beat {
+                beat_at: f64::NAN,
+                ..beat()
+            },
+            Beat {
+                ttl: -1.0,
+                ..beat()
+            },
             Beat {
                 windows: (0..9).map(|v| (v, Window::default())).collect(),
                 ..beat()

@@ -24,10 +24,9 @@ pub(super) async fn live_workers(state: &AdminState) -> Result<Vec<Beat>, AdminE
             "this control plane has no fleet store (start it with --redis)".to_owned(),
         ));
     };
-    beats
-        .list()
-        .await
-        .ok_or_else(|| AdminError::Unavailable("Redis is unreachable: the fleet cannot be listed".to_owned()))
+    beats.list().await.ok_or_else(|| {
+        AdminError::Unavailable("Redis is unreachable: the fleet cannot be listed".to_owned())
+    })
 }
 
 /// When version `v` became current, as Unix seconds, from the log.
@@ -69,7 +68,10 @@ pub async fn fleet(State(state): State<Arc<AdminState>>) -> Result<Json<Value>, 
         .iter()
         .map(|b| worker_view(b, current, since, now))
         .collect();
-    let serving = workers.iter().filter(|b| b.registry_version == current).count();
+    let serving = workers
+        .iter()
+        .filter(|b| b.registry_version == current)
+        .count();
     Ok(Json(json!({
         "current_version": current,
         "live": workers.len(),

@@ -66,12 +66,19 @@ async fn fail(state: &AdminState, e: ServiceError) -> AdminError {
 /// fleet to ask: a write's answer says how far it has reached.
 async fn reach(state: &AdminState, version: u64) -> Option<Value> {
     let workers = state.fleet.as_ref()?.list().await?;
-    let serving = workers.iter().filter(|w| w.registry_version >= version).count();
+    let serving = workers
+        .iter()
+        .filter(|w| w.registry_version >= version)
+        .count();
     Some(json!({"live": workers.len(), "serving": serving}))
 }
 
 /// [`written`], with the fleet's reach of the version added.
-async fn written_reaching(state: &AdminState, executed: &Executed, hash: Option<String>) -> Response {
+async fn written_reaching(
+    state: &AdminState,
+    executed: &Executed,
+    hash: Option<String>,
+) -> Response {
     let reach = reach(state, executed.current_version).await;
     match outcome(executed) {
         ReloadOutcome::Published { version, hash } => (
