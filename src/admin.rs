@@ -294,6 +294,29 @@ fn content_type(path: &Path) -> &'static str {
     }
 }
 
+/// `mana-llm fleet status`: every live worker, the version it serves and whether it lags.
+pub async fn fleet_status(args: &AdminArgs) -> ExitCode {
+    let token = std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty());
+    let outcome = match Client::new(&args.url, token.as_deref()) {
+        Ok(client) => match client.send(client.get("/fleet"), None).await {
+            Ok(text) => output::<fleet::FleetView>(&text, args.json, fleet::render_status),
+            Err(failure) => Err(failure),
+        },
+        Err(failure) => Err(failure),
+    };
+    match outcome {
+        Ok(text) => {
+            print_stdout(&text);
+            ExitCode::SUCCESS
+        }
+        Err(failure) => {
+            let text = failure.render(token.as_deref());
+            let _ = std::io::stderr().lock().write_all(text.as_bytes());
+            ExitCode::from(failure.exit)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,28 +341,5 @@ mod tests {
         let failure = read_file(Path::new("/nonexistent/aliases.yaml")).err();
         let failure = failure.map(|f| (f.exit, f.line.contains("/nonexistent/aliases.yaml")));
         assert_eq!(failure, Some((1, true)));
-    }
-}
-
-/// `mana-llm fleet status`: every live worker, the version it serves and whether it lags.
-pub async fn fleet_status(args: &AdminArgs) -> ExitCode {
-    let token = std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty());
-    let outcome = match Client::new(&args.url, token.as_deref()) {
-        Ok(client) => match client.send(client.get("/fleet"), None).await {
-            Ok(text) => output::<fleet::FleetView>(&text, args.json, fleet::render_status),
-            Err(failure) => Err(failure),
-        },
-        Err(failure) => Err(failure),
-    };
-    match outcome {
-        Ok(text) => {
-            print_stdout(&text);
-            ExitCode::SUCCESS
-        }
-        Err(failure) => {
-            let text = failure.render(token.as_deref());
-            let _ = std::io::stderr().lock().write_all(text.as_bytes());
-            ExitCode::from(failure.exit)
-        }
     }
 }
