@@ -18,6 +18,7 @@ mod openai_compat;
 mod redis_auth;
 mod sdk;
 mod secrets;
+mod storage;
 mod streaming;
 mod support;
 mod trust;
