@@ -233,6 +233,23 @@ impl App {
         let Some(config) = self.state.config.probe else {
             return;
         };
+        // Each worker lists for its own metric labels (the probe runs on one leader only).
+        let state = self.state.clone();
+        crate::metrics::listed::spawn(
+            self.state.metrics.listed.clone(),
+            move || {
+                state
+                    .snapshots
+                    .load()
+                    .providers
+                    .configured()
+                    .cloned()
+                    .collect()
+            },
+            config.interval,
+            config.timeout,
+            cancel.clone(),
+        );
         let state = self.state.clone();
         probe::spawn(
             self.state.health.clone(),

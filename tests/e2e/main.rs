@@ -12,6 +12,7 @@ mod echo;
 mod errors;
 mod fleet;
 mod google;
+mod labels;
 mod nginx;
 mod ollama;
 mod openai_compat;
