@@ -201,6 +201,8 @@ pub struct GatewayConfig {
     /// What a registry may declare (key variables, hosts, size); every version is checked
     /// against it before it is installed.
     pub registry_policy: RegistryPolicy,
+    /// Connection bounds: count, header and idle timeouts, HTTP/2 streams and buffers.
+    pub connections: crate::conn::ConnLimits,
 }
 
 #[derive(Clone)]
@@ -285,6 +287,7 @@ impl GatewayConfig {
                 .map_err(|e| ConfigError::new(FLEET_KEY_ENV, e.to_string()))?,
             registry_policy: RegistryPolicy::from_settings(|k| src.get(k))
                 .map_err(|e| ConfigError::new(e.key, e.message))?,
+            connections: crate::conn::ConnLimits::from_source(src)?,
             probe: if src.flag("MANA_LLM_PROBE", true)? {
                 Some(
                     ProbeConfig::new(

@@ -20,6 +20,7 @@
 pub mod api;
 pub mod cache;
 pub mod config;
+pub mod conn;
 pub mod error;
 pub mod health;
 pub mod logging;
