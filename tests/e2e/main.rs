@@ -7,6 +7,7 @@ mod aliases;
 mod auth;
 mod breaker;
 mod cli;
+mod connections;
 mod control_plane;
 mod echo;
 mod errors;
