@@ -203,6 +203,8 @@ pub struct GatewayConfig {
     pub registry_policy: RegistryPolicy,
     /// Connection bounds: count, header and idle timeouts, HTTP/2 streams and buffers.
     pub connections: crate::conn::ConnLimits,
+    /// Bytes of request bodies in flight at once (`MANA_LLM_BODY_BUDGET_MB`); past it, 503.
+    pub body_budget: usize,
 }
 
 #[derive(Clone)]
@@ -288,6 +290,10 @@ impl GatewayConfig {
             registry_policy: RegistryPolicy::from_settings(|k| src.get(k))
                 .map_err(|e| ConfigError::new(e.key, e.message))?,
             connections: crate::conn::ConnLimits::from_source(src)?,
+            body_budget: match src.number("MANA_LLM_BODY_BUDGET_MB", 0usize)? {
+                0 => crate::api::budget::default_budget(body_limit_mb * 1024 * 1024),
+                mb => mb.saturating_mul(1024 * 1024),
+            },
             probe: if src.flag("MANA_LLM_PROBE", true)? {
                 Some(
                     ProbeConfig::new(

@@ -50,6 +50,8 @@ pub struct Metrics {
     /// 0 closed, 1 half-open, 2 open.
     pub breaker_state: IntGaugeVec,
     pub worker_info: IntGaugeVec,
+    /// Requests refused because the body budget was spent.
+    pub body_budget_refused_total: prometheus::IntCounter,
     /// The models the providers list: the only model labels besides the registry's targets.
     pub listed: Arc<listed::ListedModels>,
 }
@@ -218,6 +220,14 @@ impl Metrics {
                 )?;
                 registry.register(Box::new(g.clone()))?;
                 g
+            },
+            body_budget_refused_total: {
+                let c = prometheus::IntCounter::new(
+                    "mana_llm_body_budget_refused_total",
+                    "Requests answered 503 because the request-body budget (MANA_LLM_BODY_BUDGET_MB) was spent",
+                )?;
+                registry.register(Box::new(c.clone()))?;
+                c
             },
             registry,
             listed: Arc::default(),

@@ -35,6 +35,8 @@ pub struct AppState {
     pub cache: ResponseCache,
     /// Redis key and channel names (also used for cache keys without Redis).
     pub names: BusNames,
+    /// Request bodies in flight, bounded process-wide.
+    pub body_budget: crate::api::budget::BodyBudget,
     draining: AtomicBool,
     /// Stops every background task (probe, followers, subscribers).
     background: CancellationToken,
@@ -188,7 +190,9 @@ impl App {
                 .map_or(mana_llm_shared::bus::DEFAULT_PREFIX, |r| r.prefix.as_str()),
         );
         let cache = ResponseCache::new(config.cache.clone(), redis.clone(), metrics.clone());
+        let body_budget = crate::api::budget::BodyBudget::new(config.body_budget);
         let state = Arc::new(AppState {
+            body_budget,
             config,
             snapshots,
             health,

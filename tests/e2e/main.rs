@@ -14,6 +14,7 @@ mod errors;
 mod fleet;
 mod google;
 mod labels;
+mod memory;
 mod nginx;
 mod ollama;
 mod openai_compat;
