@@ -11,7 +11,8 @@ use mana_llm_control_plane::api::{is_loopback, router as admin_router, AdminStat
 use mana_llm_control_plane::ops::Ops;
 use mana_llm_control_plane::publisher;
 use mana_llm_control_plane::redis_bus::RedisBus;
-use mana_llm_data_plane::logging;
+use mana_llm_data_plane::conn::ConnLimits;
+use mana_llm_data_plane::{logging, Source};
 use mana_llm_shared::bus::BusNames;
 use mana_llm_shared::fleet::{Beats, RedisBeats};
 use mana_llm_shared::fleet_key::{FleetKey, FLEET_KEY_ENV};
@@ -130,8 +131,15 @@ pub async fn control_plane(args: ControlPlaneArgs) -> Result<(), String> {
         );
     }
 
-    signals::serve_until(listener, router, shutdown, Duration::from_secs(10), || {
-        background.cancel()
-    })
+    // The admin API is bounded like a worker (same settings): it is one more listener.
+    let limits = ConnLimits::from_source(&Source::from_env()).map_err(|e| e.to_string())?;
+    signals::serve_until(
+        listener,
+        router,
+        limits,
+        shutdown,
+        Duration::from_secs(10),
+        || background.cancel(),
+    )
     .await
 }

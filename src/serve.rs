@@ -139,7 +139,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     // Phases: stop being ready and stop background work → refuse new connections and let
     // in-flight work finish → exit, at the latest when the drain deadline passes.
     let drain = Duration::from_secs(args.drain_seconds);
-    signals::serve_until(listener, router, shutdown, drain, || {
+    let limits = app.state().config.connections.clone();
+    signals::serve_until(listener, router, limits, shutdown, drain, || {
         app.start_draining();
         app.stop_background();
     })

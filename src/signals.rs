@@ -58,12 +58,14 @@ where
     let _ = on_hangup;
 }
 
-/// Serves `router` until `shutdown` completes, then drains: `before_drain` runs first (stop
-/// being ready, stop background work), new connections are refused, and in-flight requests
-/// and streams get up to `drain` to finish.
+/// Serves `router` within `limits` until `shutdown` completes, then drains: `before_drain`
+/// runs first (stop being ready, stop background work), new connections are refused, idle
+/// and half-sent connections close at once, and in-flight requests and streams get up to
+/// `drain` to finish.
 pub async fn serve_until<F>(
     listener: tokio::net::TcpListener,
     router: axum::Router,
+    limits: mana_llm_data_plane::conn::ConnLimits,
     shutdown: F,
     drain: std::time::Duration,
     before_drain: impl FnOnce(),
@@ -72,9 +74,14 @@ where
     F: Future<Output = ()>,
 {
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(mana_llm_data_plane::run(listener, router, async move {
-        let _ = stop_rx.wait_for(|stop| *stop).await;
-    }));
+    let server = tokio::spawn(mana_llm_data_plane::run(
+        listener,
+        router,
+        limits,
+        async move {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+        },
+    ));
     shutdown.await;
     before_drain();
     tracing::info!(

@@ -76,7 +76,8 @@ pub async fn worker(args: WorkerArgs) -> Result<(), String> {
     // Phases: stop being ready and stop background work → refuse new connections and let
     // in-flight work finish → exit, at the latest when the drain deadline passes.
     let drain = Duration::from_secs(args.drain_seconds);
-    signals::serve_until(listener, app.router(), shutdown, drain, || {
+    let limits = app.state().config.connections.clone();
+    signals::serve_until(listener, app.router(), limits, shutdown, drain, || {
         app.start_draining();
         app.stop_background();
     })

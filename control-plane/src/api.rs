@@ -10,6 +10,7 @@
 
 mod auth;
 mod error;
+mod extract;
 mod fleet;
 mod handlers;
 #[cfg(test)]

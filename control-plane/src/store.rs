@@ -76,10 +76,80 @@ pub enum StoreError {
     Corrupt { sequence: u64, reason: String },
     #[error("cannot encode an event: {0}")]
     Encode(String),
+    /// The database cannot take writes right now (disk full, I/O error, locked, read-only);
+    /// the cause says which, so the API can answer 503 instead of 500.
+    #[error("event store unavailable ({cause}): {detail}")]
+    Unavailable { cause: StorageFault, detail: String },
     #[error("event store: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("event store migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Why the database refused a write: faults of the machine, not of the request, that pass
+/// once the operator (or the other writer) is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageFault {
+    /// SQLITE_FULL: the disk (or the filesystem's quota) is full.
+    DiskFull,
+    /// SQLITE_IOERR and friends: the disk failed a read or a write.
+    Io,
+    /// SQLITE_BUSY / SQLITE_LOCKED: another writer held the lock past the busy timeout.
+    Locked,
+    /// SQLITE_READONLY / SQLITE_CANTOPEN: the file or its directory cannot be written.
+    ReadOnly,
+}
+
+impl StorageFault {
+    /// A short, bounded name: the API's `cause` field and the log field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StorageFault::DiskFull => "disk_full",
+            StorageFault::Io => "io_error",
+            StorageFault::Locked => "locked",
+            StorageFault::ReadOnly => "read_only",
+        }
+    }
+
+    /// The fault behind a driver error, if it is one (SQLite's primary result code is the
+    /// low byte of the extended code sqlx reports).
+    fn of(error: &sqlx::Error) -> Option<Self> {
+        match error {
+            sqlx::Error::Io(e) if e.raw_os_error() == Some(28) => Some(StorageFault::DiskFull),
+            sqlx::Error::Io(_) => Some(StorageFault::Io),
+            // The pool could not hand out a connection in time: writers queued behind a lock.
+            sqlx::Error::PoolTimedOut => Some(StorageFault::Locked),
+            sqlx::Error::Database(db) => {
+                let code: i32 = db.code()?.parse().ok()?;
+                match code & 0xff {
+                    13 => Some(StorageFault::DiskFull),
+                    10 => Some(StorageFault::Io),
+                    5 | 6 => Some(StorageFault::Locked),
+                    8 | 14 => Some(StorageFault::ReadOnly),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for StorageFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        match StorageFault::of(&error) {
+            Some(cause) => StoreError::Unavailable {
+                cause,
+                detail: error.to_string(),
+            },
+            None => StoreError::Database(error),
+        }
+    }
 }
 
 /// The control plane's SQLite database. Cheap to clone (a pool inside).
@@ -127,80 +197,17 @@ impl EventStore {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let conflict = || StoreError::Conflict {
-            stream: stream.to_owned(),
-            expected: expected_stream_sequence,
-        };
-        // IMMEDIATE takes the write lock up front, so the head we read below is still the
-        // head when we insert (a deferred transaction could be overtaken between the two).
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let head: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(MAX(stream_sequence), 0) FROM events WHERE stream = ?",
-        )
-        .bind(stream)
-        .fetch_one(&mut *tx)
-        .await?;
-        if head != int(expected_stream_sequence)? {
-            return Err(conflict());
+        let mut conn = self.pool.acquire().await?;
+        let appended = append_on(&mut conn, stream, expected_stream_sequence, events, actor).await;
+        if appended.is_err() {
+            // A failed statement can leave the connection inside a transaction that SQLite
+            // already rolled back itself (SQLITE_FULL, I/O errors), so the ROLLBACK on drop
+            // fails and the driver still counts one open transaction: every later BEGIN on
+            // that connection would fail with "non-zero transaction depth". A fresh
+            // connection costs a file open; a poisoned one costs every push until restart.
+            conn.close_on_drop();
         }
-        let mut stored = Vec::with_capacity(events.len());
-        for (stream_sequence, event) in (expected_stream_sequence + 1..).zip(events) {
-            let payload =
-                serde_json::to_string(event).map_err(|e| StoreError::Encode(e.to_string()))?;
-            let version = event.new_version();
-            let recorded_at = clock::now_rfc3339();
-            let sequence: i64 = sqlx::query_scalar(
-                "INSERT INTO events (stream, stream_sequence, event_type, schema_version, \
-                 payload, content_hash, registry_version, actor, recorded_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING sequence",
-            )
-            .bind(stream)
-            .bind(int(stream_sequence)?)
-            .bind(event.kind())
-            .bind(i64::from(EVENT_SCHEMA_VERSION))
-            .bind(&payload)
-            .bind(version.map(|(_, hash, _)| hash))
-            .bind(version.map(|(v, _, _)| int(v)).transpose()?)
-            .bind(actor)
-            .bind(&recorded_at)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|e| {
-                if is_stream_conflict(&e) {
-                    conflict()
-                } else {
-                    e.into()
-                }
-            })?;
-            if let Some((version, hash, document)) = version {
-                let published = PublishedVersion::new(version, hash.to_owned(), document.clone());
-                let json = serde_json::to_string(&published)
-                    .map_err(|e| StoreError::Encode(e.to_string()))?;
-                sqlx::query(
-                    "INSERT INTO outbox (event_sequence, version, hash, document, created_at) \
-                     VALUES (?, ?, ?, ?, ?)",
-                )
-                .bind(sequence)
-                .bind(int(version)?)
-                .bind(hash)
-                .bind(json)
-                .bind(&recorded_at)
-                .execute(&mut *tx)
-                .await?;
-            }
-            stored.push(StoredEvent {
-                sequence: rows::uint(sequence, 0)?,
-                stream_sequence,
-                event: event.clone(),
-                schema_version: EVENT_SCHEMA_VERSION,
-                content_hash: version.map(|(_, hash, _)| hash.to_owned()),
-                registry_version: version.map(|(v, _, _)| v),
-                actor: actor.to_owned(),
-                recorded_at,
-            });
-        }
-        tx.commit().await?;
-        Ok(stored)
+        appended
     }
 
     /// Every event of `stream`, in stream order.
@@ -268,6 +275,89 @@ impl EventStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// The append itself, on one connection the caller owns (and discards if this fails).
+async fn append_on(
+    conn: &mut sqlx::SqliteConnection,
+    stream: &str,
+    expected_stream_sequence: u64,
+    events: &[RegistryEvent],
+    actor: &str,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let conflict = || StoreError::Conflict {
+        stream: stream.to_owned(),
+        expected: expected_stream_sequence,
+    };
+    // IMMEDIATE takes the write lock up front, so the head we read below is still the
+    // head when we insert (a deferred transaction could be overtaken between the two).
+    let mut tx = sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE").await?;
+    let head: i64 =
+        sqlx::query_scalar("SELECT COALESCE(MAX(stream_sequence), 0) FROM events WHERE stream = ?")
+            .bind(stream)
+            .fetch_one(&mut *tx)
+            .await?;
+    if head != int(expected_stream_sequence)? {
+        return Err(conflict());
+    }
+    let mut stored = Vec::with_capacity(events.len());
+    for (stream_sequence, event) in (expected_stream_sequence + 1..).zip(events) {
+        let payload =
+            serde_json::to_string(event).map_err(|e| StoreError::Encode(e.to_string()))?;
+        let version = event.new_version();
+        let recorded_at = clock::now_rfc3339();
+        let sequence: i64 = sqlx::query_scalar(
+            "INSERT INTO events (stream, stream_sequence, event_type, schema_version, \
+             payload, content_hash, registry_version, actor, recorded_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING sequence",
+        )
+        .bind(stream)
+        .bind(int(stream_sequence)?)
+        .bind(event.kind())
+        .bind(i64::from(EVENT_SCHEMA_VERSION))
+        .bind(&payload)
+        .bind(version.map(|(_, hash, _)| hash))
+        .bind(version.map(|(v, _, _)| int(v)).transpose()?)
+        .bind(actor)
+        .bind(&recorded_at)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| {
+            if is_stream_conflict(&e) {
+                conflict()
+            } else {
+                e.into()
+            }
+        })?;
+        if let Some((version, hash, document)) = version {
+            let published = PublishedVersion::new(version, hash.to_owned(), document.clone());
+            let json =
+                serde_json::to_string(&published).map_err(|e| StoreError::Encode(e.to_string()))?;
+            sqlx::query(
+                "INSERT INTO outbox (event_sequence, version, hash, document, created_at) \
+                 VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(sequence)
+            .bind(int(version)?)
+            .bind(hash)
+            .bind(json)
+            .bind(&recorded_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        stored.push(StoredEvent {
+            sequence: rows::uint(sequence, 0)?,
+            stream_sequence,
+            event: event.clone(),
+            schema_version: EVENT_SCHEMA_VERSION,
+            content_hash: version.map(|(_, hash, _)| hash.to_owned()),
+            registry_version: version.map(|(v, _, _)| v),
+            actor: actor.to_owned(),
+            recorded_at,
+        });
+    }
+    tx.commit().await?;
+    Ok(stored)
 }
 
 /// SQLite stores integers as i64; ours never get near its limit, but say so if one did.

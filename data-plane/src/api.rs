@@ -5,6 +5,7 @@
 
 mod auth;
 mod body;
+pub mod budget;
 mod chat;
 mod embeddings;
 mod health;
@@ -51,6 +52,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.body_limit))
+        .layer(from_fn_with_state(state.clone(), budget::layer))
         .layer(cors(&state.config.cors_origins))
         .layer(from_fn_with_state(state.clone(), request_log::layer))
         .with_state(state)

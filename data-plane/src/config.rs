@@ -203,6 +203,10 @@ pub struct GatewayConfig {
     /// What a registry may declare (key variables, hosts, size); every version is checked
     /// against it before it is installed.
     pub registry_policy: RegistryPolicy,
+    /// Connection bounds: count, header and idle timeouts, HTTP/2 streams and buffers.
+    pub connections: crate::conn::ConnLimits,
+    /// Bytes of request bodies in flight at once (`MANA_LLM_BODY_BUDGET_MB`); past it, 503.
+    pub body_budget: usize,
 }
 
 #[derive(Clone)]
@@ -288,6 +292,11 @@ impl GatewayConfig {
                 .map_err(|e| ConfigError::new(FLEET_KEY_ENV, e.to_string()))?,
             registry_policy: RegistryPolicy::from_settings(|k| src.get(k))
                 .map_err(|e| ConfigError::new(e.key, e.message))?,
+            connections: crate::conn::ConnLimits::from_source(src)?,
+            body_budget: match src.number("MANA_LLM_BODY_BUDGET_MB", 0usize)? {
+                0 => crate::api::budget::default_budget(body_limit_mb * 1024 * 1024),
+                mb => mb.saturating_mul(1024 * 1024),
+            },
             probe: if src.flag("MANA_LLM_PROBE", true)? {
                 Some(
                     ProbeConfig::new(

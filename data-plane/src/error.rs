@@ -65,6 +65,13 @@ pub enum ApiError {
     /// Not ready to serve (draining, or no registry yet).
     #[error("{0}")]
     Unavailable(String),
+    /// The worker's memory budget for request bodies in flight is spent (503 with
+    /// `Retry-After`): refused before the body is read, never an OOM.
+    #[error("this worker has {in_flight_mb} MB of request bodies in flight and its budget is {budget_mb} MB (MANA_LLM_BODY_BUDGET_MB); retry shortly or on another worker")]
+    Overloaded {
+        in_flight_mb: usize,
+        budget_mb: usize,
+    },
     /// A bug or an unexpected state; the detail is logged, the client gets a generic message.
     #[error("internal error")]
     Internal(String),
@@ -95,9 +102,9 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Upstream { source, .. } => source.status_code(),
             ApiError::Unsupported { .. } => StatusCode::BAD_REQUEST,
-            ApiError::NoHealthyProvider { .. } | ApiError::Unavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::NoHealthyProvider { .. }
+            | ApiError::Unavailable(_)
+            | ApiError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -125,6 +132,7 @@ impl ApiError {
             ApiError::NoHealthyProvider { .. } => "no_healthy_provider",
             ApiError::Unsupported { .. } => "capability_mismatch",
             ApiError::Unavailable(_) => "not_ready",
+            ApiError::Overloaded { .. } => "body_budget_exhausted",
             ApiError::Internal(_) => "internal_error",
         }
     }
@@ -147,6 +155,8 @@ impl ApiError {
                 ..
             } => *retry_after,
             ApiError::NoHealthyProvider { retry_after, .. } => *retry_after,
+            // Bodies in flight finish in seconds; a second is the shortest Retry-After.
+            ApiError::Overloaded { .. } => Some(Duration::from_secs(1)),
             _ => None,
         }
     }

@@ -21,6 +21,7 @@
 pub mod api;
 pub mod cache;
 pub mod config;
+pub mod conn;
 pub mod error;
 pub mod fleet;
 pub mod health;

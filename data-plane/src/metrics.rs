@@ -2,11 +2,14 @@
 //!
 //! Metric names and labels are the original service's, so its dashboards keep working. Every
 //! label value comes from a bounded set: routes are our own templates, providers are the known
-//! ids, and a model gets its own label value only once it has answered successfully, up to
-//! [`MAX_MODEL_LABELS`]; everything else is `other`.
+//! ids, and a model keeps its name only when the registry names it as a target or its provider
+//! lists it ([`listed`], refreshed on the probe's interval, at most
+//! [`listed::MAX_LISTED_PER_PROVIDER`] per provider); everything else is `other`. Nothing a
+//! client sends can create a label value, however many names it tries.
 
-use std::collections::HashSet;
-use std::sync::Mutex;
+pub mod listed;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::{
@@ -17,9 +20,6 @@ use prometheus::{
 use mana_llm_shared::Target;
 
 use crate::snapshot::Snapshot;
-
-/// How many distinct model label values one worker will create.
-pub const MAX_MODEL_LABELS: usize = 64;
 
 /// The label value for anything outside a bounded set.
 pub const OTHER: &str = "other";
@@ -52,7 +52,10 @@ pub struct Metrics {
     /// 0 closed, 1 half-open, 2 open.
     pub breaker_state: IntGaugeVec,
     pub worker_info: IntGaugeVec,
-    models: Mutex<HashSet<String>>,
+    /// Requests refused because the body budget was spent.
+    pub body_budget_refused_total: prometheus::IntCounter,
+    /// The models the providers list: the only model labels besides the registry's targets.
+    pub listed: Arc<listed::ListedModels>,
 }
 
 fn counter(
@@ -226,8 +229,16 @@ impl Metrics {
                 registry.register(Box::new(g.clone()))?;
                 g
             },
+            body_budget_refused_total: {
+                let c = prometheus::IntCounter::new(
+                    "mana_llm_body_budget_refused_total",
+                    "Requests answered 503 because the request-body budget (MANA_LLM_BODY_BUDGET_MB) was spent",
+                )?;
+                registry.register(Box::new(c.clone()))?;
+                c
+            },
             registry,
-            models: Mutex::new(HashSet::new()),
+            listed: Arc::default(),
         })
     }
 
@@ -249,34 +260,21 @@ impl Metrics {
     }
 
     /// The `provider` and `model` labels of a target. A provider keeps its id when the
-    /// gateway knows it; a model keeps its name when the registry names the target or it has
-    /// answered before (up to [`MAX_MODEL_LABELS`] of those), else both become `other`.
-    pub fn labels(&self, snapshot: &Snapshot, target: &Target, answered: bool) -> (String, String) {
-        let provider = if snapshot.providers.is_known(&target.provider) {
-            target.provider.to_string()
-        } else {
-            OTHER.to_owned()
-        };
-        let model = if snapshot
-            .registry
-            .mentions_target(target.provider.as_str(), &target.model)
+    /// gateway knows it; a model keeps its name when the registry names the target or the
+    /// provider lists it, else it is `other`. Whether a model answered does not matter: a
+    /// label taken by whoever answered first let random names crowd out real models.
+    pub fn labels(&self, snapshot: &Snapshot, target: &Target) -> (String, String) {
+        let provider = target.provider.as_str();
+        let known = snapshot.providers.is_known(&target.provider);
+        let model = if snapshot.registry.mentions_target(provider, &target.model)
+            || (known && self.listed.contains(provider, &target.model))
         {
             target.model.clone()
         } else {
-            self.seen_model(&target.to_string(), &target.model, answered)
-        };
-        (provider, model)
-    }
-
-    fn seen_model(&self, key: &str, model: &str, answered: bool) -> String {
-        let mut seen = self.models.lock().unwrap_or_else(|e| e.into_inner());
-        if seen.contains(key)
-            || (answered && seen.len() < MAX_MODEL_LABELS && seen.insert(key.to_owned()))
-        {
-            model.to_owned()
-        } else {
             OTHER.to_owned()
-        }
+        };
+        let provider = if known { provider } else { OTHER };
+        (provider.to_owned(), model)
     }
 
     /// A chain entry's label: itself when the registry names it, else `other` ("" stays "").
@@ -312,7 +310,7 @@ impl Metrics {
         streaming: bool,
         latency: Option<Duration>,
     ) {
-        let (provider, model) = self.labels(snapshot, target, true);
+        let (provider, model) = self.labels(snapshot, target);
         let streaming = if streaming { "true" } else { "false" };
         self.llm_requests_total
             .with_label_values(&[&provider, &model, streaming])
@@ -331,7 +329,7 @@ impl Metrics {
         prompt: u64,
         completion: u64,
     ) {
-        let (provider, model) = self.labels(snapshot, target, true);
+        let (provider, model) = self.labels(snapshot, target);
         if prompt > 0 {
             self.tokens_total
                 .with_label_values(&[&provider, &model, "prompt"])
@@ -345,14 +343,14 @@ impl Metrics {
     }
 
     pub fn record_error(&self, snapshot: &Snapshot, target: &Target, error_type: &str) {
-        let (provider, model) = self.labels(snapshot, target, false);
+        let (provider, model) = self.labels(snapshot, target);
         self.llm_errors_total
             .with_label_values(&[&provider, &model, error_type])
             .inc();
     }
 
     pub fn record_ttft(&self, snapshot: &Snapshot, target: &Target, ttft: Duration) {
-        let (provider, model) = self.labels(snapshot, target, true);
+        let (provider, model) = self.labels(snapshot, target);
         self.time_to_first_token
             .with_label_values(&[&provider, &model])
             .observe(ttft.as_secs_f64());
@@ -367,9 +365,8 @@ mod tests {
     use crate::snapshot::Snapshots;
     use mana_llm_shared::{Registry, RegistryVersion};
 
-    #[test]
-    fn model_labels_are_bounded() {
-        let m = Metrics::new().unwrap();
+    /// A snapshot whose registry names `ollama/known`, serving the echo provider.
+    fn snapshot() -> Arc<crate::snapshot::Snapshot> {
         let registry = Registry::parse(
             "aliases:\n  mana/a: {chain: [ollama/known]}\n",
             "t",
@@ -377,17 +374,22 @@ mod tests {
         )
         .unwrap();
         let mut providers = Providers::empty();
-        providers.insert(std::sync::Arc::new(crate::providers::echo::Echo::new(
-            Duration::ZERO,
-        )));
-        let snapshots = Snapshots::new(providers, registry, Source::default());
-        let snap = snapshots.load();
+        providers.insert(Arc::new(crate::providers::echo::Echo::new(Duration::ZERO)));
+        Snapshots::new(providers, registry, Source::default()).load()
+    }
+
+    fn series(m: &Metrics) -> usize {
+        m.render().matches("mana_llm_llm_requests_total{").count()
+    }
+
+    #[test]
+    fn failed_or_answered_random_names_never_become_labels() {
+        let m = Metrics::new().unwrap();
+        let snap = snapshot();
         for i in 0..200 {
-            m.record_error(
-                &snap,
-                &Target::parse(&format!("echo/random-{i}")),
-                "upstream_rejected",
-            );
+            let random = Target::parse(&format!("echo/random-{i}"));
+            m.record_error(&snap, &random, "upstream_rejected");
+            m.record_success(&snap, &random, false, None);
             m.record_error(
                 &snap,
                 &Target::parse(&format!("nope{i}/x")),
@@ -397,26 +399,54 @@ mod tests {
         let text = m.render();
         assert!(
             !text.contains("random-"),
-            "failed models must not become labels"
+            "random models must not become labels"
         );
         assert!(
             !text.contains("nope"),
             "unknown providers must not become labels"
         );
+        assert_eq!(series(&m), 1, "every random name is 'other'");
         m.record_error(&snap, &Target::parse("ollama/known"), "upstream_5xx");
         assert!(
             m.render().contains("model=\"known\""),
             "registry targets keep their name"
         );
+    }
+
+    #[tokio::test]
+    async fn two_hundred_random_names_do_not_take_a_listed_models_label() {
+        let m = Metrics::new().unwrap();
+        let snap = snapshot();
+        // What the probe's refresh does: the echo provider lists `echo/echo`.
+        let providers: Vec<_> = snap.providers.configured().cloned().collect();
+        m.listed.refresh(&providers, Duration::from_secs(1)).await;
         for i in 0..200 {
-            m.record_success(
-                &snap,
-                &Target::parse(&format!("echo/real-{i}")),
-                false,
-                None,
-            );
+            m.record_success(&snap, &Target::parse(&format!("echo/r{i}")), false, None);
         }
-        let distinct = m.render().matches("mana_llm_llm_requests_total{").count();
-        assert_eq!(distinct, MAX_MODEL_LABELS + 1, "64 models plus 'other'");
+        m.record_success(&snap, &Target::parse("echo/echo"), false, None);
+        let text = m.render();
+        assert!(
+            text.contains(
+                r#"mana_llm_llm_requests_total{model="echo",provider="echo",streaming="false"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"mana_llm_llm_requests_total{model="other",provider="echo",streaming="false"} 200"#),
+            "{text}"
+        );
+        assert_eq!(series(&m), 2);
+    }
+
+    #[test]
+    fn a_listing_is_bounded_per_provider_and_ignores_other_prefixes() {
+        let listed = listed::ListedModels::default();
+        let ids: Vec<String> = (0..2000).map(|i| format!("openai/m{i}")).collect();
+        listed.set("openai", ids.iter().map(String::as_str).chain(["groq/x"]));
+        let kept = (0..2000)
+            .filter(|i| listed.contains("openai", &format!("m{i}")))
+            .count();
+        assert_eq!(kept, listed::MAX_LISTED_PER_PROVIDER);
+        assert!(!listed.contains("openai", "groq/x") && !listed.contains("groq", "x"));
     }
 }

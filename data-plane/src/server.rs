@@ -6,7 +6,6 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axum::serve::ListenerExt;
 use axum::Router;
 use mana_llm_shared::bus::{PublishedVersion, SignatureCheck};
 use mana_llm_shared::{Registry, RegistryErrors, RegistryVersion};
@@ -47,6 +46,8 @@ pub struct AppState {
     pub beats: Arc<dyn Beats>,
     /// Redis key and channel names (also used for cache keys without Redis).
     pub names: BusNames,
+    /// Request bodies in flight, bounded process-wide.
+    pub body_budget: crate::api::budget::BodyBudget,
     draining: AtomicBool,
     /// Stops every background task (probe, followers, subscribers).
     background: CancellationToken,
@@ -209,7 +210,9 @@ impl App {
             config.fleet_key.clone(),
             metrics.clone(),
         );
+        let body_budget = crate::api::budget::BodyBudget::new(config.body_budget);
         let state = Arc::new(AppState {
+            body_budget,
             config,
             snapshots,
             health,
@@ -265,6 +268,23 @@ impl App {
         let Some(config) = self.state.config.probe else {
             return;
         };
+        // Each worker lists for its own metric labels (the probe runs on one leader only).
+        let state = self.state.clone();
+        crate::metrics::listed::spawn(
+            self.state.metrics.listed.clone(),
+            move || {
+                state
+                    .snapshots
+                    .load()
+                    .providers
+                    .configured()
+                    .cloned()
+                    .collect()
+            },
+            config.interval,
+            config.timeout,
+            cancel.clone(),
+        );
         let state = self.state.clone();
         probe::spawn(
             self.state.health.clone(),
@@ -397,21 +417,18 @@ pub fn read_registry(
     )
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then lets in-flight requests
-/// finish. Accepted sockets get TCP_NODELAY: without it, small keep-alive responses wait for
-/// the peer's delayed ACK (~40 ms each).
-pub async fn run<F>(listener: TcpListener, router: Router, shutdown: F) -> std::io::Result<()>
+/// Serves `router` on `listener` within `limits` until `shutdown` completes, then lets
+/// in-flight requests finish (idle and half-sent connections close at once). Accepted
+/// sockets get TCP_NODELAY: without it, small keep-alive responses wait for the peer's
+/// delayed ACK (~40 ms each).
+pub async fn run<F>(
+    listener: TcpListener,
+    router: Router,
+    limits: crate::conn::ConnLimits,
+    shutdown: F,
+) -> std::io::Result<()>
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %e, "could not set TCP_NODELAY");
-        }
-    });
-    // Peer addresses let the admin API answer loopback clients only when it has no token.
-    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown)
-        .await
+    crate::conn::serve(listener, router, limits, shutdown).await
 }

@@ -21,6 +21,8 @@ pub struct Gateway {
 pub struct GatewayBuilder {
     env: Vec<(String, String)>,
     command: &'static str,
+    /// A cgroup's `cgroup.procs`: the process joins it before it starts.
+    cgroup: Option<std::path::PathBuf>,
 }
 
 /// A fresh, empty directory under the system temp dir, never shared with another test or an
@@ -53,6 +55,12 @@ impl GatewayBuilder {
         self.env("MANA_LLM_ALIASES", path.to_string_lossy())
     }
 
+    /// Starts the process inside a cgroup (the file is its `cgroup.procs`).
+    pub fn in_cgroup(mut self, procs: &std::path::Path) -> Self {
+        self.cgroup = Some(procs.to_owned());
+        self
+    }
+
     pub fn env(mut self, key: &str, value: impl Into<String>) -> Self {
         self.env.push((key.to_owned(), value.into()));
         self
@@ -79,7 +87,20 @@ impl GatewayBuilder {
 
     /// Starts on a given event log (to restart a process on the same data).
     pub fn start_with_db(self, db: &std::path::Path) -> Gateway {
-        let mut cmd = Command::new(BINARY);
+        let mut cmd = match &self.cgroup {
+            // The shell moves itself into the cgroup, then becomes the gateway.
+            Some(procs) => {
+                let mut cmd = Command::new("sh");
+                cmd.arg("-c")
+                    .arg(format!(
+                        "echo $$ > {} && exec \"$0\" \"$@\"",
+                        procs.display()
+                    ))
+                    .arg(BINARY);
+                cmd
+            }
+            None => Command::new(BINARY),
+        };
         // A clean environment: the developer's own provider keys must not leak into tests.
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -137,6 +158,7 @@ impl Gateway {
         GatewayBuilder {
             env: Vec::new(),
             command: "serve",
+            cgroup: None,
         }
     }
 
@@ -145,6 +167,7 @@ impl Gateway {
         GatewayBuilder {
             env: Vec::new(),
             command: "worker",
+            cgroup: None,
         }
         .env("MANA_LLM_LISTEN", "127.0.0.1:0")
         .env("REDIS_URL", redis)
@@ -156,6 +179,7 @@ impl Gateway {
         GatewayBuilder {
             env: Vec::new(),
             command: "control-plane",
+            cgroup: None,
         }
         .env("MANA_LLM_CONTROL_PLANE_LISTEN", "127.0.0.1:0")
     }

@@ -1,12 +1,17 @@
 //! The admin API's one error type.
 
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
 use crate::domain::DomainError;
 use crate::service::ServiceError;
+use crate::store::{StorageFault, StoreError};
+
+/// How long a client should wait before retrying a write the lock refused: the other
+/// writer's transactions are short.
+const LOCKED_RETRY_AFTER_SECONDS: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -40,8 +45,23 @@ pub enum AdminError {
     /// A dependency is down (the fleet store): try again later.
     #[error("{0}")]
     Unavailable(String),
+    /// The database cannot take writes now; reads still work.
+    #[error("{}", unavailable_message(*.cause, .detail))]
+    StorageUnavailable { cause: StorageFault, detail: String },
     #[error("{0}")]
     Internal(String),
+}
+
+fn unavailable_message(cause: StorageFault, detail: &str) -> String {
+    let what = match cause {
+        StorageFault::DiskFull => {
+            "the disk holding the control plane's database is full; free space and retry"
+        }
+        StorageFault::Io => "the disk holding the control plane's database reported an I/O error; check the volume and retry",
+        StorageFault::Locked => "another writer holds the database lock; retry shortly",
+        StorageFault::ReadOnly => "the control plane's database cannot be written (read-only file, directory or mount)",
+    };
+    format!("the event store cannot take writes ({cause}): {what}; reads still work [{detail}]")
 }
 
 impl AdminError {
@@ -58,6 +78,9 @@ impl AdminError {
             AdminError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             AdminError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "document_too_large"),
             AdminError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            AdminError::StorageUnavailable { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
+            }
             AdminError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }
     }
@@ -80,6 +103,9 @@ impl From<ServiceError> for AdminError {
             ServiceError::Domain(DomainError::UnknownVersion(v)) => AdminError::UnknownVersion(v),
             // Another process wrote first; the service reloaded, a retry sees the new version.
             ServiceError::Conflict => AdminError::conflict(0, e.to_string()),
+            ServiceError::Store(StoreError::Unavailable { cause, detail }) => {
+                AdminError::StorageUnavailable { cause, detail }
+            }
             ServiceError::Store(store) => AdminError::Internal(store.to_string()),
         }
     }
@@ -93,6 +119,10 @@ impl IntoResponse for AdminError {
                 tracing::error!(%detail, "admin API internal error");
                 "internal error; see the control-plane log".to_owned()
             }
+            AdminError::StorageUnavailable { cause, detail } => {
+                tracing::error!(cause = cause.as_str(), %detail, "event store refused a write");
+                self.to_string()
+            }
             other => other.to_string(),
         };
         // `param` too, so OpenAI SDKs and the data plane's clients parse it the same way.
@@ -102,6 +132,13 @@ impl IntoResponse for AdminError {
             AdminError::Conflict {
                 current_version, ..
             } => body["error"]["current_version"] = json!(current_version),
+            AdminError::StorageUnavailable { cause, .. } => {
+                body["error"]["cause"] = json!(cause.as_str());
+                if *cause == StorageFault::Locked {
+                    let retry = [(header::RETRY_AFTER, LOCKED_RETRY_AFTER_SECONDS.to_string())];
+                    return (status, retry, Json(body)).into_response();
+                }
+            }
             _ => {}
         }
         (status, Json(body)).into_response()

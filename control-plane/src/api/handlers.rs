@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -14,6 +14,7 @@ use mana_llm_shared::DocumentFormat;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::extract::{AdminPath, AdminQuery};
 use super::{AdminError, AdminState};
 use crate::domain::{Command, PublishSource, VersionOrigin, VersionRecord};
 use crate::reload::{outcome, reload_file, ReloadOutcome};
@@ -29,9 +30,23 @@ pub struct Page {
     limit: Option<u32>,
 }
 
+/// The largest position the log can hold: SQLite integers are signed 64-bit.
+const MAX_POSITION: u64 = i64::MAX as u64;
+
 impl Page {
     fn limit(&self) -> u32 {
         self.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE)
+    }
+
+    /// `after`, refused when no stored position could be that large.
+    fn after(&self) -> Result<u64, AdminError> {
+        if self.after > MAX_POSITION {
+            return Err(AdminError::BadRequest(format!(
+                "after must be at most {MAX_POSITION}, got {}",
+                self.after
+            )));
+        }
+        Ok(self.after)
     }
 }
 
@@ -130,7 +145,7 @@ fn expected_from_headers(headers: &HeaderMap) -> Result<Option<u64>, AdminError>
 
 pub async fn push(
     State(state): State<Arc<AdminState>>,
-    Query(query): Query<HashMap<String, String>>,
+    AdminQuery(query): AdminQuery<HashMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AdminError> {
@@ -292,7 +307,7 @@ pub async fn current(State(state): State<Arc<AdminState>>) -> Result<Json<Value>
 
 pub async fn version(
     State(state): State<Arc<AdminState>>,
-    Path(v): Path<u64>,
+    AdminPath(v): AdminPath<u64>,
 ) -> Result<Json<Value>, AdminError> {
     let record = state
         .service
@@ -305,10 +320,10 @@ pub async fn version(
 
 pub async fn versions(
     State(state): State<Arc<AdminState>>,
-    Query(page): Query<Page>,
-) -> Json<Value> {
+    AdminQuery(page): AdminQuery<Page>,
+) -> Result<Json<Value>, AdminError> {
     let limit = page.limit();
-    let records = state.service.versions(page.after, limit as usize).await;
+    let records = state.service.versions(page.after()?, limit as usize).await;
     let (first, last) = (
         records.first().map_or(0, |r| r.version),
         records.last().map_or(0, |r| r.version),
@@ -329,7 +344,9 @@ pub async fn versions(
         })
         .collect();
     let next_after = (records.len() as u32 == limit).then_some(last);
-    Json(json!({"versions": versions, "next_after": next_after}))
+    Ok(Json(
+        json!({"versions": versions, "next_after": next_after}),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -340,7 +357,7 @@ pub struct DiffQuery {
 
 pub async fn diff(
     State(state): State<Arc<AdminState>>,
-    Query(q): Query<DiffQuery>,
+    AdminQuery(q): AdminQuery<DiffQuery>,
 ) -> Result<Json<Value>, AdminError> {
     let diff = match state.service.diff(q.from, q.to).await {
         Ok(d) => d,
@@ -358,10 +375,11 @@ pub async fn diff(
 
 pub async fn audit(
     State(state): State<Arc<AdminState>>,
-    Query(page): Query<Page>,
+    AdminQuery(page): AdminQuery<Page>,
 ) -> Result<Json<Value>, AdminError> {
     let limit = page.limit();
-    let events = match state.service.audit(page.after, limit).await {
+    let after = page.after()?;
+    let events = match state.service.audit(after, limit).await {
         Ok(e) => e,
         Err(e) => return Err(fail(&state, e).await),
     };
@@ -393,6 +411,6 @@ pub async fn audit(
         })
         .collect();
     let next_after =
-        (events.len() as u32 == limit).then(|| events.last().map_or(page.after, |e| e.sequence));
+        (events.len() as u32 == limit).then(|| events.last().map_or(after, |e| e.sequence));
     Ok(Json(json!({"events": rows, "next_after": next_after})))
 }

@@ -134,3 +134,62 @@ async fn the_disabled_router_answers_every_admin_path_with_403() {
         assert!(message.contains("MANA_LLM_ADMIN_TOKEN"), "{message}");
     }
 }
+
+/// A GET of `path` from loopback.
+fn get_path(path: &str) -> Request<Body> {
+    let mut request = Request::get(path).body(Body::empty()).unwrap();
+    let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+    request.extensions_mut().insert(ConnectInfo(peer));
+    request
+}
+
+#[tokio::test]
+async fn out_of_range_or_malformed_parameters_are_a_json_400() {
+    let dir = TempDir::new();
+    let app = admin(&dir, None).await;
+    for path in [
+        "/admin/v1/audit?after=18446744073709551615",
+        "/admin/v1/audit?after=99999999999999999999999",
+        "/admin/v1/audit?after=-1",
+        "/admin/v1/audit?limit=abc",
+        "/admin/v1/registry/versions?after=18446744073709551615",
+        "/admin/v1/registry/versions/abc",
+        "/admin/v1/registry/diff?from=1",
+    ] {
+        let (status, body) = call(&app, get_path(path)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_request", "{path}: {body}");
+    }
+    // The largest position the log can hold is still a valid (empty) page.
+    let (status, body) = call(&app, get_path("/admin/v1/audit?after=9223372036854775807")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["events"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn storage_faults_are_a_503_naming_the_cause_and_a_lock_says_when_to_retry() {
+    use crate::store::StorageFault;
+    use axum::response::IntoResponse;
+
+    for (cause, name) in [
+        (StorageFault::DiskFull, "disk_full"),
+        (StorageFault::Io, "io_error"),
+        (StorageFault::Locked, "locked"),
+        (StorageFault::ReadOnly, "read_only"),
+    ] {
+        let response = super::AdminError::StorageUnavailable {
+            cause,
+            detail: "(code: 13) database or disk is full".to_owned(),
+        }
+        .into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let retry = response.headers().get("retry-after").cloned();
+        assert_eq!(retry.is_some(), cause == StorageFault::Locked, "{name}");
+        let body = to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"]["code"], "storage_unavailable");
+        assert_eq!(body["error"]["cause"], name);
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(name), "{message}");
+    }
+}

@@ -2,7 +2,7 @@
 
 use mana_llm_shared::events::{RegistryEvent, EVENT_SCHEMA_VERSION, REGISTRY_STREAM};
 
-use super::{is_stream_conflict, StoreError};
+use super::{is_stream_conflict, StorageFault, StoreError};
 use crate::domain::tests::{published, FAST, LONG};
 use crate::testutil::TempDir;
 
@@ -349,4 +349,100 @@ async fn open_creates_missing_directories() {
         .await
         .unwrap();
     assert_eq!(mode, "wal");
+}
+
+/// Caps every connection the pool holds at the pages the file has now (`Some`), or lifts the
+/// cap (`None`): SQLite then answers SQLITE_FULL exactly as on a full disk. The pool hands
+/// idle connections out in turn, so holding all of them at once reaches each.
+async fn cap_pages(store: &super::EventStore, cap: bool) {
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut conn = store.pool().acquire().await.unwrap();
+        let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        let limit = if cap { pages } else { 1 << 30 };
+        sqlx::query(&format!("PRAGMA max_page_count = {limit}"))
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        held.push(conn);
+    }
+}
+
+/// A registry document big enough to need new pages.
+fn big(version: u64) -> RegistryEvent {
+    let description = "x".repeat(64 * 1024);
+    let text = format!(
+        "aliases:\n  mana/big:\n    description: {description}{version}\n    chain: [ollama/a]\n"
+    );
+    published(version, &text, "push")
+}
+
+#[tokio::test]
+async fn a_full_disk_fails_one_append_and_the_next_works_once_space_is_back() {
+    let dir = TempDir::new();
+    let store = dir.store().await;
+    store
+        .append(REGISTRY_STREAM, 0, &[published(1, FAST, "seed")], "seed")
+        .await
+        .unwrap();
+
+    cap_pages(&store, true).await;
+    let full = store.append(REGISTRY_STREAM, 1, &[big(2)], "alice").await;
+    assert!(
+        matches!(
+            full,
+            Err(StoreError::Unavailable {
+                cause: StorageFault::DiskFull,
+                ..
+            })
+        ),
+        "{full:?}"
+    );
+    // Reads keep working while writes cannot.
+    assert_eq!(store.load(REGISTRY_STREAM).await.unwrap().len(), 1);
+
+    // Space is back: every connection the pool still holds takes the next writes (a
+    // connection left mid-transaction would fail with "non-zero transaction depth").
+    cap_pages(&store, false).await;
+    for n in 2..=6 {
+        store
+            .append(REGISTRY_STREAM, n - 1, &[big(n)], "alice")
+            .await
+            .unwrap_or_else(|e| panic!("append {n}: {e}"));
+    }
+    assert_eq!(store.load(REGISTRY_STREAM).await.unwrap().len(), 6);
+}
+
+#[tokio::test]
+async fn a_held_write_lock_is_reported_as_locked() {
+    let dir = TempDir::new();
+    let store = dir.store().await;
+    // Another process holding the write lock past the busy timeout.
+    let other = dir.store().await;
+    let mut conn = other.pool().acquire().await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let locked = store
+        .append(REGISTRY_STREAM, 0, &[published(1, FAST, "seed")], "seed")
+        .await;
+    assert!(
+        matches!(
+            locked,
+            Err(StoreError::Unavailable {
+                cause: StorageFault::Locked,
+                ..
+            })
+        ),
+        "{locked:?}"
+    );
+    sqlx::query("ROLLBACK").execute(&mut *conn).await.unwrap();
+    store
+        .append(REGISTRY_STREAM, 0, &[published(1, FAST, "seed")], "seed")
+        .await
+        .unwrap();
 }
