@@ -67,6 +67,20 @@ impl Proc {
     pub fn rss_mib(&self) -> f64 {
         rss_mib_of(self.pid())
     }
+
+    /// Sends signal `name` (`STOP`, `CONT`, `KILL`…) with kill(1).
+    pub fn signal(&self, name: &str) -> Result<(), String> {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .map_err(|e| format!("kill: {e}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("kill -{name} {} failed", self.pid()))
+        }
+    }
 }
 
 /// Field `i` of `/proc/<pid>/stat`, counted from the state field (0) after the command
@@ -120,6 +134,13 @@ pub fn temp_dir(name: &str) -> Result<PathBuf, String> {
 /// A `redis-server` on a free port.
 pub fn redis() -> Result<(Proc, String), String> {
     let port = free_port()?;
+    let proc = redis_on(port)?;
+    let url = proc.url.clone();
+    Ok((proc, url))
+}
+
+/// A `redis-server` (no persistence: a restart is empty) on `port`, once it accepts connections.
+pub fn redis_on(port: u16) -> Result<Proc, String> {
     let mut cmd = Command::new("redis-server");
     cmd.args([
         "--port",
@@ -140,14 +161,10 @@ pub fn redis() -> Result<(Proc, String), String> {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    let url = format!("redis://127.0.0.1:{port}");
-    Ok((
-        Proc {
-            child,
-            url: url.clone(),
-        },
-        url,
-    ))
+    Ok(Proc {
+        child,
+        url: format!("redis://127.0.0.1:{port}"),
+    })
 }
 
 /// The mock upstream in its default (fast) mode.
