@@ -20,6 +20,8 @@ use crate::redis_stats;
 use crate::stats::summary;
 use crate::Settings;
 
+/// The worker's log line when it installs a registry version (data-plane/src/server.rs).
+const INSTALLED: &str = "alias registry version installed";
 const FLEET_KEY: &str = "bench-fleet-key-0123456789abcdef";
 const ALIASES: &str = "aliases:\n  mana/a: {chain: [echo/v0]}\n";
 /// Not cacheable (no `temperature: 0`, no `seed`): the cache never looks.
@@ -144,6 +146,9 @@ struct Stack {
     control_plane: Proc,
     workers: Vec<Proc>,
     http: reqwest::Client,
+    /// Per worker, its "alias registry version installed" log lines (when capturing).
+    installs: Vec<procs::Lines>,
+    capture_installs: bool,
 }
 
 impl Stack {
@@ -176,6 +181,8 @@ impl Stack {
             control_plane,
             workers: Vec::new(),
             http: http(),
+            installs: Vec::new(),
+            capture_installs: false,
         })
     }
 
@@ -185,6 +192,15 @@ impl Stack {
 
     /// A worker (no `--control-plane`: its registry comes from Redis only).
     fn worker(&self, id: &str, extra: &[(&str, String)]) -> Result<Proc, String> {
+        self.worker_capturing(id, extra, None)
+    }
+
+    fn worker_capturing(
+        &self,
+        id: &str,
+        extra: &[(&str, String)],
+        capture: Option<(&'static str, procs::Lines)>,
+    ) -> Result<Proc, String> {
         let mut env = vec![
             ("MANA_LLM_LISTEN", "127.0.0.1:0".to_owned()),
             ("REDIS_URL", self.redis_url.clone()),
@@ -196,16 +212,43 @@ impl Stack {
             ("MANA_LLM_BREAKER_OPEN_SECONDS", "0.5".to_owned()),
         ];
         env.extend(extra.iter().map(|(k, v)| (*k, v.clone())));
-        procs::mana_llm(&["worker"], &env)
+        procs::mana_llm_capturing(&["worker"], &env, capture)
     }
 
     fn add_workers(&mut self, n: usize, extra: &[(&str, String)]) -> Result<(), String> {
         for _ in 0..n {
             let id = format!("w{}", self.workers.len());
-            let w = self.worker(&id, extra)?;
+            let w = if self.capture_installs {
+                // Only the install line at info level (a log line per request would be load).
+                let mut env = extra.to_vec();
+                env.push((
+                    "LOG_LEVEL",
+                    "warn,mana_llm_data_plane::server=info".to_owned(),
+                ));
+                let lines = procs::Lines::default();
+                self.installs.push(lines.clone());
+                self.worker_capturing(&id, &env, Some((INSTALLED, lines)))?
+            } else {
+                self.worker(&id, extra)?
+            };
             self.workers.push(w);
         }
         Ok(())
+    }
+
+    /// When each worker logged installing `version` (`None` for one that has not).
+    fn installed_at(&self, version: u64) -> Vec<Option<Instant>> {
+        let needle = format!("version={version}");
+        self.installs
+            .iter()
+            .map(|lines| {
+                let lines = lines.lock().ok()?;
+                lines
+                    .iter()
+                    .find(|(_, l)| l.split_whitespace().any(|w| w == needle))
+                    .map(|(at, _)| *at)
+            })
+            .collect()
     }
 
     fn urls(&self) -> Vec<String> {
@@ -629,14 +672,16 @@ struct Sample {
     ok: bool,
 }
 
-/// Open-loop load: one request every `1/rate` s for `total`, whatever the answers do, each
-/// cacheable and different (so each one looks up the cache in Redis and stores its answer).
+/// Open-loop load: one request every `1/rate` s for `total`, whatever the answers do. With
+/// `cacheable`, each is cacheable and different (so each one looks up the cache in Redis and
+/// stores its answer); else none is cacheable (no Redis command at all).
 fn steady_load(
     http: reqwest::Client,
     urls: Vec<String>,
     rate: u32,
     total: Duration,
     start: Instant,
+    cacheable: bool,
 ) -> tokio::task::JoinHandle<Vec<Sample>> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1) / rate);
@@ -645,8 +690,11 @@ fn steady_load(
         let mut i = 0usize;
         while start.elapsed() < total {
             tick.tick().await;
-            let body = json!({"model": "groq/bench", "temperature": 0,
-                "messages": [{"role": "user", "content": format!("frozen {i}")}]});
+            let mut body = json!({"model": "groq/bench",
+                "messages": [{"role": "user", "content": format!("frozen {i} {start:?}")}]});
+            if cacheable {
+                body["temperature"] = json!(0);
+            }
             let (http, url) = (http.clone(), urls[i % urls.len()].clone());
             i += 1;
             tasks.push(tokio::spawn(async move {
@@ -688,7 +736,8 @@ fn window(samples: &[Sample], from: Duration, to: Duration) -> Value {
 
 /// Redis SIGSTOPped under a steady load through nginx (or straight to the workers when nginx
 /// is missing): latency and throughput during the freeze against before, and the time from
-/// SIGCONT until every worker's `/v1/health` says `shared` again.
+/// SIGCONT until every worker's `/v1/health` says `shared` again. Twice: with cacheable
+/// requests (each one a cache lookup and store in Redis) and with requests that are not.
 pub async fn frozen(settings: &Settings) -> Result<Value, String> {
     let mut stack = Stack::start("frozen")?;
     stack.add_workers(3, &[])?;
@@ -707,6 +756,36 @@ pub async fn frozen(settings: &Settings) -> Result<Value, String> {
         Some(n) => vec![n.url.clone()],
         None => stack.urls(),
     };
+    // Warm the connections.
+    for t in &targets {
+        chat(
+            &stack.http,
+            t,
+            &serde_json::from_str(CACHEABLE).unwrap_or_default(),
+        )
+        .await?;
+    }
+    let mut runs = serde_json::Map::new();
+    for (name, cacheable) in [("cacheable", true), ("not_cacheable", false)] {
+        let mut run = freeze_once(settings, &stack, &targets, cacheable).await?;
+        run["through"] = json!(if lb.is_some() {
+            "nginx → three workers"
+        } else {
+            "three workers, round robin"
+        });
+        println!("fleet-frozen, {name}: {run}");
+        runs.insert(name.into(), run);
+        stack.settle().await?;
+    }
+    Ok(Value::Object(runs))
+}
+
+async fn freeze_once(
+    settings: &Settings,
+    stack: &Stack,
+    targets: &[String],
+    cacheable: bool,
+) -> Result<Value, String> {
     let (rate, before, freeze, after) = if settings.smoke {
         (100, 1.0, 1.0, 1.0)
     } else {
@@ -717,22 +796,16 @@ pub async fn frozen(settings: &Settings) -> Result<Value, String> {
         Duration::from_secs_f64(freeze),
         Duration::from_secs_f64(after),
     );
-    // Warm the connections.
-    for t in &targets {
-        chat(
-            &stack.http,
-            t,
-            &serde_json::from_str(CACHEABLE).unwrap_or_default(),
-        )
-        .await?;
-    }
+    let workers: Vec<&Proc> = stack.workers.iter().collect();
+    let errors_before = redis_errors(&stack.http, &workers).await;
     let start = Instant::now();
     let load = steady_load(
         stack.http.clone(),
-        targets.clone(),
+        targets.to_vec(),
         rate,
         before + freeze + after,
         start,
+        cacheable,
     );
     tokio::time::sleep_until((start + before).into()).await;
     let redis = stack.redis()?;
@@ -753,29 +826,37 @@ pub async fn frozen(settings: &Settings) -> Result<Value, String> {
     )
     .await?;
     let samples = load.await.map_err(|e| e.to_string())?;
-    let result = json!({
-        "through": if lb.is_some() { "nginx → three workers" } else { "three workers, round robin" },
+    Ok(json!({
         "rate_per_sec": rate,
-        "requests": "cacheable, all different: each one a Redis GET and SET when Redis answers",
+        "requests": if cacheable {
+            "cacheable, all different: each one a Redis GET and SET when Redis answers"
+        } else {
+            "not cacheable: no Redis command on the request path"
+        },
         "redis_timeout_ms": 50,
         "before": window(&samples, Duration::ZERO, stopped_at),
         "frozen": window(&samples, stopped_at, thawed_at),
         "after": window(&samples, thawed_at, before + freeze + after),
         "freeze_seconds": round((thawed_at - stopped_at).as_secs_f64(), 2),
         "shared_again_after_sigcont_ms": round(back.as_secs_f64() * 1000.0, 1),
-    });
-    println!("fleet-frozen: {result}");
-    Ok(result)
+        "worker_redis_errors": redis_errors(&stack.http, &workers).await - errors_before,
+    }))
 }
 
-/// Runs `wrk` against each of `urls` at once; total requests and requests/s.
-fn wrk_each(urls: &[String], lua: &str, connections: usize, seconds: u64) -> (f64, f64, u64) {
+/// Runs `wrk` against each of `urls` at once, each with its own script from `lua` (so unique
+/// bodies stay unique across the wrk processes); total requests and requests/s.
+fn wrk_each(
+    urls: &[String],
+    lua: fn() -> String,
+    connections: usize,
+    seconds: u64,
+) -> (f64, f64, u64) {
     std::thread::scope(|s| {
         let runs: Vec<_> = urls
             .iter()
             .map(|u| {
-                let url = format!("{u}/v1/chat/completions");
-                s.spawn(move || load::wrk_lua(&url, lua, connections, seconds))
+                let (url, script) = (format!("{u}/v1/chat/completions"), lua());
+                s.spawn(move || load::wrk_lua(&url, &script, connections, seconds))
             })
             .collect();
         runs.into_iter()
@@ -796,9 +877,13 @@ async fn three_loaded(
 ) -> Result<Value, String> {
     let urls = stack.urls()[..3].to_vec();
     let mut out = serde_json::Map::new();
-    for (name, lua) in [("plain", lua_fixed(PLAIN)), ("cache_miss", lua_unique())] {
+    let plain: fn() -> String = || lua_fixed(PLAIN);
+    for (name, lua) in [
+        ("plain", plain),
+        ("cache_miss", lua_unique as fn() -> String),
+    ] {
         let before = redis_stats::read(redis).await?;
-        let (requests, rps, errors) = wrk_each(&urls, &lua, 8, seconds);
+        let (requests, rps, errors) = wrk_each(&urls, lua, 8, seconds);
         let after = redis_stats::read(redis).await?;
         out.insert(
             name.into(),
@@ -819,6 +904,7 @@ pub async fn fifty(settings: &Settings) -> Result<Value, String> {
         (50, 40, 30, 10, 10)
     };
     let mut stack = Stack::start("fifty")?;
+    stack.capture_installs = true;
     stack.add_workers(3, &[])?;
     stack.settle().await?;
     let mut redis = stack.redis_conn().await?;
@@ -861,11 +947,15 @@ pub async fn fifty(settings: &Settings) -> Result<Value, String> {
     // Registry propagation: push → the last of n workers serving it.
     let urls = stack.urls();
     let poll = Duration::from_millis(1);
-    let mut samples = Vec::new();
+    // Two readings: the last worker's own log line "installed" (read from its stderr as it
+    // is written: no polling load), and the last /ready reporting it (50 pollers every 1 ms,
+    // an upper bound that includes the polling's own CPU on a shared machine).
+    let (mut logged, mut polled, mut answered) = (Vec::new(), Vec::new(), Vec::new());
     for i in 1..=pushes {
         let yaml = format!("aliases:\n  mana/a: {{chain: [echo/p{i}]}}\n");
         let start = Instant::now();
         let version = stack.push(&yaml).await?;
+        answered.push(start.elapsed());
         let last = all_reach(
             &stack.http,
             &urls,
@@ -876,9 +966,20 @@ pub async fn fifty(settings: &Settings) -> Result<Value, String> {
             poll,
         )
         .await?;
-        samples.push(last);
+        polled.push(last);
+        // Give the log readers a moment, then take the latest install line.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let at = stack.installed_at(version);
+        if at.iter().all(Option::is_some) {
+            let latest = at.into_iter().flatten().max().unwrap_or(start);
+            logged.push(latest.saturating_duration_since(start));
+        }
     }
-    let registry = summary(&mut samples);
+    let registry = json!({
+        "installed_per_log": summary(&mut logged),
+        "serving_per_ready_polls": summary(&mut polled),
+        "push_answered": summary(&mut answered),
+    });
     println!("fleet-fifty registry propagation (push → {n} workers): {registry}");
 
     // Breaker propagation: the tripping failure on worker 0 → every other worker skipping.
@@ -963,7 +1064,9 @@ async fn current_version(url: &str) -> Option<(u64, bool)> {
 pub async fn restart(settings: &Settings) -> Result<Value, String> {
     let rounds = if settings.smoke { 1 } else { 5 };
     let mut stack = Stack::start("restart")?;
+    // Idle workers: one with the default 5 s version check, one checking every second.
     stack.add_workers(1, &[])?;
+    stack.add_workers(1, &[("MANA_LLM_SYNC_INTERVAL", "1".into())])?;
     stack.settle().await?;
     let version = stack
         .push("aliases:\n  mana/a: {chain: [echo/restart]}\n")
@@ -979,7 +1082,8 @@ pub async fn restart(settings: &Settings) -> Result<Value, String> {
         Duration::from_millis(5),
     )
     .await?;
-    let (mut current_back, mut shared_back, mut late_ready) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut current_back, mut late_ready) = (Vec::new(), Vec::new());
+    let mut shared_back = [Vec::new(), Vec::new()];
     let mut signed = true;
     for round in 0..rounds {
         // Drop kills it with SIGKILL; the new one has no persistence, so it starts empty.
@@ -1000,17 +1104,19 @@ pub async fn restart(settings: &Settings) -> Result<Value, String> {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         current_back.push(up.elapsed());
-        let shared = all_reach(
-            &stack.http,
-            &urls,
-            "/v1/health",
-            "/shared",
-            &json!(true),
-            up,
-            Duration::from_millis(5),
-        )
-        .await?;
-        shared_back.push(shared);
+        for (i, url) in urls.iter().enumerate() {
+            let shared = all_reach(
+                &stack.http,
+                std::slice::from_ref(url),
+                "/v1/health",
+                "/shared",
+                &json!(true),
+                up,
+                Duration::from_millis(5),
+            )
+            .await?;
+            shared_back[i].push(shared);
+        }
         let started = Instant::now();
         let late = stack.worker(&format!("late{round}"), &[])?;
         all_reach(
@@ -1029,7 +1135,8 @@ pub async fn restart(settings: &Settings) -> Result<Value, String> {
         "rounds": rounds,
         "current_back_after_restart": summary(&mut current_back),
         "current_signed": signed,
-        "running_worker_shared_again": summary(&mut shared_back),
+        "idle_worker_shared_again": summary(&mut shared_back[0]),
+        "idle_worker_sync_1s_shared_again": summary(&mut shared_back[1]),
         "late_worker_start_to_ready_on_version": summary(&mut late_ready),
     });
     println!("fleet-restart: {result}");
