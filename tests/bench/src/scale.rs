@@ -951,6 +951,7 @@ pub async fn fifty(settings: &Settings) -> Result<Value, String> {
     // is written: no polling load), and the last /ready reporting it (50 pollers every 1 ms,
     // an upper bound that includes the polling's own CPU on a shared machine).
     let (mut logged, mut polled, mut answered) = (Vec::new(), Vec::new(), Vec::new());
+    let mut fan_out = Vec::new();
     for i in 1..=pushes {
         let yaml = format!("aliases:\n  mana/a: {{chain: [echo/p{i}]}}\n");
         let start = Instant::now();
@@ -971,12 +972,15 @@ pub async fn fifty(settings: &Settings) -> Result<Value, String> {
         tokio::time::sleep(Duration::from_millis(20)).await;
         let at = stack.installed_at(version);
         if at.iter().all(Option::is_some) {
-            let latest = at.into_iter().flatten().max().unwrap_or(start);
+            let latest = at.iter().flatten().max().copied().unwrap_or(start);
+            let first = at.iter().flatten().min().copied().unwrap_or(start);
             logged.push(latest.saturating_duration_since(start));
+            fan_out.push(latest.saturating_duration_since(first));
         }
     }
     let registry = json!({
         "installed_per_log": summary(&mut logged),
+        "first_to_last_install_per_log": summary(&mut fan_out),
         "serving_per_ready_polls": summary(&mut polled),
         "push_answered": summary(&mut answered),
     });
@@ -1091,32 +1095,43 @@ pub async fn restart(settings: &Settings) -> Result<Value, String> {
         tokio::time::sleep(Duration::from_millis(200)).await;
         stack.redis = Some(procs::redis_on(stack.redis_port)?);
         let up = Instant::now();
-        loop {
-            if let Some((v, s)) = current_version(&stack.redis_url).await {
-                if v == version {
-                    signed &= s;
-                    break;
+        // `current` and each worker's shared state, watched at the same time.
+        let current = async {
+            loop {
+                if let Some((v, s)) = current_version(&stack.redis_url).await {
+                    if v == version {
+                        return Ok(s);
+                    }
                 }
+                if up.elapsed() > Duration::from_secs(30) {
+                    return Err("`current` never came back".to_owned());
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            if up.elapsed() > Duration::from_secs(30) {
-                return Err("`current` never came back".into());
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        current_back.push(up.elapsed());
-        for (i, url) in urls.iter().enumerate() {
-            let shared = all_reach(
+        };
+        let shared = |i: usize| {
+            all_reach(
                 &stack.http,
-                std::slice::from_ref(url),
+                &urls[i..=i],
                 "/v1/health",
                 "/shared",
                 &json!(true),
                 up,
                 Duration::from_millis(5),
             )
-            .await?;
-            shared_back[i].push(shared);
-        }
+        };
+        let (current, first, second) = tokio::join!(
+            async {
+                let r = current.await;
+                (r, up.elapsed())
+            },
+            shared(0),
+            shared(1)
+        );
+        signed &= current.0?;
+        current_back.push(current.1);
+        shared_back[0].push(first?);
+        shared_back[1].push(second?);
         let started = Instant::now();
         let late = stack.worker(&format!("late{round}"), &[])?;
         all_reach(
