@@ -29,12 +29,12 @@ pub fn gateway(mock: &Proc) -> Result<Proc, String> {
     )
 }
 
-struct WrkResult {
-    requests_per_sec: f64,
-    requests: f64,
-    latency_ms: Value,
+pub struct WrkResult {
+    pub requests_per_sec: f64,
+    pub requests: f64,
+    pub latency_ms: Value,
     /// Non-2xx answers plus socket errors (connect, read, write, timeout).
-    errors: u64,
+    pub errors: u64,
 }
 
 /// Parses a wrk duration like `812.00us`, `1.20ms`, `2.00s`.
@@ -54,12 +54,22 @@ fn wrk_ms(text: &str) -> Option<f64> {
         .map(|v| (v * factor * 1000.0).round() / 1000.0)
 }
 
-fn wrk(url: &str, body: &str, connections: usize, seconds: u64) -> Result<WrkResult, String> {
-    let dir = procs::temp_dir("wrk")?;
-    let script = dir.join("post.lua");
+pub fn wrk(url: &str, body: &str, connections: usize, seconds: u64) -> Result<WrkResult, String> {
     let lua = format!(
         "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = [[{body}]]\n"
     );
+    wrk_lua(url, &lua, connections, seconds)
+}
+
+/// One wrk run with its own Lua script (e.g. a `request` function making every body unique).
+pub fn wrk_lua(
+    url: &str,
+    lua: &str,
+    connections: usize,
+    seconds: u64,
+) -> Result<WrkResult, String> {
+    let dir = procs::temp_dir("wrk")?;
+    let script = dir.join("post.lua");
     std::fs::write(&script, lua).map_err(|e| e.to_string())?;
     let threads = connections.clamp(1, 2);
     let output = Command::new("wrk")

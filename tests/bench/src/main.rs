@@ -1,4 +1,4 @@
-//! `mana-llm-bench [--smoke] [--no-peer] [fleet|overhead|streaming|many-streams|large-inputs|memory|all]`: starts everything it needs on
+//! `mana-llm-bench [--smoke] [--no-peer] [fleet|fleet-hot-path|fleet-nginx|fleet-frozen|fleet-fifty|fleet-restart|overhead|streaming|many-streams|large-inputs|memory|all]`: starts everything it needs on
 //! loopback (a real `redis-server`, the release `mana-llm` binary as control plane, workers or
 //! `serve`, the `mana-llm-mock` upstream), measures, prints a Markdown report and writes
 //! `target/bench/results.json`.
@@ -9,6 +9,9 @@
 //!
 //! - [`procs`] — the processes (binary paths, free ports, the `listening on` line).
 //! - [`fleet`] — registry and breaker propagation across three workers, cache-hit latency.
+//! - [`scale`] — the fleet at scale: the hot path with Redis, three workers behind nginx, a
+//!   frozen Redis, fifty workers, a Redis restarted empty.
+//! - [`redis_stats`] — what Redis did between two readings (`INFO`).
 //! - [`load`] — overhead under load (wrk), streaming time to first byte, memory over 1M requests.
 //! - [`streams`] — 1,000 slow streams held open at once.
 //! - [`inputs`] — a 2 MB image and a 400 kB prompt.
@@ -20,6 +23,8 @@ mod inputs;
 mod load;
 mod peer;
 mod procs;
+mod redis_stats;
+mod scale;
 mod stats;
 mod streams;
 
@@ -41,8 +46,13 @@ async fn main() -> ExitCode {
         .iter()
         .find(|a| !a.starts_with("--"))
         .map_or("all", String::as_str);
-    const SCENARIOS: [&str; 7] = [
+    const SCENARIOS: [&str; 12] = [
         "fleet",
+        "fleet-hot-path",
+        "fleet-nginx",
+        "fleet-frozen",
+        "fleet-fifty",
+        "fleet-restart",
         "overhead",
         "streaming",
         "many-streams",
@@ -64,6 +74,21 @@ async fn main() -> ExitCode {
     let outcome: Result<(), String> = async {
         if run("fleet") {
             results.insert("fleet".into(), fleet::run(&settings).await?);
+        }
+        if run("fleet-hot-path") {
+            results.insert("fleet_hot_path".into(), scale::hot_path(&settings).await?);
+        }
+        if run("fleet-nginx") {
+            results.insert("fleet_nginx".into(), scale::nginx_fleet(&settings).await?);
+        }
+        if run("fleet-frozen") {
+            results.insert("fleet_frozen".into(), scale::frozen(&settings).await?);
+        }
+        if run("fleet-fifty") {
+            results.insert("fleet_fifty".into(), scale::fifty(&settings).await?);
+        }
+        if run("fleet-restart") {
+            results.insert("fleet_restart".into(), scale::restart(&settings).await?);
         }
         if run("overhead") {
             results.insert("overhead".into(), load::overhead(&settings).await?);

@@ -4,6 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -28,13 +29,42 @@ pub struct Proc {
     pub url: String,
 }
 
+/// Log lines a process wrote to stderr that contained a needle, each with when it was read.
+pub type Lines = Arc<Mutex<Vec<(Instant, String)>>>;
+
 impl Proc {
     /// Starts `cmd` and waits for its `listening on http://…` line.
-    pub fn start(mut cmd: Command) -> Result<Proc, String> {
-        cmd.stdout(Stdio::piped()).stderr(Stdio::null());
+    pub fn start(cmd: Command) -> Result<Proc, String> {
+        Self::start_capturing(cmd, None)
+    }
+
+    /// [`Proc::start`], keeping the stderr lines that contain `needle` (timestamped as they
+    /// are read) in `lines`.
+    pub fn start_capturing(
+        mut cmd: Command,
+        capture: Option<(&'static str, Lines)>,
+    ) -> Result<Proc, String> {
+        cmd.stdout(Stdio::piped()).stderr(if capture.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
+        if let (Some((needle, lines)), Some(stderr)) = (capture, child.stderr.take()) {
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    if line.contains(needle) {
+                        let at = Instant::now();
+                        if let Ok(mut l) = lines.lock() {
+                            l.push((at, line));
+                        }
+                    }
+                }
+            });
+        }
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -66,6 +96,20 @@ impl Proc {
     /// Resident memory in MiB.
     pub fn rss_mib(&self) -> f64 {
         rss_mib_of(self.pid())
+    }
+
+    /// Sends signal `name` (`STOP`, `CONT`, `KILL`…) with kill(1).
+    pub fn signal(&self, name: &str) -> Result<(), String> {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .map_err(|e| format!("kill: {e}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("kill -{name} {} failed", self.pid()))
+        }
     }
 }
 
@@ -120,6 +164,13 @@ pub fn temp_dir(name: &str) -> Result<PathBuf, String> {
 /// A `redis-server` on a free port.
 pub fn redis() -> Result<(Proc, String), String> {
     let port = free_port()?;
+    let proc = redis_on(port)?;
+    let url = proc.url.clone();
+    Ok((proc, url))
+}
+
+/// A `redis-server` (no persistence: a restart is empty) on `port`, once it accepts connections.
+pub fn redis_on(port: u16) -> Result<Proc, String> {
     let mut cmd = Command::new("redis-server");
     cmd.args([
         "--port",
@@ -140,14 +191,10 @@ pub fn redis() -> Result<(Proc, String), String> {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    let url = format!("redis://127.0.0.1:{port}");
-    Ok((
-        Proc {
-            child,
-            url: url.clone(),
-        },
-        url,
-    ))
+    Ok(Proc {
+        child,
+        url: format!("redis://127.0.0.1:{port}"),
+    })
 }
 
 /// The mock upstream in its default (fast) mode.
@@ -159,6 +206,15 @@ pub fn mock() -> Result<Proc, String> {
 
 /// `mana-llm <args>` with a clean environment plus `env`.
 pub fn mana_llm(args: &[&str], env: &[(&str, String)]) -> Result<Proc, String> {
+    mana_llm_capturing(args, env, None)
+}
+
+/// [`mana_llm`], keeping the stderr lines that contain a needle (see [`Proc::start_capturing`]).
+pub fn mana_llm_capturing(
+    args: &[&str],
+    env: &[(&str, String)],
+    capture: Option<(&'static str, Lines)>,
+) -> Result<Proc, String> {
     let mut cmd = Command::new(binary("mana-llm")?);
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -168,7 +224,7 @@ pub fn mana_llm(args: &[&str], env: &[(&str, String)]) -> Result<Proc, String> {
         cmd.env(k, v);
     }
     cmd.args(args);
-    Proc::start(cmd)
+    Proc::start_capturing(cmd, capture)
 }
 
 /// The output of `cmd args…`, trimmed; `None` when it cannot run or fails.
