@@ -15,8 +15,10 @@ use crate::service::RegistryService;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// Even with no news, look at the outbox this often (another process may have written).
-const IDLE_POLL: Duration = Duration::from_secs(5);
+/// Even with no news, look at the outbox and at what the bus holds this often (another
+/// process may have written; Redis may have restarted empty): the bound on how long a fleet
+/// can go without `current` after a Redis restart.
+const IDLE_POLL: Duration = Duration::from_secs(2);
 
 /// Publishes every unsent row; returns whether all went out.
 pub async fn drain_once(service: &RegistryService, bus: &dyn Publish) -> bool {
@@ -66,7 +68,7 @@ pub async fn drain_once(service: &RegistryService, bus: &dyn Publish) -> bool {
 /// publishes in order, and a reconcile must never jump ahead of it (a version announced out
 /// of order would make the older row's announcement a no-op). Returns whether it could tell.
 pub async fn reconcile_once(service: &RegistryService, bus: &dyn Publish) -> bool {
-    if let Err(e) = service.refresh().await {
+    if let Err(e) = service.refresh_if_changed().await {
         tracing::error!(error = %e, "cannot re-read the event log");
         return false;
     }

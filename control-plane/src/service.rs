@@ -238,6 +238,25 @@ impl RegistryService {
             .map_err(ServiceError::Store)
     }
 
+    /// Re-reads the log only when another writer appended since this service last read it
+    /// (one indexed query otherwise). Returns the current version.
+    pub async fn refresh_if_changed(&self) -> Result<u64, ServiceError> {
+        let last: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(stream_sequence) FROM events WHERE stream = ?1")
+                .bind(REGISTRY_STREAM)
+                .fetch_one(self.inner.store.pool())
+                .await
+                .map_err(|e| ServiceError::Store(e.into()))?;
+        let last = last.and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
+        {
+            let state = self.inner.state.lock().await;
+            if state.stream_sequence == last {
+                return Ok(state.aggregate.current_version());
+            }
+        }
+        self.refresh().await
+    }
+
     /// Re-reads the log (e.g. after another process wrote). Returns the current version.
     pub async fn refresh(&self) -> Result<u64, ServiceError> {
         let mut state = self.inner.state.lock().await;
