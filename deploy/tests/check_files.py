@@ -71,6 +71,7 @@ KNOWN_METRICS = {
     "mana_llm_registry_version", "mana_llm_registry_reloads_total", "mana_llm_redis_up",
     "mana_llm_redis_errors_total", "mana_llm_cache_requests_total", "mana_llm_breaker_state",
     "mana_llm_worker_info", "mana_llm_registry_rejected_total", "mana_llm_registry_repairs_total",
+    "mana_llm_fleet_workers", "mana_llm_fleet_max_lag_seconds",
     "mana_llm_control_plane_registry_version", "mana_llm_control_plane_reloads_total",
     "mana_llm_control_plane_outbox_pending",
 }

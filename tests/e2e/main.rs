@@ -15,6 +15,7 @@ mod echo;
 mod errors;
 mod fleet;
 mod fleet_redis;
+mod fleet_view;
 mod google;
 mod labels;
 mod memory;
