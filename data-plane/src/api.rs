@@ -8,6 +8,8 @@ mod body;
 pub mod budget;
 mod chat;
 mod embeddings;
+#[cfg(test)]
+mod fuzz;
 mod health;
 mod models;
 mod registry;

@@ -5,6 +5,8 @@
 //! `aliases.yaml` format, every error reported in one pass; the running worker swaps whole
 //! snapshots, never mutates one.
 
+#[cfg(test)]
+mod fuzz;
 mod guard;
 mod parse;
 pub mod policy;
