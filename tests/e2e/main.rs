@@ -17,6 +17,7 @@ mod fleet;
 mod fleet_redis;
 mod fleet_view;
 mod google;
+mod h2_window;
 mod labels;
 mod memory;
 mod nginx;
