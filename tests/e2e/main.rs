@@ -19,6 +19,7 @@ mod nginx;
 mod ollama;
 mod openai_compat;
 mod redis_auth;
+mod responses;
 mod sdk;
 mod secrets;
 mod streaming;
