@@ -9,6 +9,7 @@ mod breaker;
 mod cache;
 mod capabilities;
 mod cli;
+mod clients;
 mod control_plane;
 mod echo;
 mod errors;
