@@ -21,8 +21,8 @@ export const SLOW = 'mana/slow'; // a long, slow stream
 // What each alias resolves to, as `model` and X-Mana-LLM-Resolved report it.
 export const OLLAMA = 'ollama/qwen2.5:7b';
 export const COMPAT = 'openai/mock-model';
-export const OLLAMA_TOOLS = 'ollama/qwen2.5-tool-get_weather';
-export const COMPAT_TOOLS = 'openai/tool-get_weather';
+export const OLLAMA_TOOLS = 'ollama/qwen2.5-calls-get_weather';
+export const COMPAT_TOOLS = 'openai/calls-get_weather';
 
 let checks = 0;
 

@@ -15,14 +15,14 @@ use crate::support::*;
 
 const KEY: &str = "client-suite-key";
 
-/// `…tool-NAME` and `…json-weather` models are the mock's scripted-by-name replies (a tool call,
+/// `…calls-NAME` and `…json-weather` models are the mock's scripted-by-name replies (a tool call,
 /// then text once a tool result came back; a JSON object). The `status-503` entry fails every
 /// call, so the next entry answers.
 const ALIASES: &str = "aliases:
   mana/mixed: {chain: [ollama/qwen2.5:7b, openai/mock-model]}
   mana/fallback: {chain: [ollama/status-503, openai/mock-model]}
-  mana/tools: {chain: [ollama/qwen2.5-tool-get_weather, openai/tool-get_weather]}
-  mana/tools-fallback: {chain: [ollama/status-503, openai/tool-get_weather]}
+  mana/tools: {chain: [ollama/qwen2.5-calls-get_weather, openai/calls-get_weather]}
+  mana/tools-fallback: {chain: [ollama/status-503, openai/calls-get_weather]}
   mana/json: {chain: [ollama/qwen2.5-json-weather, openai/json-weather]}
   mana/embed: {chain: [ollama/nomic-embed-text, openai/text-embedding-3-small]}
   mana/slow: {chain: [ollama/pieces-200-every-50ms, openai/pieces-200-every-50ms]}

@@ -148,7 +148,7 @@ async fn dispatch(
 /// pieces and `pieces-20-every-100ms` sends them 100 ms apart; `echo-key-401` answers 401
 /// quoting the credential received, `echo-key-midstream` streams one chunk and then an in-band
 /// error quoting it. For clients driven as child processes (tests/clients), which nobody can
-/// script: `…tool-NAME` (e.g. `qwen2.5-tool-get_weather`) calls tool NAME with
+/// script: `…calls-NAME` (e.g. `qwen2.5-calls-get_weather`) calls tool NAME with
 /// `{"city": "Berlin"}`, or answers "Sunny in Berlin" once the conversation carries a tool
 /// result (one agent step each); `…json-weather` answers `{"city": "Berlin", "temperature": 21}`
 /// in three pieces. Such
@@ -156,7 +156,7 @@ async fn dispatch(
 /// run must not grow the mock's memory.
 fn by_model_name(model: Option<&str>, body: &Value) -> Option<Reply> {
     let model = model?;
-    if let Some((_, name)) = model.split_once("tool-") {
+    if let Some((_, name)) = model.split_once("calls-") {
         let has_result = body["messages"]
             .as_array()
             .is_some_and(|m| m.iter().any(|m| m["role"] == "tool"));
@@ -418,13 +418,13 @@ mod tests {
         let mid = by_model_name(Some("echo-key-midstream")).unwrap();
         assert_eq!((mid.error_after, mid.echo_key), (Some(1), true));
         assert!(by_model_name(None).is_none());
-        let first = by_model_name(Some("qwen2.5-tool-get_weather")).unwrap();
+        let first = by_model_name(Some("qwen2.5-calls-get_weather")).unwrap();
         assert_eq!(
             first.tool_call.map(|(name, _)| name).as_deref(),
             Some("get_weather")
         );
         let result = json!({"messages": [{"role": "tool", "content": "21"}]});
-        let second = super::by_model_name(Some("tool-get_weather"), &result).unwrap();
+        let second = super::by_model_name(Some("calls-get_weather"), &result).unwrap();
         assert!(second.tool_call.is_none());
         assert_eq!(second.joined(), "Sunny in Berlin");
         let json = by_model_name(Some("json-weather")).unwrap().joined();
