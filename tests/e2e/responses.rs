@@ -320,3 +320,72 @@ async fn server_side_state_is_a_400_naming_the_field() {
         0
     );
 }
+
+#[tokio::test]
+async fn a_deterministic_request_is_cached_and_a_streamed_hit_replayed_as_events() {
+    let mock = MockProvider::start().await;
+    let gw = gateway(&mock);
+    let body = json!({"model": "mana/mixed", "input": "cache me", "temperature": 0});
+    let first = gw.post("/v1/responses", body.clone()).await;
+    assert_eq!(
+        first.header("x-mana-llm-cache"),
+        Some("miss"),
+        "{}",
+        first.text
+    );
+    let second = gw.post("/v1/responses", body.clone()).await;
+    assert_eq!(second.header("x-mana-llm-cache"), Some("hit"));
+    assert_eq!(
+        second.json["output"][0]["content"][0]["text"],
+        "Hello from mock"
+    );
+    assert_eq!(second.json["model"], "ollama/qwen2.5:7b");
+    // A new response each time, though the answer came from the cache.
+    assert_ne!(first.json["id"], second.json["id"]);
+
+    let mut streamed = body;
+    streamed["stream"] = json!(true);
+    let (status, ev) = events(&gw, streamed).await;
+    assert_eq!(status, 200);
+    let n = names(&ev);
+    assert_eq!(n.first(), Some(&"response.created"));
+    assert_eq!(n.last(), Some(&"response.completed"), "{n:?}");
+    let done = &ev.last().unwrap().1["response"];
+    assert_eq!(done["output"][0]["content"][0]["text"], "Hello from mock");
+    assert_eq!(
+        done["usage"]["input_tokens"], 5,
+        "the replay carries the usage"
+    );
+    assert_eq!(
+        mock.calls(Route::OllamaChat),
+        1,
+        "one upstream call for all three"
+    );
+}
+
+#[tokio::test]
+async fn an_image_url_skips_the_ollama_entry_and_an_inline_image_reaches_it() {
+    let mock = MockProvider::start().await;
+    let gw = gateway(&mock);
+    let ask = |url: &str| {
+        json!({"model": "mana/mixed", "input": [{"role": "user", "content": [
+            {"type": "input_text", "text": "What is this?"},
+            {"type": "input_image", "image_url": url}]}]})
+    };
+    let r = gw
+        .post("/v1/responses", ask("https://cdn.example/cat.png"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["model"], "openai/mock-model");
+    let sent = mock.last_request(Route::OpenAiChat).unwrap().body;
+    assert_eq!(
+        sent["messages"][0]["content"][1]["image_url"]["url"],
+        "https://cdn.example/cat.png"
+    );
+    assert_eq!(mock.calls(Route::OllamaChat), 0);
+
+    let r = gw.post("/v1/responses", ask(PNG)).await;
+    assert_eq!(r.json["model"], "ollama/qwen2.5:7b", "{}", r.text);
+    let sent = mock.last_request(Route::OllamaChat).unwrap().body;
+    assert_eq!(sent["messages"][0]["images"][0], "iVBORw0KGgo=");
+}
