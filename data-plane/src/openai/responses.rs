@@ -80,12 +80,8 @@ const STATEFUL: [(&str, &str); 4] = [
 ];
 
 /// Fields with the same name and meaning in both APIs, passed on to the chat request.
-const SAME_IN_CHAT: [&str; 4] = [
-    "service_tier",
-    "safety_identifier",
-    "prompt_cache_key",
-    "top_logprobs",
-];
+/// (`top_logprobs` is not: the answer has no place for chat logprobs.)
+const SAME_IN_CHAT: [&str; 3] = ["service_tier", "safety_identifier", "prompt_cache_key"];
 
 impl ResponsesRequest {
     pub fn is_stream(&self) -> bool {
