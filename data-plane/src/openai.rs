@@ -6,6 +6,7 @@
 pub mod chat;
 pub mod embeddings;
 pub mod models;
+pub mod responses;
 
 pub use chat::{
     AssistantMessage, ChatChunk, ChatCompletion, ChatRequest, Choice, ChunkChoice, Content,
@@ -14,6 +15,7 @@ pub use chat::{
 };
 pub use embeddings::{EmbeddingInput, Embeddings, EmbeddingsRequest};
 pub use models::{ModelInfo, ModelList};
+pub use responses::ResponsesRequest;
 
 /// Seconds since the Unix epoch, for `created` fields.
 pub fn unix_now() -> u64 {

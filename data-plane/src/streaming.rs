@@ -2,9 +2,10 @@
 //!
 //! The response starts only once the upstream produced its first chunk (the router waits for
 //! it), so failures before that are real HTTP errors and can fall back along the chain. After that every chunk is
-//! written as its own `data: <json>\n\n` event the moment it arrives, a `: keep-alive` comment
-//! fills long silences, a failure becomes an in-band `data: {"error": …}` event, and the stream
-//! always ends with `data: [DONE]`. When the client goes away the body is dropped, which drops
+//! written the moment it arrives, a `: keep-alive` comment fills long silences, and a failure
+//! becomes an in-band error event. What the events look like is an [`Encoder`]'s business:
+//! [`ChatEvents`] writes chat completion chunks ending in `data: [DONE]`; the Responses API has
+//! its own (`api::responses`). When the client goes away the body is dropped, which drops
 //! the upstream response and closes that connection: the upstream call is cancelled.
 
 use std::convert::Infallible;
@@ -27,51 +28,101 @@ use crate::snapshot::Snapshot;
 const DONE: &[u8] = b"data: [DONE]\n\n";
 const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
 
-/// Answers with an SSE response: `first` (already received) and then the rest as it comes.
-pub fn respond(
-    state: &Arc<AppState>,
-    snapshot: &Arc<Snapshot>,
-    first: Option<ChatChunk>,
-    rest: ChunkStream,
-    target: &Target,
-    started: Instant,
-) -> Response {
-    let metrics = &state.metrics;
-    metrics.record_ttft(snapshot, target, started.elapsed());
-    metrics.record_success(snapshot, target, true, None);
+/// How one API writes a stream of chat chunks as server-sent events.
+pub trait Encoder: Send + 'static {
+    /// Appends the events for one upstream chunk.
+    fn chunk(&mut self, chunk: ChatChunk, out: &mut Vec<u8>);
+    /// Appends the in-band error that ends a stream already under way.
+    fn fail(&mut self, error: &ApiError, out: &mut Vec<u8>);
+    /// Appends what ends a stream that finished cleanly.
+    fn finish(&mut self, out: &mut Vec<u8>);
+}
 
-    let body = Body::from_stream(events(
-        state.clone(),
-        snapshot.clone(),
+/// `/v1/chat/completions`: each chunk as `data: <json>` with our model, `[DONE]` at the end,
+/// an error as `data: {"error": …}` before it.
+pub struct ChatEvents {
+    model: String,
+}
+
+impl ChatEvents {
+    pub fn new(model: impl Into<String>) -> Self {
+        Self {
+            model: model.into(),
+        }
+    }
+}
+
+impl Encoder for ChatEvents {
+    fn chunk(&mut self, chunk: ChatChunk, out: &mut Vec<u8>) {
+        push_chunk_event(out, chunk, &self.model);
+    }
+
+    fn fail(&mut self, error: &ApiError, out: &mut Vec<u8>) {
+        out.extend_from_slice(&event(error.body().to_string().as_bytes()));
+        out.extend_from_slice(DONE);
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        out.extend_from_slice(DONE);
+    }
+}
+
+/// A stream an entry of the chain committed to: its first chunk (already received) and the rest.
+pub struct Live {
+    pub snapshot: Arc<Snapshot>,
+    pub target: Target,
+    pub first: Option<ChatChunk>,
+    pub rest: ChunkStream,
+    /// When the request started, for the time to first token.
+    pub started: Instant,
+}
+
+/// Answers with an SSE response: the first chunk and then the rest as it comes.
+pub fn respond(state: &Arc<AppState>, live: Live, encoder: impl Encoder) -> Response {
+    let Live {
+        snapshot,
+        target,
         first,
         rest,
-        target.clone(),
+        started,
+    } = live;
+    let metrics = &state.metrics;
+    metrics.record_ttft(&snapshot, &target, started.elapsed());
+    metrics.record_success(&snapshot, &target, true, None);
+
+    let resolved = target.to_string();
+    let body = Body::from_stream(events(
+        state.clone(),
+        snapshot,
+        first,
+        rest,
+        target,
+        encoder,
     ));
     let mut response = Response::new(body);
     *response.status_mut() = StatusCode::OK;
-    let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    sse_headers(&mut response, &resolved);
     // nginx and similar proxies buffer responses unless told not to.
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    if let Ok(v) = HeaderValue::from_str(&target.to_string()) {
-        h.insert(headers::RESOLVED, v);
-    }
+    response
+        .headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
     response
 }
 
 /// Answers with a finished list of chunks (a cached answer replayed as a stream), written as
 /// one body: every event is ready, so there is nothing to gain from separate writes.
-pub fn replay(chunks: Vec<ChatChunk>, target: &str) -> Response {
+pub fn replay(chunks: Vec<ChatChunk>, target: &str, mut encoder: impl Encoder) -> Response {
     let mut events = Vec::new();
     for chunk in chunks {
-        push_chunk_event(&mut events, chunk, target);
+        encoder.chunk(chunk, &mut events);
     }
-    events.extend_from_slice(DONE);
+    encoder.finish(&mut events);
     let mut response = Response::new(Body::from(events));
+    sse_headers(&mut response, target);
+    response
+}
+
+fn sse_headers(response: &mut Response, target: &str) {
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
@@ -81,7 +132,6 @@ pub fn replay(chunks: Vec<ChatChunk>, target: &str) -> Response {
     if let Ok(v) = HeaderValue::from_str(target) {
         h.insert(headers::RESOLVED, v);
     }
-    response
 }
 
 fn event(json: &[u8]) -> Bytes {
@@ -128,12 +178,13 @@ fn events(
     first: Option<ChatChunk>,
     mut rest: ChunkStream,
     target: Target,
+    mut encoder: impl Encoder,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
     let keep_alive = state.config.keep_alive;
-    let model = target.to_string();
     async_stream::stream! {
         let mut usage = None;
         let mut next = first.map(Ok);
+        // Whether the stream's last event is written.
         let mut ended = false;
         loop {
             let item = match next.take() {
@@ -157,13 +208,12 @@ fn events(
                         if chunk.usage.is_some() {
                             usage = chunk.usage.clone();
                         }
-                        push_chunk_event(&mut batch, chunk, &model);
+                        encoder.chunk(chunk, &mut batch);
                     }
                     Err(e) => {
-                        tracing::warn!(target = %model, error = %e, "stream failed after the first chunk");
+                        tracing::warn!(target = %target, error = %e, "stream failed after the first chunk");
                         state.metrics.record_error(&snapshot, &target, e.code());
-                        let body = ApiError::upstream(&target, e).body();
-                        batch.extend_from_slice(&event(body.to_string().as_bytes()));
+                        encoder.fail(&ApiError::upstream(&target, e), &mut batch);
                         ended = true;
                         break;
                     }
@@ -175,14 +225,12 @@ fn events(
                 match rest.next().now_or_never() {
                     Some(Some(ready)) => item = Some(ready),
                     Some(None) => {
+                        encoder.finish(&mut batch);
                         ended = true;
                         break;
                     }
                     None => break,
                 }
-            }
-            if ended {
-                batch.extend_from_slice(DONE);
             }
             yield Ok(Bytes::from(batch));
             if ended {
@@ -190,7 +238,9 @@ fn events(
             }
         }
         if !ended {
-            yield Ok(Bytes::from_static(DONE));
+            let mut tail = Vec::new();
+            encoder.finish(&mut tail);
+            yield Ok(Bytes::from(tail));
         }
         if let Some(u) = usage {
             state.metrics.record_tokens(&snapshot, &target, u.prompt_tokens, u.completion_tokens);
@@ -233,7 +283,8 @@ mod tests {
         let state = app.state().clone();
         let snapshot = state.snapshots.load();
         let target = Target::parse("echo/x");
-        let stream = events(state, snapshot, Some(first), rest, target);
+        let encoder = ChatEvents::new(target.to_string());
+        let stream = events(state, snapshot, Some(first), rest, target, encoder);
         stream
             .map(|frame| match frame {
                 Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
@@ -286,6 +337,7 @@ mod tests {
             Some(piece("a")),
             rest,
             Target::parse("echo/x"),
+            ChatEvents::new("echo/x"),
         ));
         // "a" and the already-queued "b" come at once; the stream does not wait for "c".
         let first = stream.next().await.unwrap().unwrap();

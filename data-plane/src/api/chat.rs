@@ -24,7 +24,7 @@ use crate::openai::{ChatCompletion, ChatRequest};
 use crate::router::{plan, walk, Plan};
 use crate::server::AppState;
 use crate::snapshot::Snapshot;
-use crate::streaming;
+use crate::streaming::{self, ChatEvents, Live};
 
 pub async fn completions(
     State(state): State<Arc<AppState>>,
@@ -48,12 +48,53 @@ async fn serve(
     request: ChatRequest,
     log: &mut RouteLog,
 ) -> Result<Response, ApiError> {
+    let answered = run(state, tenant, request_headers, &request, log).await?;
+    let response = match answered.answer {
+        Answer::Whole(cached) => answer(cached),
+        Answer::Replay(cached) => {
+            let chunks = replay_chunks(&cached, request.include_usage());
+            streaming::replay(chunks, &cached.target, ChatEvents::new(&cached.target))
+        }
+        Answer::Live(live) => {
+            let model = live.target.to_string();
+            streaming::respond(state, live, ChatEvents::new(model))
+        }
+    };
+    Ok(with_cache_header(response, answered.cache))
+}
+
+/// What the chat use case produced, before it is written in one API's wire format (chat
+/// completions here, the Responses API in `responses`).
+pub(super) enum Answer {
+    /// A whole completion, walked or from the cache.
+    Whole(Cached),
+    /// A cached completion for a streaming request, to be replayed as a stream.
+    Replay(Cached),
+    /// A live upstream stream.
+    Live(Live),
+}
+
+pub(super) struct Answered {
+    pub answer: Answer,
+    /// The `X-Mana-LLM-Cache` value.
+    pub cache: &'static str,
+}
+
+/// The chat use case: cache decision → walk → answer, recorded once. Deterministic requests go
+/// through the cache; a streamed miss streams live and is not stored.
+pub(super) async fn run(
+    state: &Arc<AppState>,
+    tenant: Option<&Tenant>,
+    request_headers: &HeaderMap,
+    request: &ChatRequest,
+    log: &mut RouteLog,
+) -> Result<Answered, ApiError> {
     request.validate()?;
     let snapshot = state.snapshots.load();
     let plan = plan(&snapshot, request.model.as_deref())?;
     let (key, read) = match decide(
         state.cache.config(),
-        &request,
+        request,
         request_headers,
         tenant,
         || plan.entries.iter().map(|e| e.target.to_string()).collect(),
@@ -61,12 +102,15 @@ async fn serve(
     ) {
         Decision::Bypass(reason) => {
             state.cache.record_bypass(reason);
-            let response = if request.stream {
-                stream_live(state, &snapshot, &plan, &request, log).await?
+            let answer = if request.stream {
+                Answer::Live(stream_live(state, &snapshot, &plan, request, log).await?)
             } else {
-                answer(respond_json(state, &snapshot, &plan, &request, log).await?)
+                Answer::Whole(respond_json(state, &snapshot, &plan, request, log).await?)
             };
-            return Ok(with_cache_header(response, bypass_header_value()));
+            return Ok(Answered {
+                answer,
+                cache: bypass_header_value(),
+            });
         }
         Decision::Use { key, read } => (key, read),
     };
@@ -81,11 +125,10 @@ async fn serve(
                     .with_label_values(&["hit", tier.label()])
                     .inc();
                 log.target = Some(cached.target.clone());
-                let chunks = replay_chunks(&cached, request.include_usage());
-                return Ok(with_cache_header(
-                    streaming::replay(chunks, &cached.target),
-                    "hit",
-                ));
+                return Ok(Answered {
+                    answer: Answer::Replay(cached),
+                    cache: "hit",
+                });
             }
         }
         state
@@ -93,13 +136,19 @@ async fn serve(
             .cache_requests_total
             .with_label_values(&["miss", "none"])
             .inc();
-        let response = stream_live(state, &snapshot, &plan, &request, log).await?;
-        return Ok(with_cache_header(response, "miss"));
+        let live = stream_live(state, &snapshot, &plan, request, log).await?;
+        return Ok(Answered {
+            answer: Answer::Live(live),
+            cache: "miss",
+        });
     }
 
-    let (cached, outcome) = cached_answer(state, &snapshot, &plan, &request, &key, read).await?;
+    let (cached, outcome) = cached_answer(state, &snapshot, &plan, request, &key, read).await?;
     log.target = Some(cached.target.clone());
-    Ok(with_cache_header(answer(cached), outcome.header_value()))
+    Ok(Answered {
+        answer: Answer::Whole(cached),
+        cache: outcome.header_value(),
+    })
 }
 
 async fn cached_answer(
@@ -159,14 +208,14 @@ async fn respond_json(
     })
 }
 
-/// Walks the chain until an entry produces its first chunk, then streams the rest.
+/// Walks the chain until an entry produces its first chunk: the stream is then committed.
 async fn stream_live(
     state: &Arc<AppState>,
     snapshot: &Arc<Snapshot>,
     plan: &Plan,
     request: &ChatRequest,
     log: &mut RouteLog,
-) -> Result<Response, ApiError> {
+) -> Result<Live, ApiError> {
     let started = Instant::now();
     let outcome = walk(
         state,
@@ -185,14 +234,13 @@ async fn stream_live(
     log.upstream = Some(outcome.upstream);
     log.fallbacks = outcome.attempts.len();
     let (first, rest) = outcome.value;
-    Ok(streaming::respond(
-        state,
-        snapshot,
+    Ok(Live {
+        snapshot: snapshot.clone(),
+        target: outcome.target,
         first,
         rest,
-        &outcome.target,
         started,
-    ))
+    })
 }
 
 fn answer(cached: Cached) -> Response {
@@ -203,7 +251,7 @@ fn answer(cached: Cached) -> Response {
     response
 }
 
-fn with_cache_header(mut response: Response, value: &'static str) -> Response {
+pub(super) fn with_cache_header(mut response: Response, value: &'static str) -> Response {
     response
         .headers_mut()
         .insert(headers::CACHE, HeaderValue::from_static(value));

@@ -115,8 +115,8 @@ async fn dispatch(
         body: body.clone(),
         model: model.clone(),
     };
-    let reply =
-        by_model_name(model.as_deref()).unwrap_or_else(|| shared.record_and_take(route, recorded));
+    let reply = by_model_name(model.as_deref(), &body)
+        .unwrap_or_else(|| shared.record_and_take(route, recorded));
 
     // From here on, a client going away before the end counts as "closed early".
     let guard = CloseGuard::new(shared.closed_early.clone());
@@ -147,11 +147,32 @@ async fn dispatch(
 /// the binary, fallback chains): `status-503` answers that status, `pieces-20` answers in 20
 /// pieces and `pieces-20-every-100ms` sends them 100 ms apart; `echo-key-401` answers 401
 /// quoting the credential received, `echo-key-midstream` streams one chunk and then an in-band
-/// error quoting it. Such
+/// error quoting it. For clients driven as child processes (tests/clients), which nobody can
+/// script: `…calls-NAME` (e.g. `qwen2.5-calls-get_weather`) calls tool NAME with
+/// `{"city": "Berlin"}`, or answers "Sunny in Berlin" once the conversation carries a tool
+/// result (one agent step each); `…json-weather` answers `{"city": "Berlin", "temperature": 21}`
+/// in three pieces. Such
 /// requests are not recorded, and neither are `bench…` models (default answers): a long load
 /// run must not grow the mock's memory.
-fn by_model_name(model: Option<&str>) -> Option<Reply> {
+fn by_model_name(model: Option<&str>, body: &Value) -> Option<Reply> {
     let model = model?;
+    if let Some((_, name)) = model.split_once("calls-") {
+        let has_result = body["messages"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|m| m["role"] == "tool"));
+        return Some(if has_result {
+            Reply::text(&["Sunny", " in", " Berlin"])
+        } else {
+            Reply::tool_call(name, json!({"city": "Berlin"}))
+        });
+    }
+    if model.ends_with("json-weather") {
+        return Some(Reply::text(&[
+            r#"{"city":"#,
+            r#""Berlin","#,
+            r#""temperature":21}"#,
+        ]));
+    }
     if model.starts_with("bench") {
         return Some(Reply::ok());
     }
@@ -379,6 +400,7 @@ mod tests {
 
     #[test]
     fn model_names_choose_replies() {
+        let by_model_name = |model| by_model_name(model, &Value::Null);
         assert_eq!(
             by_model_name(Some("status-503")).and_then(|r| r.status),
             Some(503)
@@ -396,5 +418,19 @@ mod tests {
         let mid = by_model_name(Some("echo-key-midstream")).unwrap();
         assert_eq!((mid.error_after, mid.echo_key), (Some(1), true));
         assert!(by_model_name(None).is_none());
+        let first = by_model_name(Some("qwen2.5-calls-get_weather")).unwrap();
+        assert_eq!(
+            first.tool_call.map(|(name, _)| name).as_deref(),
+            Some("get_weather")
+        );
+        let result = json!({"messages": [{"role": "tool", "content": "21"}]});
+        let second = super::by_model_name(Some("calls-get_weather"), &result).unwrap();
+        assert!(second.tool_call.is_none());
+        assert_eq!(second.joined(), "Sunny in Berlin");
+        let json = by_model_name(Some("json-weather")).unwrap().joined();
+        assert_eq!(
+            serde_json::from_str::<Value>(&json).unwrap()["city"],
+            "Berlin"
+        );
     }
 }
