@@ -125,6 +125,11 @@ pub async fn run(args: &AdminArgs, command: AdminCommand) -> ExitCode {
         Ok(client) => execute(&client, args.json, style, command).await,
         Err(failure) => Err(failure),
     };
+    finish(outcome, token.as_deref())
+}
+
+/// Prints a command's text on stdout (exit 0), or its one error line on stderr (its exit code).
+fn finish(outcome: Result<String, Failure>, token: Option<&str>) -> ExitCode {
     match outcome {
         Ok(text) => {
             print_stdout(&text);
@@ -133,7 +138,7 @@ pub async fn run(args: &AdminArgs, command: AdminCommand) -> ExitCode {
         Err(failure) => {
             // The token never goes into a message on purpose; redacting is the safety net for
             // a server that echoes what it was sent.
-            let text = failure.render(token.as_deref());
+            let text = failure.render(token);
             let _ = std::io::stderr().lock().write_all(text.as_bytes());
             ExitCode::from(failure.exit)
         }
@@ -304,17 +309,7 @@ pub async fn fleet_status(args: &AdminArgs) -> ExitCode {
         },
         Err(failure) => Err(failure),
     };
-    match outcome {
-        Ok(text) => {
-            print_stdout(&text);
-            ExitCode::SUCCESS
-        }
-        Err(failure) => {
-            let text = failure.render(token.as_deref());
-            let _ = std::io::stderr().lock().write_all(text.as_bytes());
-            ExitCode::from(failure.exit)
-        }
-    }
+    finish(outcome, token.as_deref())
 }
 
 #[cfg(test)]

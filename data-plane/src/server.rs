@@ -93,6 +93,22 @@ impl AppState {
     }
 }
 
+/// The providers the current snapshot configures, asked anew on every call (background tasks
+/// follow registry swaps this way).
+fn configured_providers(
+    state: Arc<AppState>,
+) -> impl Fn() -> Vec<Arc<dyn crate::providers::Provider>> + Send + Sync + 'static {
+    move || {
+        state
+            .snapshots
+            .load()
+            .providers
+            .configured()
+            .cloned()
+            .collect()
+    }
+}
+
 /// Where a published version came from: only Redis is open to writers outside the fleet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
@@ -269,34 +285,16 @@ impl App {
             return;
         };
         // Each worker lists for its own metric labels (the probe runs on one leader only).
-        let state = self.state.clone();
         crate::metrics::listed::spawn(
             self.state.metrics.listed.clone(),
-            move || {
-                state
-                    .snapshots
-                    .load()
-                    .providers
-                    .configured()
-                    .cloned()
-                    .collect()
-            },
+            configured_providers(self.state.clone()),
             config.interval,
             config.timeout,
             cancel.clone(),
         );
-        let state = self.state.clone();
         probe::spawn(
             self.state.health.clone(),
-            move || {
-                state
-                    .snapshots
-                    .load()
-                    .providers
-                    .configured()
-                    .cloned()
-                    .collect()
-            },
+            configured_providers(self.state.clone()),
             config,
             cancel,
         );

@@ -74,6 +74,17 @@ fn delta(before: &HashMap<String, u64>, after: &HashMap<String, u64>) -> HashMap
         .collect()
 }
 
+/// Waits until `w` serves a version and shares health through Redis.
+async fn ready_and_shared(w: &Gateway) {
+    assert!(
+        eventually_async(Duration::from_secs(10), || async {
+            w.get("/ready").await.status == 200 && w.get("/v1/health").await.json["shared"] == true
+        })
+        .await,
+        "ready and shared"
+    );
+}
+
 fn worker(redis: &RedisServer, mock: &MockProvider) -> GatewayBuilder {
     Gateway::worker(&redis.url())
         .mock(mock)
@@ -108,12 +119,7 @@ async fn healthy_requests_send_no_command_to_redis() {
         .env("MANA_LLM_SYNC_INTERVAL", "600")
         .start();
     publish(&redis, 1, ALIASES).await;
-    assert!(
-        eventually_async(Duration::from_secs(10), || async {
-            w.get("/ready").await.status == 200 && w.get("/v1/health").await.json["shared"] == true
-        })
-        .await
-    );
+    ready_and_shared(&w).await;
     // Warm: the first calls of a provider may set things up.
     assert_eq!(
         w.post("/v1/chat/completions", chat("groq/ok", "warm"))
@@ -161,12 +167,7 @@ async fn a_frozen_redis_stalls_no_request() {
         .env("MANA_LLM_REDIS_TIMEOUT_MS", "200")
         .start();
     publish(&redis, 1, ALIASES).await;
-    assert!(
-        eventually_async(Duration::from_secs(10), || async {
-            w.get("/ready").await.status == 200 && w.get("/v1/health").await.json["shared"] == true
-        })
-        .await
-    );
+    ready_and_shared(&w).await;
     let cacheable = |i: usize| {
         let mut body = chat("groq/ok", &format!("frozen {i}"));
         body["temperature"] = json!(0);

@@ -440,6 +440,38 @@ pub async fn redis_up(gw: &Gateway) {
     );
 }
 
+/// A JSON chat answer of usage 5/3 (the mock's) has every field OpenAI sends, whoever built it.
+pub fn assert_openai_shape(r: &Reply) {
+    assert_eq!(
+        r.json["usage"],
+        serde_json::json!({
+            "prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8,
+            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "completion_tokens_details": {
+                "reasoning_tokens": 0, "audio_tokens": 0,
+                "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0
+            }
+        })
+    );
+    assert!(
+        r.json
+            .as_object()
+            .unwrap()
+            .contains_key("system_fingerprint"),
+        "{}",
+        r.text
+    );
+    assert_eq!(r.json["choices"][0]["logprobs"], Value::Null);
+    assert!(r.json["choices"][0]
+        .as_object()
+        .unwrap()
+        .contains_key("logprobs"));
+    assert!(r.json["choices"][0]["message"]
+        .as_object()
+        .unwrap()
+        .contains_key("refusal"));
+}
+
 /// The fleet key of the clusters the suites start (the production setup: signed state).
 pub const FLEET_KEY: &str = "e2e-fleet-key-0123456789";
 
