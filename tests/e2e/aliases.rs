@@ -270,14 +270,46 @@ async fn aliases_models_and_health_endpoints() {
     assert_eq!(health.json["status"], "healthy");
     assert_eq!(health.json["shared"], false);
     let ollama = &health.json["providers"]["ollama"];
-    for field in [
-        "status",
-        "consecutive_failures",
-        "last_error",
-        "last_check_unix",
-        "open_until_unix",
-    ] {
-        assert!(ollama.get(field).is_some(), "{field} missing: {ollama}");
+    assert_eq!(ollama["status"], "healthy", "{ollama}");
+    assert_eq!(ollama["consecutive_failures"], 0, "{ollama}");
+    assert_eq!(ollama["last_error"], json!(null), "{ollama}");
+    assert_eq!(ollama["open_until_unix"], json!(null), "{ollama}");
+
+    // One failure is counted with its reason and time; the second opens the breaker
+    // (MANA_LLM_BREAKER_FAILURES defaults to 2) until a time in the future.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    for failures in 1..=2 {
+        mock.push(Route::OllamaChat, MockReply::status(500));
+        let r = gw
+            .post("/v1/chat/completions", chat("mana/chain", "hi"))
+            .await;
+        assert_eq!(r.json["model"], "groq/second", "{}", r.text);
+        let health = gw.get("/v1/health").await;
+        let ollama = &health.json["providers"]["ollama"];
+        assert_eq!(ollama["consecutive_failures"], failures, "{ollama}");
+        assert!(
+            ollama["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("500")),
+            "{ollama}"
+        );
+        let checked = ollama["last_check_unix"].as_f64().unwrap_or(0.0);
+        assert!(
+            (now - 5.0..now + 60.0).contains(&checked),
+            "last check {checked}, now {now}: {ollama}"
+        );
+        if failures == 1 {
+            assert_eq!(ollama["status"], "healthy", "{ollama}");
+            assert_eq!(ollama["open_until_unix"], json!(null), "{ollama}");
+        } else {
+            assert_eq!(ollama["status"], "open", "{ollama}");
+            let until = ollama["open_until_unix"].as_f64().unwrap_or(0.0);
+            assert!(until > checked, "open until {until}: {ollama}");
+            assert_eq!(health.json["status"], "degraded", "{}", health.text);
+        }
     }
 }
 

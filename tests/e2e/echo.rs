@@ -164,8 +164,9 @@ async fn two_hundred_sequential_requests_on_one_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_and_exits_zero() {
+    // A reply 3 s away: long enough that the signal surely lands while the request is open.
     let mut gw = Gateway::builder()
-        .env("MANA_LLM_ECHO_DELAY_MS", "400")
+        .env("MANA_LLM_ECHO_DELAY_MS", "3000")
         .start();
     let url = gw.url("/v1/chat/completions");
     let in_flight = tokio::spawn(async move {
@@ -186,11 +187,33 @@ async fn sigterm_drains_and_exits_zero() {
         .await
     );
     gw.signal("TERM");
+    let ready = gw.url("/ready");
+    assert!(
+        eventually_async(Duration::from_secs(2), || async {
+            // Draining: not ready, or not accepting new connections at all.
+            client()
+                .get(&ready)
+                .send()
+                .await
+                .map_or(true, |r| r.status() != 200)
+        })
+        .await,
+        "not ready while draining"
+    );
+    // The drain began with the request still open; otherwise this test proves nothing.
+    assert!(
+        !in_flight.is_finished(),
+        "the reply came before the drain began"
+    );
     let response = in_flight
         .await
         .unwrap()
         .expect("in-flight request finishes");
     assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.json::<serde_json::Value>().await.unwrap()["choices"][0]["message"]["content"],
+        "still here"
+    );
     let code = tokio::task::block_in_place(|| gw.wait_exit(Duration::from_secs(10)));
     assert_eq!(code, Some(0), "logs:\n{}", gw.logs());
 }
