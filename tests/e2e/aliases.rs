@@ -500,7 +500,7 @@ async fn a_broken_file_and_sighup_change_nothing() {
         .await;
     assert_eq!(r.json["model"], "echo/v1");
     assert!(
-        gw.logs().contains("chain must not be empty"),
+        gw.logs_settled().await.contains("chain must not be empty"),
         "every error is logged"
     );
 }

@@ -173,6 +173,33 @@ impl Gateway {
         self.logs.lock().unwrap().clone()
     }
 
+    /// The logs once the line of request `id` has been read. The log is read from the process
+    /// asynchronously, so a line absent before that proves nothing; lines come in order, so
+    /// everything logged before that request is in.
+    pub async fn logs_through(&self, id: &str) -> String {
+        assert!(!id.is_empty(), "responses carry X-Request-Id");
+        assert!(
+            eventually(Duration::from_secs(10), || self.logs().contains(id)).await,
+            "request {id} never logged:\n{}",
+            self.logs()
+        );
+        self.logs()
+    }
+
+    /// The logs once everything this process logged before the call has been read: a probe
+    /// with a fresh `X-Request-Id` is logged (at debug, the suite's level) after it. Data-plane
+    /// processes only (`serve`, `worker`): the control plane logs no requests.
+    pub async fn logs_settled(&self) -> String {
+        static BARRIER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = BARRIER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let id = format!("log-barrier-{}-{n}", std::process::id());
+        let r = self
+            .send(client().get(self.url("/health")).header("x-request-id", &id))
+            .await;
+        assert_eq!(r.header("x-request-id"), Some(id.as_str()));
+        self.logs_through(&id).await
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
