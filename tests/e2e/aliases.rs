@@ -432,10 +432,15 @@ async fn sighup_swaps_the_registry_under_load_without_failures() {
         .env("MANA_LLM_ALIASES", path.to_string_lossy())
         .start();
     let url = gw.url("/v1/chat/completions");
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = served.clone();
+    // Load until the new chain answers (bounded by time, not by a request count that a slow
+    // reload could outlast).
     let load = tokio::spawn(async move {
         let http = client();
         let (mut ok, mut failed, mut seen_v2) = (0, 0, false);
-        for _ in 0..400 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !seen_v2 && std::time::Instant::now() < deadline {
             let r = http
                 .post(&url)
                 .json(&chat("mana/live", "x"))
@@ -448,12 +453,17 @@ async fn sighup_swaps_the_registry_under_load_without_failures() {
             } else {
                 failed += 1;
             }
-            if seen_v2 {
-                break;
-            }
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
         (ok, failed, seen_v2)
     });
+    // The swap happens under load: requests are flowing before the file changes.
+    assert!(
+        eventually(Duration::from_secs(10), || served
+            .load(std::sync::atomic::Ordering::SeqCst)
+            >= 20)
+        .await
+    );
     std::fs::write(&path, "aliases:\n  mana/live: {chain: [echo/v2]}\n").unwrap();
     assert!(
         eventually_async(Duration::from_secs(10), || async {

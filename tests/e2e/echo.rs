@@ -128,7 +128,8 @@ async fn health_ready_and_metrics() {
 }
 
 /// Guards against a missing TCP_NODELAY: with Nagle and delayed ACKs each keep-alive request
-/// waits ~40 ms, so 200 of them would take ≥ 8 s instead of well under 2 s.
+/// waits ~40 ms for the ACK of its previous segment. The median of 200 requests is measured,
+/// not their total, so a few requests slowed by a busy machine do not decide the outcome.
 #[tokio::test]
 async fn two_hundred_sequential_requests_on_one_connection() {
     let gw = Gateway::builder().start();
@@ -144,8 +145,9 @@ async fn two_hundred_sequential_requests_on_one_connection() {
         .send()
         .await
         .unwrap();
-    let start = Instant::now();
+    let mut took = Vec::new();
     for _ in 0..200 {
+        let start = Instant::now();
         let r = client
             .post(gw.url("/v1/chat/completions"))
             .json(&body)
@@ -154,11 +156,13 @@ async fn two_hundred_sequential_requests_on_one_connection() {
             .unwrap();
         assert_eq!(r.status(), 200);
         r.bytes().await.unwrap();
+        took.push(start.elapsed());
     }
-    let elapsed = start.elapsed();
+    took.sort();
+    let median = took[took.len() / 2];
     assert!(
-        elapsed < Duration::from_secs(2),
-        "200 keep-alive requests took {elapsed:?}"
+        median < Duration::from_millis(25),
+        "median keep-alive request {median:?} (Nagle's delay is ~40 ms)"
     );
 }
 

@@ -253,11 +253,9 @@ async fn a_breaker_tripped_through_one_worker_is_skipped_by_all() {
         "no worker called the open provider"
     );
 
-    // Half-open: exactly one worker in the fleet runs the trial.
-    mock.set_default(
-        Route::OllamaChat,
-        MockReply::ok().delay(Duration::from_millis(300)),
-    );
+    // Half-open: exactly one worker in the fleet runs the trial. The trial's answer is held
+    // until every worker has had its request decided, so the three requests overlap for sure.
+    mock.set_default(Route::OllamaChat, MockReply::ok().held());
     assert!(
         eventually_async(Duration::from_secs(5), || async {
             cluster.workers[0].get("/v1/health").await.json["providers"]["ollama"]["status"]
@@ -266,21 +264,34 @@ async fn a_breaker_tripped_through_one_worker_is_skipped_by_all() {
         .await
     );
     let calls_before = mock.calls(Route::OllamaChat);
-    let mut answers = Vec::new();
-    for w in &cluster.workers {
-        let url = w.url("/v1/chat/completions");
-        answers.push(tokio::spawn(async move {
-            Reply::read(
-                client()
-                    .post(url)
-                    .json(&chat("mana/chain", "hi"))
-                    .send()
-                    .await
-                    .unwrap(),
-            )
-            .await
-        }));
-    }
+    let answers: Vec<_> = cluster
+        .workers
+        .iter()
+        .map(|w| {
+            let url = w.url("/v1/chat/completions");
+            tokio::spawn(async move {
+                Reply::read(
+                    client()
+                        .post(url)
+                        .json(&chat("mana/chain", "hi"))
+                        .send()
+                        .await
+                        .unwrap(),
+                )
+                .await
+            })
+        })
+        .collect();
+    // Two requests fall through to groq while the third is the trial, still held.
+    assert!(
+        eventually(Duration::from_secs(10), || mock.held() == 1
+            && answers.iter().filter(|a| a.is_finished()).count() == 2)
+        .await,
+        "one held trial and two answered requests: {} held, {} answered",
+        mock.held(),
+        answers.iter().filter(|a| a.is_finished()).count()
+    );
+    mock.release();
     let mut models = Vec::new();
     for a in answers {
         models.push(
