@@ -227,12 +227,14 @@ async fn a_restart_keeps_every_version_and_the_audit_log() {
 
 #[test]
 fn without_a_token_it_refuses_to_listen_beyond_loopback() {
-    let output = Command::new(BINARY)
-        .args(["control-plane", "--listen", "0.0.0.0:0", "--db"])
-        .arg(temp_dir().join("x.db"))
-        .env_remove("MANA_LLM_ADMIN_TOKEN")
-        .output()
-        .unwrap();
+    // Bounded: a regression that starts listening must fail here, not hang the suite.
+    let output = output_within(
+        Command::new(BINARY)
+            .args(["control-plane", "--listen", "0.0.0.0:0", "--db"])
+            .arg(temp_dir().join("x.db"))
+            .env_remove("MANA_LLM_ADMIN_TOKEN"),
+        Duration::from_secs(20),
+    );
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("MANA_LLM_ADMIN_TOKEN"), "{stderr}");

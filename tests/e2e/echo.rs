@@ -249,4 +249,3 @@ async fn json_logs_carry_one_line_per_request() {
         "{entry}"
     );
 }
-

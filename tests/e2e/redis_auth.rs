@@ -206,11 +206,10 @@ impl Certs {
     fn generate() -> Certs {
         let dir = temp_dir();
         let openssl = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(&dir)
-                .output()
-                .expect("the openssl CLI is installed");
+            let out = output_within(
+                Command::new("openssl").args(args).current_dir(&dir),
+                Duration::from_secs(60),
+            );
             assert!(
                 out.status.success(),
                 "openssl {args:?}: {}",

@@ -245,7 +245,6 @@ async fn provoke_every_upstream_error(gw: &Gateway) -> Seen {
     seen
 }
 
-
 fn assert_nowhere(what: &str, text: &str, secrets: &[&str]) {
     for secret in secrets {
         assert!(
