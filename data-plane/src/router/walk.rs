@@ -174,3 +174,6 @@ where
         last_error: last_error.map(|(t, e)| format!("{t}: {e}")),
     })
 }
+
+#[cfg(test)]
+mod tests;
