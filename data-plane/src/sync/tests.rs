@@ -10,13 +10,30 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::config::{GatewayConfig, Source};
-use crate::health::redis_store::test_redis::{eventually, fresh_names, shared_redis, TestRedis};
+use crate::health::redis_store::test_redis::{eventually, fresh_names, TestRedis};
 use crate::providers::Providers;
+use crate::redis::SharedRedis;
 
 fn app() -> App {
     let source = Source::default();
     let config = GatewayConfig::from_source(&source).unwrap();
     App::with_providers(config, Providers::empty(), Parsed::empty(), source).unwrap()
+}
+
+/// A connection with a generous command timeout: these tests are about what is read, and a
+/// loaded machine must not turn a slow answer into a missed read.
+fn patient_redis(url: &str, names: &BusNames) -> Arc<SharedRedis> {
+    let up = prometheus::IntGauge::new("redis_up", "test").unwrap();
+    let errors =
+        prometheus::IntCounterVec::new(prometheus::Opts::new("redis_errors", "test"), &["op"])
+            .unwrap();
+    crate::redis::connect(
+        redis::Client::open(url).unwrap(),
+        names.clone(),
+        Duration::from_secs(10),
+        up,
+        errors,
+    )
 }
 
 fn version(n: u64) -> PublishedVersion {
@@ -82,7 +99,7 @@ async fn the_redis_follower_reads_current_only_when_it_may_have_missed_something
     let app = app();
     let follower = Registry::new(
         app.clone(),
-        shared_redis(&redis.url(), &names),
+        patient_redis(&redis.url(), &names),
         Duration::from_secs(600),
     );
 
@@ -121,7 +138,7 @@ async fn the_slow_timer_reads_when_due_and_an_unreadable_value_is_refused_once()
     let app = app();
     let follower = Registry::new(
         app.clone(),
-        shared_redis(&redis.url(), &names),
+        patient_redis(&redis.url(), &names),
         Duration::ZERO,
     );
     set_current(&redis, &names, &serde_json::to_string(&version(4)).unwrap()).await;
