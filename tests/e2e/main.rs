@@ -13,6 +13,7 @@ mod errors;
 mod fleet;
 mod fleet_redis;
 mod google;
+mod lifecycle;
 mod nginx;
 mod ollama;
 mod openai_compat;
