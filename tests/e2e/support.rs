@@ -23,6 +23,7 @@ pub struct Gateway {
 pub struct GatewayBuilder {
     env: Vec<(String, String)>,
     command: &'static str,
+    current_dir: Option<std::path::PathBuf>,
 }
 
 /// A fresh, empty directory under this run's root (see [`run_root`]), never shared with
@@ -187,6 +188,13 @@ impl GatewayBuilder {
         self.env("MANA_LLM_ALIASES", path.to_string_lossy())
     }
 
+    /// Runs the process in `dir` (relative paths such as the default `aliases.yaml` resolve
+    /// there).
+    pub fn current_dir(mut self, dir: &std::path::Path) -> Self {
+        self.current_dir = Some(dir.to_owned());
+        self
+    }
+
     pub fn env(mut self, key: &str, value: impl Into<String>) -> Self {
         self.env.push((key.to_owned(), value.into()));
         self
@@ -234,6 +242,9 @@ impl GatewayBuilder {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
+        if let Some(dir) = &self.current_dir {
+            cmd.current_dir(dir);
+        }
         let mut child = cmd.spawn().expect("spawn mana-llm");
         let logs = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().expect("stderr");
@@ -278,6 +289,7 @@ impl Gateway {
     pub fn builder() -> GatewayBuilder {
         GatewayBuilder {
             env: Vec::new(),
+            current_dir: None,
             command: "serve",
         }
     }
@@ -286,6 +298,7 @@ impl Gateway {
     pub fn worker(redis: &str) -> GatewayBuilder {
         GatewayBuilder {
             env: Vec::new(),
+            current_dir: None,
             command: "worker",
         }
         .env("MANA_LLM_LISTEN", "127.0.0.1:0")
@@ -297,6 +310,7 @@ impl Gateway {
     pub fn control_plane() -> GatewayBuilder {
         GatewayBuilder {
             env: Vec::new(),
+            current_dir: None,
             command: "control-plane",
         }
         .env("MANA_LLM_CONTROL_PLANE_LISTEN", "127.0.0.1:0")
