@@ -125,3 +125,119 @@ pub fn spawn(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use mana_llm_shared::bus::BusError;
+
+    use super::*;
+    use crate::domain::tests::{FAST, LONG};
+    use crate::testutil::TempDir;
+
+    /// A bus that records what it was given, or refuses everything.
+    #[derive(Default)]
+    struct Recording {
+        published: Mutex<Vec<(u64, u64)>>,
+        down: bool,
+    }
+
+    #[async_trait]
+    impl Publish for Recording {
+        async fn publish(&self, version: &PublishedVersion, head: u64) -> Result<(), BusError> {
+            if self.down {
+                return Err(BusError("down".to_owned()));
+            }
+            self.published.lock().unwrap().push((version.version, head));
+            Ok(())
+        }
+    }
+
+    async fn service_with_two_versions(dir: &TempDir) -> RegistryService {
+        let service = RegistryService::open(dir.store().await).await.unwrap();
+        service.seed_if_empty(FAST, "test").await.unwrap();
+        service
+            .execute(
+                crate::domain::Command::Publish {
+                    text: LONG.to_owned(),
+                    format: mana_llm_shared::DocumentFormat::Yaml,
+                    source: crate::domain::PublishSource::Push,
+                    origin: "test".to_owned(),
+                    expected_version: None,
+                },
+                "test",
+            )
+            .await
+            .unwrap();
+        service
+    }
+
+    #[tokio::test]
+    async fn rows_go_out_in_order_with_the_head_and_only_once() {
+        let dir = TempDir::new();
+        let service = service_with_two_versions(&dir).await;
+        let bus = Recording::default();
+        assert!(drain_once(&service, &bus).await);
+        assert_eq!(*bus.published.lock().unwrap(), [(1, 2), (2, 2)]);
+        assert!(drain_once(&service, &bus).await);
+        assert_eq!(
+            bus.published.lock().unwrap().len(),
+            2,
+            "sent rows stay sent"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failing_bus_keeps_the_rows_for_the_next_drain() {
+        let dir = TempDir::new();
+        let service = service_with_two_versions(&dir).await;
+        let down = Recording {
+            down: true,
+            ..Recording::default()
+        };
+        assert!(!drain_once(&service, &down).await);
+        assert_eq!(service.store().unsent_outbox(10).await.unwrap().len(), 2);
+        let up = Recording::default();
+        assert!(drain_once(&service, &up).await);
+        assert_eq!(*up.published.lock().unwrap(), [(1, 2), (2, 2)]);
+    }
+
+    #[tokio::test]
+    async fn an_undecodable_row_is_recorded_and_skipped_not_a_block() {
+        let dir = TempDir::new();
+        let service = service_with_two_versions(&dir).await;
+        sqlx::query("UPDATE outbox SET document = '{not json' WHERE version = 1")
+            .execute(service.store().pool())
+            .await
+            .unwrap();
+        let bus = Recording::default();
+        assert!(drain_once(&service, &bus).await);
+        assert_eq!(*bus.published.lock().unwrap(), [(2, 2)]);
+        assert!(service.store().unsent_outbox(10).await.unwrap().is_empty());
+        let (error,): (Option<String>,) =
+            sqlx::query_as("SELECT last_error FROM outbox WHERE version = 1")
+                .fetch_one(service.store().pool())
+                .await
+                .unwrap();
+        assert!(
+            error.is_some_and(|e| e.starts_with("undecodable")),
+            "the skipped row says why"
+        );
+    }
+
+    #[tokio::test]
+    async fn reconcile_waits_for_the_outbox_and_then_sends_the_head() {
+        let dir = TempDir::new();
+        let service = service_with_two_versions(&dir).await;
+        let bus = Recording::default();
+        // Unsent rows: the outbox goes first, reconcile must not jump ahead of it.
+        assert!(reconcile_once(&service, &bus).await);
+        assert!(bus.published.lock().unwrap().is_empty());
+        assert!(drain_once(&service, &bus).await);
+        bus.published.lock().unwrap().clear();
+        assert!(reconcile_once(&service, &bus).await);
+        assert_eq!(*bus.published.lock().unwrap(), [(2, 2)]);
+    }
+}

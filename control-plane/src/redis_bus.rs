@@ -184,3 +184,154 @@ impl Publish for RedisBus {
         Ok(Reconciled::Repaired)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The two scripts' branches against a real `redis-server`.
+
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use mana_llm_shared::{Registry, RegistryVersion};
+
+    use super::*;
+
+    struct Server(Child, u16);
+
+    impl Server {
+        fn start() -> Self {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .unwrap()
+                .port();
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server must be installed for these tests");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(Instant::now() < deadline, "redis-server did not come up");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Self(child, port)
+        }
+
+        fn client(&self) -> redis::Client {
+            redis::Client::open(format!("redis://127.0.0.1:{}/", self.1)).unwrap()
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn version(n: u64) -> PublishedVersion {
+        let yaml = format!("aliases:\n  mana/a: {{chain: [echo/v{n}]}}\n");
+        let registry = Registry::parse(&yaml, "test", RegistryVersion(n)).unwrap();
+        PublishedVersion::new(n, registry.hash().to_owned(), registry.document().clone())
+    }
+
+    async fn current(server: &Server, names: &BusNames) -> Option<PublishedVersion> {
+        let mut conn = server
+            .client()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let raw: Option<String> = redis::cmd("GET")
+            .arg(names.current_key())
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        raw.map(|r| serde_json::from_str(&r).unwrap())
+    }
+
+    async fn set(server: &Server, names: &BusNames, raw: &str) {
+        let mut conn = server
+            .client()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let _: () = redis::cmd("SET")
+            .arg(names.current_key())
+            .arg(raw)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+
+    fn bus(server: &Server, names: &BusNames) -> RedisBus {
+        RedisBus::new(server.client(), names.clone(), Duration::from_secs(10)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_older_row_leaves_a_newer_version_of_ours_alone() {
+        let server = Server::start();
+        let names = BusNames::new("bus-test");
+        let bus = bus(&server, &names);
+        bus.publish(&version(3), 3).await.unwrap();
+        // A late outbox row (another control plane on the same log published 3 first).
+        bus.publish(&version(2), 3).await.unwrap();
+        assert_eq!(current(&server, &names).await.unwrap().version, 3);
+        assert_eq!(bus.repairs().get(), 0, "nothing foreign was there");
+        // The same version again is left alone too.
+        bus.publish(&version(3), 3).await.unwrap();
+        assert_eq!(bus.repairs().get(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_version_the_log_never_made_is_overwritten_and_counted() {
+        let server = Server::start();
+        let names = BusNames::new("bus-test");
+        let bus = bus(&server, &names);
+        // Above the log's head: planted.
+        set(
+            &server,
+            &names,
+            &serde_json::to_string(&version(9)).unwrap(),
+        )
+        .await;
+        bus.publish(&version(2), 2).await.unwrap();
+        assert_eq!(current(&server, &names).await.unwrap().version, 2);
+        assert_eq!(bus.repairs().get(), 1);
+        // Our version number with other content: planted too.
+        let mut forged = version(2);
+        forged.document = version(7).document;
+        set(&server, &names, &serde_json::to_string(&forged).unwrap()).await;
+        bus.publish(&version(2), 2).await.unwrap();
+        assert_eq!(current(&server, &names).await.unwrap(), version(2));
+        assert_eq!(bus.repairs().get(), 2);
+        // Not even a version.
+        set(&server, &names, "garbage").await;
+        bus.publish(&version(2), 2).await.unwrap();
+        assert_eq!(current(&server, &names).await.unwrap().version, 2);
+        assert_eq!(bus.repairs().get(), 3);
+    }
+
+    #[tokio::test]
+    async fn reconcile_restores_an_empty_redis_and_leaves_a_matching_one() {
+        let server = Server::start();
+        let names = BusNames::new("bus-test");
+        let bus = bus(&server, &names).with_fleet_key(
+            mana_llm_shared::fleet_key::FleetKey::from_setting(Some("bus-test-fleet-key-0123"))
+                .unwrap(),
+        );
+        assert_eq!(
+            bus.reconcile(&version(4)).await.unwrap(),
+            Reconciled::Repaired
+        );
+        let written = current(&server, &names).await.unwrap();
+        assert_eq!(written.version, 4);
+        assert!(written.signature.is_some(), "written signed");
+        assert_eq!(
+            bus.reconcile(&version(4)).await.unwrap(),
+            Reconciled::InSync
+        );
+        assert_eq!(bus.repairs().get(), 1);
+    }
+}

@@ -129,3 +129,6 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
 async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
+
+#[cfg(test)]
+mod tests;

@@ -400,4 +400,75 @@ mod tests {
         );
         assert!(printed.contains("OPENAI_API_KEY"), "names are still shown");
     }
+
+    /// Every timeout and threshold variable lands in its field: a misspelt key would
+    /// otherwise fall back to its default without a word.
+    #[test]
+    fn every_timeout_and_threshold_variable_is_read() {
+        let c = GatewayConfig::from_source(&src(&[
+            ("MANA_LLM_REQUEST_TIMEOUT", "41"),
+            ("MANA_LLM_FIRST_TOKEN_TIMEOUT", "0.25"),
+            ("MANA_LLM_SSE_KEEPALIVE", "7"),
+            ("MANA_LLM_BODY_LIMIT_MB", "3"),
+            ("MANA_LLM_BREAKER_FAILURES", "5"),
+            ("MANA_LLM_BREAKER_OPEN_SECONDS", "33"),
+            ("MANA_LLM_RATE_LIMIT_OPEN_SECONDS", "9"),
+            ("MANA_LLM_SYNC_INTERVAL", "1.5"),
+            ("MANA_LLM_PROBE_INTERVAL", "12"),
+            ("MANA_LLM_PROBE_TIMEOUT", "2"),
+            ("MANA_LLM_UPSTREAM_TIMEOUT", "61"),
+            ("MANA_LLM_STREAM_IDLE_TIMEOUT", "62"),
+            ("MANA_LLM_CONNECT_TIMEOUT", "4"),
+            ("OLLAMA_TIMEOUT", "63"),
+            ("MANA_LLM_ECHO_DELAY_MS", "250"),
+            ("REDIS_URL", "redis://127.0.0.1:1"),
+            ("MANA_LLM_REDIS_TIMEOUT_MS", "75"),
+            ("MANA_LLM_REDIS_PREFIX", "fleet-x"),
+            ("MANA_LLM_WORKER_ID", " w-7 "),
+        ]))
+        .unwrap();
+        let s = Duration::from_secs_f64;
+        assert_eq!(c.request_timeout, s(41.0));
+        assert_eq!(c.first_token_timeout, Some(s(0.25)));
+        assert_eq!(c.keep_alive, s(7.0));
+        assert_eq!(c.body_limit, 3 * 1024 * 1024);
+        assert_eq!(c.breaker.failure_threshold, 5);
+        assert_eq!(c.breaker.open_for, s(33.0));
+        assert_eq!(c.breaker.rate_limited_for, s(9.0));
+        assert_eq!(c.sync_interval, s(1.5));
+        let probe = c.probe.unwrap();
+        assert_eq!((probe.interval, probe.timeout), (s(12.0), s(2.0)));
+        assert_eq!(c.providers.upstream_timeout, s(61.0));
+        assert_eq!(c.providers.stream_idle_timeout, s(62.0));
+        assert_eq!(c.providers.connect_timeout, s(4.0));
+        assert_eq!(c.providers.ollama_timeout, s(63.0));
+        assert_eq!(c.providers.echo_delay, Duration::from_millis(250));
+        let redis = c.redis.unwrap();
+        assert_eq!(redis.timeout, Duration::from_millis(75));
+        assert_eq!(redis.prefix, "fleet-x");
+        assert_eq!(c.worker_id, "w-7");
+        // Unset: the documented defaults, and no first-token deadline at all.
+        let d = GatewayConfig::from_source(&src(&[("MANA_LLM_FIRST_TOKEN_TIMEOUT", " ")])).unwrap();
+        assert_eq!(d.first_token_timeout, None);
+        assert_eq!(d.request_timeout, s(300.0));
+        assert_eq!(d.sync_interval, s(5.0));
+        assert!(d.redis.is_none());
+        assert_eq!(d.worker_id.len(), 36, "a generated id");
+        let off = GatewayConfig::from_source(&src(&[("MANA_LLM_PROBE", "off")])).unwrap();
+        assert!(off.probe.is_none());
+    }
+
+    #[test]
+    fn thresholds_that_make_no_sense_are_refused_by_name() {
+        for (key, value) in [
+            ("MANA_LLM_BODY_LIMIT_MB", "0"),
+            ("MANA_LLM_PROBE_INTERVAL", "0"),
+            ("MANA_LLM_REQUEST_TIMEOUT", "soon"),
+            ("MANA_LLM_REDIS_TIMEOUT_MS", "-1"),
+        ] {
+            let e = GatewayConfig::from_source(&src(&[(key, value), ("REDIS_URL", "redis://h")]))
+                .unwrap_err();
+            assert_eq!(e.key, key, "{value}");
+        }
+    }
 }

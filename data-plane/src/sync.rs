@@ -175,3 +175,6 @@ pub async fn fetch_from_control_plane(
         .await
         .map_err(|e| format!("unreadable answer: {e}"))
 }
+
+#[cfg(test)]
+mod tests;

@@ -285,6 +285,106 @@ mod tests {
             "mana-llm:registry:current"
         );
     }
+
+    /// Every name is part of the wire contract between processes (and the Lua scripts and
+    /// dashboards that name keys): pinned, not computed.
+    #[test]
+    fn every_name_is_pinned() {
+        let names = BusNames::new("fleet-a");
+        assert_eq!(names.prefix(), "fleet-a");
+        assert_eq!(names.breaker_key("groq"), "fleet-a:breaker:groq");
+        assert_eq!(names.breakers_index(), "fleet-a:breakers");
+        assert_eq!(names.breaker_channel(), "fleet-a:breaker:events");
+        assert_eq!(names.trial_lock("groq"), "fleet-a:breaker:groq:trial");
+        assert_eq!(names.probe_lock(), "fleet-a:probe:lock");
+        assert_eq!(names.cache_key("ab12"), "fleet-a:cache:v2:ab12");
+        assert_eq!(names.worker_key("w1"), "fleet-a:fleet:worker:w1");
+        assert_eq!(names.worker_pattern(), "fleet-a:fleet:worker:*");
+    }
+
+    /// A bus that counts publishes, answers a fixed reconcile, or fails.
+    struct Counting {
+        published: std::sync::atomic::AtomicUsize,
+        reconciled: Reconciled,
+        fail: bool,
+    }
+
+    impl Counting {
+        fn new(reconciled: Reconciled, fail: bool) -> std::sync::Arc<Self> {
+            std::sync::Arc::new(Self {
+                published: std::sync::atomic::AtomicUsize::new(0),
+                reconciled,
+                fail,
+            })
+        }
+    }
+
+    #[async_trait]
+    impl Publish for Counting {
+        async fn publish(&self, _: &PublishedVersion, _: u64) -> Result<(), BusError> {
+            if self.fail {
+                return Err(BusError("down".to_owned()));
+            }
+            self.published
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        }
+
+        async fn reconcile(&self, _: &PublishedVersion) -> Result<Reconciled, BusError> {
+            Ok(self.reconciled)
+        }
+    }
+
+    #[tokio::test]
+    async fn fan_out_publishes_to_all_and_fails_if_one_fails() {
+        let version = PublishedVersion::new(1, "h".to_owned(), RegistryDocument::default());
+        let (a, b) = (
+            Counting::new(Reconciled::InSync, false),
+            Counting::new(Reconciled::InSync, false),
+        );
+        let both = FanOut(vec![a.clone(), b.clone()]);
+        both.publish(&version, 1).await.unwrap();
+        assert_eq!(a.published.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(b.published.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let failing = FanOut(vec![a.clone(), Counting::new(Reconciled::InSync, true)]);
+        assert!(failing.publish(&version, 1).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn fan_out_reconcile_reports_a_repair_by_any_bus() {
+        let version = PublishedVersion::new(1, "h".to_owned(), RegistryDocument::default());
+        let in_sync = || Counting::new(Reconciled::InSync, false);
+        let repaired = || Counting::new(Reconciled::Repaired, false);
+        let fan = |buses: Vec<std::sync::Arc<Counting>>| {
+            FanOut(
+                buses
+                    .into_iter()
+                    .map(|b| b as std::sync::Arc<dyn Publish>)
+                    .collect(),
+            )
+        };
+        assert_eq!(
+            fan(vec![in_sync(), in_sync()])
+                .reconcile(&version)
+                .await
+                .unwrap(),
+            Reconciled::InSync
+        );
+        assert_eq!(
+            fan(vec![in_sync(), repaired()])
+                .reconcile(&version)
+                .await
+                .unwrap(),
+            Reconciled::Repaired
+        );
+        assert_eq!(
+            fan(vec![repaired(), in_sync()])
+                .reconcile(&version)
+                .await
+                .unwrap(),
+            Reconciled::Repaired
+        );
+    }
 }
 
 #[cfg(test)]

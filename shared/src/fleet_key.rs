@@ -132,4 +132,14 @@ mod tests {
     fn debug_hides_the_key() {
         assert!(!format!("{:?}", key("0123456789abcdef-secret")).contains("secret"));
     }
+
+    #[test]
+    fn the_key_is_exposed_for_scrubbing_and_never_debug_printed() {
+        let key = FleetKey::from_setting(Some("  fleet-key-0123456789abc  "))
+            .unwrap()
+            .unwrap();
+        assert_eq!(key.expose(), b"fleet-key-0123456789abc");
+        let printed = format!("{key:?}");
+        assert_eq!(printed, "FleetKey([redacted])");
+    }
 }

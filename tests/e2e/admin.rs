@@ -61,7 +61,7 @@ async fn the_token_is_required_and_never_echoed() {
     assert_eq!(ok.status, 200);
     assert_eq!(ok.json["version"], 1);
     assert_eq!(ok.json["source"], "seed");
-    for text in [&none.text, &wrong.text, &ok.text, &gw.logs()] {
+    for text in [&none.text, &wrong.text, &ok.text, &gw.logs_settled().await] {
         assert!(!text.contains(TOKEN), "the admin token leaked");
     }
 }
@@ -275,7 +275,7 @@ async fn without_a_token_only_loopback_is_answered() {
     let r = gw.send(client().get(gw.url("/admin/v1/registry"))).await;
     assert_eq!(r.status, 200, "loopback is allowed: {}", r.text);
     assert!(
-        gw.logs().contains("loopback clients only"),
+        gw.logs_settled().await.contains("loopback clients only"),
         "the start-up log says so"
     );
 }
@@ -328,7 +328,7 @@ async fn serve_beyond_loopback_without_a_token_turns_the_admin_api_off() {
     assert_eq!(chat.status, 200, "{}", chat.text);
     assert_eq!(chat.json["model"], "echo/one");
     assert!(
-        gw.logs().contains("admin API OFF"),
+        gw.logs_settled().await.contains("admin API OFF"),
         "the start-up log says so:\n{}",
         gw.logs()
     );

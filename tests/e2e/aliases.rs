@@ -270,14 +270,46 @@ async fn aliases_models_and_health_endpoints() {
     assert_eq!(health.json["status"], "healthy");
     assert_eq!(health.json["shared"], false);
     let ollama = &health.json["providers"]["ollama"];
-    for field in [
-        "status",
-        "consecutive_failures",
-        "last_error",
-        "last_check_unix",
-        "open_until_unix",
-    ] {
-        assert!(ollama.get(field).is_some(), "{field} missing: {ollama}");
+    assert_eq!(ollama["status"], "healthy", "{ollama}");
+    assert_eq!(ollama["consecutive_failures"], 0, "{ollama}");
+    assert_eq!(ollama["last_error"], json!(null), "{ollama}");
+    assert_eq!(ollama["open_until_unix"], json!(null), "{ollama}");
+
+    // One failure is counted with its reason and time; the second opens the breaker
+    // (MANA_LLM_BREAKER_FAILURES defaults to 2) until a time in the future.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    for failures in 1..=2 {
+        mock.push(Route::OllamaChat, MockReply::status(500));
+        let r = gw
+            .post("/v1/chat/completions", chat("mana/chain", "hi"))
+            .await;
+        assert_eq!(r.json["model"], "groq/second", "{}", r.text);
+        let health = gw.get("/v1/health").await;
+        let ollama = &health.json["providers"]["ollama"];
+        assert_eq!(ollama["consecutive_failures"], failures, "{ollama}");
+        assert!(
+            ollama["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("500")),
+            "{ollama}"
+        );
+        let checked = ollama["last_check_unix"].as_f64().unwrap_or(0.0);
+        assert!(
+            (now - 5.0..now + 60.0).contains(&checked),
+            "last check {checked}, now {now}: {ollama}"
+        );
+        if failures == 1 {
+            assert_eq!(ollama["status"], "healthy", "{ollama}");
+            assert_eq!(ollama["open_until_unix"], json!(null), "{ollama}");
+        } else {
+            assert_eq!(ollama["status"], "open", "{ollama}");
+            let until = ollama["open_until_unix"].as_f64().unwrap_or(0.0);
+            assert!(until > checked, "open until {until}: {ollama}");
+            assert_eq!(health.json["status"], "degraded", "{}", health.text);
+        }
     }
 }
 
@@ -400,10 +432,15 @@ async fn sighup_swaps_the_registry_under_load_without_failures() {
         .env("MANA_LLM_ALIASES", path.to_string_lossy())
         .start();
     let url = gw.url("/v1/chat/completions");
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = served.clone();
+    // Load until the new chain answers (bounded by time, not by a request count that a slow
+    // reload could outlast).
     let load = tokio::spawn(async move {
         let http = client();
         let (mut ok, mut failed, mut seen_v2) = (0, 0, false);
-        for _ in 0..400 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !seen_v2 && std::time::Instant::now() < deadline {
             let r = http
                 .post(&url)
                 .json(&chat("mana/live", "x"))
@@ -416,12 +453,17 @@ async fn sighup_swaps_the_registry_under_load_without_failures() {
             } else {
                 failed += 1;
             }
-            if seen_v2 {
-                break;
-            }
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
         (ok, failed, seen_v2)
     });
+    // The swap happens under load: requests are flowing before the file changes.
+    assert!(
+        eventually(Duration::from_secs(10), || served
+            .load(std::sync::atomic::Ordering::SeqCst)
+            >= 20)
+        .await
+    );
     std::fs::write(&path, "aliases:\n  mana/live: {chain: [echo/v2]}\n").unwrap();
     assert!(
         eventually_async(Duration::from_secs(10), || async {
@@ -468,7 +510,7 @@ async fn a_broken_file_and_sighup_change_nothing() {
         .await;
     assert_eq!(r.json["model"], "echo/v1");
     assert!(
-        gw.logs().contains("chain must not be empty"),
+        gw.logs_settled().await.contains("chain must not be empty"),
         "every error is logged"
     );
 }

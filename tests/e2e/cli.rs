@@ -2,6 +2,7 @@
 //! meaningful exit code for every error.
 
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use crate::support::*;
 
@@ -16,14 +17,15 @@ struct Cli {
 
 impl Cli {
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(BINARY)
-            .arg("aliases")
-            .args(args)
-            .args(["--url", &self.url])
-            .env("MANA_LLM_ADMIN_TOKEN", self.token)
-            .env("NO_COLOR", "1")
-            .output()
-            .unwrap()
+        output_within(
+            Command::new(BINARY)
+                .arg("aliases")
+                .args(args)
+                .args(["--url", &self.url])
+                .env("MANA_LLM_ADMIN_TOKEN", self.token)
+                .env("NO_COLOR", "1"),
+            Duration::from_secs(30),
+        )
     }
 }
 
@@ -151,22 +153,22 @@ async fn errors_are_one_clear_line_and_an_exit_code() {
 #[test]
 fn validate_checks_a_file_offline() {
     let good = temp_file("good.yaml", V2);
-    let ok = Command::new(BINARY)
-        .args(["aliases", "validate"])
-        .arg(&good)
-        .output()
-        .unwrap();
+    let ok = output_within(
+        Command::new(BINARY)
+            .args(["aliases", "validate"])
+            .arg(&good),
+        Duration::from_secs(30),
+    );
     assert!(ok.status.success());
     assert!(String::from_utf8_lossy(&ok.stdout).contains("2 aliases"));
     let bad = temp_file(
         "bad.yaml",
         "aliases:\n  fast: {chain: [x]}\n  mana/y: {chain: []}\n",
     );
-    let failed = Command::new(BINARY)
-        .args(["aliases", "validate"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let failed = output_within(
+        Command::new(BINARY).args(["aliases", "validate"]).arg(&bad),
+        Duration::from_secs(30),
+    );
     assert_eq!(failed.status.code(), Some(1));
     let err = String::from_utf8_lossy(&failed.stderr);
     assert!(err.contains("2 error(s)"), "{err}");

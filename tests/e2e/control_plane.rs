@@ -227,13 +227,45 @@ async fn a_restart_keeps_every_version_and_the_audit_log() {
 
 #[test]
 fn without_a_token_it_refuses_to_listen_beyond_loopback() {
-    let output = Command::new(BINARY)
-        .args(["control-plane", "--listen", "0.0.0.0:0", "--db"])
-        .arg(temp_dir().join("x.db"))
-        .env_remove("MANA_LLM_ADMIN_TOKEN")
-        .output()
-        .unwrap();
+    // Bounded: a regression that starts listening must fail here, not hang the suite.
+    let output = output_within(
+        Command::new(BINARY)
+            .args(["control-plane", "--listen", "0.0.0.0:0", "--db"])
+            .arg(temp_dir().join("x.db"))
+            .env_remove("MANA_LLM_ADMIN_TOKEN"),
+        Duration::from_secs(20),
+    );
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("MANA_LLM_ADMIN_TOKEN"), "{stderr}");
+}
+
+#[tokio::test]
+async fn with_no_aliases_file_the_shipped_registry_seeds_and_ready_reports_it() {
+    // The default relative path, in a directory that has no aliases.yaml.
+    let cp = Gateway::control_plane()
+        .env("MANA_LLM_ALIASES", "aliases.yaml")
+        .current_dir(&temp_dir())
+        .start();
+    let current = cp.get("/admin/v1/registry").await;
+    assert_eq!(current.status, 200, "{}", current.text);
+    assert_eq!(current.json["version"], 1);
+    let shipped = mana_llm_shared::Registry::parse(
+        include_str!("../../aliases.yaml"),
+        "shipped",
+        mana_llm_shared::RegistryVersion(1),
+    )
+    .unwrap();
+    assert_eq!(current.json["hash"], shipped.hash(), "{}", current.text);
+    assert!(
+        eventually(Duration::from_secs(5), || cp
+            .logs()
+            .contains("seeding the shipped registry"))
+        .await,
+        "{}",
+        cp.logs()
+    );
+    let ready = cp.get("/ready").await;
+    assert_eq!(ready.status, 200, "{}", ready.text);
+    assert_eq!(ready.json["registry_version"], 1, "{}", ready.text);
 }

@@ -155,8 +155,10 @@ async fn health_ready_and_metrics() {
     assert_eq!(llm, Some(1.0));
 }
 
-/// Guards against a missing TCP_NODELAY: with Nagle and delayed ACKs each keep-alive request
-/// waits ~40 ms, so 200 of them would take ≥ 8 s instead of well under 2 s.
+/// Keep-alive requests stay cheap: the median of 200 on one connection, not their total, so a
+/// few requests slowed by a busy machine do not decide the outcome. (This is not a guard for
+/// TCP_NODELAY: on loopback Linux acknowledges at once, and with the option removed this test
+/// and a 100-chunk stream both ran as fast as with it.)
 #[tokio::test]
 async fn two_hundred_sequential_requests_on_one_connection() {
     let gw = Gateway::builder().start();
@@ -172,8 +174,9 @@ async fn two_hundred_sequential_requests_on_one_connection() {
         .send()
         .await
         .unwrap();
-    let start = Instant::now();
+    let mut took = Vec::new();
     for _ in 0..200 {
+        let start = Instant::now();
         let r = client
             .post(gw.url("/v1/chat/completions"))
             .json(&body)
@@ -182,18 +185,21 @@ async fn two_hundred_sequential_requests_on_one_connection() {
             .unwrap();
         assert_eq!(r.status(), 200);
         r.bytes().await.unwrap();
+        took.push(start.elapsed());
     }
-    let elapsed = start.elapsed();
+    took.sort();
+    let median = took[took.len() / 2];
     assert!(
-        elapsed < Duration::from_secs(2),
-        "200 keep-alive requests took {elapsed:?}"
+        median < Duration::from_millis(25),
+        "median keep-alive request {median:?} (Nagle's delay is ~40 ms)"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_and_exits_zero() {
+    // A reply 3 s away: long enough that the signal surely lands while the request is open.
     let mut gw = Gateway::builder()
-        .env("MANA_LLM_ECHO_DELAY_MS", "400")
+        .env("MANA_LLM_ECHO_DELAY_MS", "3000")
         .start();
     let url = gw.url("/v1/chat/completions");
     let in_flight = tokio::spawn(async move {
@@ -214,11 +220,33 @@ async fn sigterm_drains_and_exits_zero() {
         .await
     );
     gw.signal("TERM");
+    let ready = gw.url("/ready");
+    assert!(
+        eventually_async(Duration::from_secs(2), || async {
+            // Draining: not ready, or not accepting new connections at all.
+            client()
+                .get(&ready)
+                .send()
+                .await
+                .map_or(true, |r| r.status() != 200)
+        })
+        .await,
+        "not ready while draining"
+    );
+    // The drain began with the request still open; otherwise this test proves nothing.
+    assert!(
+        !in_flight.is_finished(),
+        "the reply came before the drain began"
+    );
     let response = in_flight
         .await
         .unwrap()
         .expect("in-flight request finishes");
     assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.json::<serde_json::Value>().await.unwrap()["choices"][0]["message"]["content"],
+        "still here"
+    );
     let code = tokio::task::block_in_place(|| gw.wait_exit(Duration::from_secs(10)));
     assert_eq!(code, Some(0), "logs:\n{}", gw.logs());
 }

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use mana_llm_mock::{MockProvider, Reply as MockReply, Route};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::support::*;
 use mana_llm_shared::bus::PublishedVersion;
@@ -42,24 +42,43 @@ impl Cluster {
         for i in 0..workers {
             cluster.add_worker(i, env);
         }
+        // Ready means "serves the control plane's version", not "listens": a worker answers
+        // 503 until a version is installed, and the first request of a test must not reach
+        // one that has none.
+        let version = cluster.current_version().await;
+        assert!(version >= 1, "the control plane seeded a version");
         for w in &cluster.workers {
             assert!(
                 eventually_async(Duration::from_secs(10), || async {
-                    w.get("/ready").await.status == 200
+                    let ready = w.get("/ready").await;
+                    ready.status == 200 && ready.json["registry_version"] == version
                 })
                 .await,
-                "worker ready"
+                "worker ready at version {version}: {}",
+                w.get("/ready").await.text
             );
             redis_up(w).await;
         }
         cluster
     }
 
+    /// The version the control plane serves (`GET /admin/v1/registry`).
+    pub async fn current_version(&self) -> u64 {
+        let r = self.control_plane.get("/admin/v1/registry").await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.json["version"].as_u64().expect("a version number")
+    }
+
+    /// Adds a worker. Cluster workers re-read Redis on their slow timer only every 10 min, so
+    /// a version reaches them by the subscription (a message, or the re-read after each
+    /// resubscription) and a test that converges proves the pub/sub path. A test of the timer
+    /// passes its own `MANA_LLM_SYNC_INTERVAL` in `env`.
     pub fn add_worker(&mut self, i: usize, env: &[(&str, &str)]) {
         let mut builder = Gateway::worker(&self.redis.url())
             .mock(&self.mock)
             .env(FLEET_KEY_ENV, FLEET_KEY)
-            .env("MANA_LLM_WORKER_ID", format!("w{i}"));
+            .env("MANA_LLM_WORKER_ID", format!("w{i}"))
+            .env("MANA_LLM_SYNC_INTERVAL", "600");
         for (k, v) in env {
             builder = builder.env(k, *v);
         }
@@ -128,35 +147,56 @@ async fn a_late_worker_boots_at_the_latest_version() {
         })
         .await
     );
-    assert_eq!(late.get("/ready").await.status, 200);
+    let ready = late.get("/ready").await;
+    assert_eq!(ready.status, 200, "{}", ready.text);
+    assert_eq!(ready.json["registry_version"], 4, "{}", ready.text);
 }
 
-#[tokio::test]
-async fn a_lost_message_is_caught_up_by_version_number() {
-    let cluster = Cluster::start(2).await;
-    // Cut every subscription: the workers must notice and catch up on reconnect.
-    let client = redis::Client::open(cluster.redis.url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let _: Value = redis::cmd("CLIENT")
+/// Cuts every subscription in Redis and returns how many it cut.
+async fn kill_subscriptions(redis: &RedisServer) -> i64 {
+    let mut conn = redis.conn().await;
+    redis::cmd("CLIENT")
         .arg("KILL")
         .arg("TYPE")
         .arg("pubsub")
         .query_async(&mut conn)
         .await
-        .map(|n: i64| json!(n))
-        .unwrap();
-    let version = cluster.push(&echo(2)).await;
-    cluster.converge(version).await;
+        .unwrap()
+}
 
-    // A version written to `current` without any announcement: the slow timer finds it. The
-    // control plane is stopped first (it repairs any version its log never made), and the
-    // version is signed with the fleet key, as the control plane would have signed it.
-    let mut cluster = cluster;
+#[tokio::test]
+async fn a_lost_message_is_caught_up_by_version_number() {
+    let cluster = Cluster::start(2).await;
+    // Frozen workers cannot resubscribe, so the announcement of the push below goes to no
+    // one and is lost for good. Thawed, each worker finds its subscription gone, subscribes
+    // again and catches up by reading `current` (its slow timer is 10 min away).
+    for w in &cluster.workers {
+        w.signal("STOP");
+    }
+    let killed = kill_subscriptions(&cluster.redis).await;
+    let version = cluster.push(&echo(2)).await;
+    for w in &cluster.workers {
+        w.signal("CONT");
+    }
+    assert!(
+        killed >= cluster.workers.len() as i64,
+        "each worker had a subscription to cut: {killed} cut"
+    );
+    cluster.converge(version).await;
+}
+
+#[tokio::test]
+async fn a_version_written_without_announcement_is_found_by_the_slow_timer() {
+    let mut cluster = Cluster::start_with(2, &[("MANA_LLM_SYNC_INTERVAL", "0.2")]).await;
+    // The control plane is stopped first (it repairs any version its log never made), and the
+    // version is signed with the fleet key, as the control plane would have signed it. No
+    // message announces it and the subscriptions stay up: only the timer can find it.
     cluster.control_plane.signal("TERM");
     assert!(cluster
         .control_plane
         .wait_exit(Duration::from_secs(10))
         .is_some());
+    let mut conn = cluster.redis.conn().await;
     let current: String = redis::cmd("GET")
         .arg("mana-llm:registry:current")
         .query_async(&mut conn)
@@ -214,11 +254,9 @@ async fn a_breaker_tripped_through_one_worker_is_skipped_by_all() {
         "no worker called the open provider"
     );
 
-    // Half-open: exactly one worker in the fleet runs the trial.
-    mock.set_default(
-        Route::OllamaChat,
-        MockReply::ok().delay(Duration::from_millis(300)),
-    );
+    // Half-open: exactly one worker in the fleet runs the trial. The trial's answer is held
+    // until every worker has had its request decided, so the three requests overlap for sure.
+    mock.set_default(Route::OllamaChat, MockReply::ok().held());
     assert!(
         eventually_async(Duration::from_secs(5), || async {
             cluster.workers[0].get("/v1/health").await.json["providers"]["ollama"]["status"]
@@ -227,21 +265,34 @@ async fn a_breaker_tripped_through_one_worker_is_skipped_by_all() {
         .await
     );
     let calls_before = mock.calls(Route::OllamaChat);
-    let mut answers = Vec::new();
-    for w in &cluster.workers {
-        let url = w.url("/v1/chat/completions");
-        answers.push(tokio::spawn(async move {
-            Reply::read(
-                client()
-                    .post(url)
-                    .json(&chat("mana/chain", "hi"))
-                    .send()
-                    .await
-                    .unwrap(),
-            )
-            .await
-        }));
-    }
+    let answers: Vec<_> = cluster
+        .workers
+        .iter()
+        .map(|w| {
+            let url = w.url("/v1/chat/completions");
+            tokio::spawn(async move {
+                Reply::read(
+                    client()
+                        .post(url)
+                        .json(&chat("mana/chain", "hi"))
+                        .send()
+                        .await
+                        .unwrap(),
+                )
+                .await
+            })
+        })
+        .collect();
+    // Two requests fall through to groq while the third is the trial, still held.
+    assert!(
+        eventually(Duration::from_secs(10), || mock.held() == 1
+            && answers.iter().filter(|a| a.is_finished()).count() == 2)
+        .await,
+        "one held trial and two answered requests: {} held, {} answered",
+        mock.held(),
+        answers.iter().filter(|a| a.is_finished()).count()
+    );
+    mock.release();
     let mut models = Vec::new();
     for a in answers {
         models.push(
@@ -392,9 +443,24 @@ async fn redis_down_and_back() {
     }
 
     cluster.redis.restart();
-    // The control plane's outbox republishes its latest version into the fresh Redis.
-    let version = cluster.push(&echo(5)).await;
-    cluster.converge(version).await;
+    // The control plane republishes its current version into the fresh, empty Redis by
+    // itself: nothing is pushed until that is seen.
+    let version = cluster.current_version().await;
+    let redis = &cluster.redis;
+    assert!(
+        eventually_async(Duration::from_secs(15), || async {
+            let mut conn = redis.conn().await;
+            let raw: Option<String> = redis::cmd("GET")
+                .arg("mana-llm:registry:current")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            raw.and_then(|r| serde_json::from_str::<PublishedVersion>(&r).ok())
+                .is_some_and(|p| p.version == version)
+        })
+        .await,
+        "the control plane republished version {version} into the restarted Redis"
+    );
     for w in &cluster.workers {
         assert!(
             eventually_async(Duration::from_secs(10), || async {
@@ -403,6 +469,9 @@ async fn redis_down_and_back() {
             .await
         );
     }
+    // And the workers subscribed again: a push reaches them without their slow timer.
+    let version = cluster.push(&echo(5)).await;
+    cluster.converge(version).await;
 }
 
 #[tokio::test]

@@ -112,7 +112,9 @@ async fn response_format_blocks_and_length() {
     let gw = Gateway::with_mock(&mock);
     let mut body = chat("google/gemini-2.5-flash", "json please");
     body["response_format"] = json!({"type": "json_object"});
-    gw.post("/v1/chat/completions", body).await;
+    let r = gw.post("/v1/chat/completions", body).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["choices"][0]["finish_reason"], "stop", "{}", r.text);
     let sent = mock.last_request(Route::GeminiGenerate).unwrap();
     assert_eq!(
         sent.body["generationConfig"]["responseMimeType"],
@@ -139,6 +141,7 @@ async fn response_format_blocks_and_length() {
             chat("google/gemini-2.5-flash", "long"),
         )
         .await;
+    assert_eq!(cut.status, 200, "{}", cut.text);
     assert_eq!(cut.json["choices"][0]["finish_reason"], "length");
 }
 

@@ -20,6 +20,7 @@ mod fleet_view;
 mod google;
 mod h2_window;
 mod labels;
+mod lifecycle;
 mod memory;
 mod nginx;
 mod ollama;

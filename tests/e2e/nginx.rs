@@ -1,6 +1,7 @@
 //! The fleet behind the real load balancer: nginx with deploy/nginx/e2e.conf.template in front
 //! of three workers, checked through the single endpoint.
 
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,8 +17,12 @@ struct Nginx {
 }
 
 impl Drop for Nginx {
+    /// nginx runs a master and a worker: SIGKILL to the master alone orphans the worker, which
+    /// keeps the port. The master leads its own process group, so the whole group goes.
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .status();
         let _ = self.child.wait();
     }
 }
@@ -33,11 +38,7 @@ fn nginx_in_front_of(workers: &[Gateway]) -> Nginx {
     ))
     .unwrap();
     let dir = temp_dir();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let config = template
         .replace("__LISTEN__", &listen)
@@ -57,21 +58,20 @@ fn nginx_in_front_of(workers: &[Gateway]) -> Nginx {
         .arg(&conf)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        .process_group(0)
         .spawn()
         .expect("nginx is installed (scripts/test installs it)");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(&listen).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "nginx did not start: {}",
-            std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Nginx {
+    let mut nginx = Nginx {
         child,
         url: format!("http://{listen}"),
+    };
+    if let Err(e) = wait_listening(&mut nginx.child, port, "nginx") {
+        panic!(
+            "{e}\n{}",
+            std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
+        );
     }
+    nginx
 }
 
 #[tokio::test]
@@ -186,4 +186,16 @@ async fn three_workers_behind_nginx_behave_as_one_gateway() {
         .await;
         assert_eq!(r.status, 200, "{}", r.text);
     }
+
+    // Stopped for good: no nginx process, master or worker, keeps the port.
+    let addr = lb.url.trim_start_matches("http://").to_owned();
+    drop(lb);
+    assert!(
+        eventually(Duration::from_secs(5), || std::net::TcpStream::connect(
+            &addr
+        )
+        .is_err())
+        .await,
+        "an nginx process outlived the test and still answers on {addr}"
+    );
 }

@@ -66,6 +66,7 @@ async fn stream_with_usage_and_length_finish() {
     let r = gw
         .post("/v1/chat/completions", chat("ollama/qwen2.5:7b", "hi"))
         .await;
+    assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json["choices"][0]["finish_reason"], "length");
 }
 
@@ -146,7 +147,8 @@ async fn response_format_becomes_format_in_both_modes() {
     let gw = Gateway::with_mock(&mock);
     let mut body = chat("ollama/qwen2.5:7b", "json please");
     body["response_format"] = json!({"type": "json_object"});
-    gw.post("/v1/chat/completions", body.clone()).await;
+    let r = gw.post("/v1/chat/completions", body.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(
         mock.last_request(Route::OllamaChat).unwrap().body["format"],
         "json"
@@ -155,7 +157,9 @@ async fn response_format_becomes_format_in_both_modes() {
     let schema = json!({"type": "object", "properties": {"a": {"type": "string"}}});
     body["response_format"] =
         json!({"type": "json_schema", "json_schema": {"name": "x", "schema": schema}});
-    gw.stream(body).await;
+    let (status, _, data) = gw.stream(body).await;
+    assert_eq!(status, 200);
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
     assert_eq!(
         mock.last_request(Route::OllamaChat).unwrap().body["format"],
         schema

@@ -14,21 +14,20 @@ async fn the_openai_python_sdk_works_against_the_gateway() {
     let python = std::env::var("MANA_LLM_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/openai_sdk_check.py");
     let base = gw.url("/v1");
+    // (set MANA_LLM_TEST_PYTHON or run scripts/test, which installs the SDK)
     let output = tokio::task::spawn_blocking(move || {
-        Command::new(&python)
-            .arg(script)
-            .arg(base)
-            .args([
+        output_within(
+            Command::new(&python).arg(script).arg(base).args([
                 "echo/sdk",
                 "groq/mock-model",
                 "ollama/qwen2.5:7b",
                 "google/gemini-2.5-flash",
-            ])
-            .output()
+            ]),
+            std::time::Duration::from_secs(120),
+        )
     })
     .await
-    .unwrap()
-    .expect("python runs (set MANA_LLM_TEST_PYTHON or run scripts/test, which installs the SDK)");
+    .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

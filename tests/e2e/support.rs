@@ -15,6 +15,8 @@ pub struct Gateway {
     child: Child,
     pub url: String,
     logs: Arc<Mutex<String>>,
+    /// A directory only this process used (its event log), removed on drop.
+    owned_dir: Option<std::path::PathBuf>,
 }
 
 /// Builds the environment of one gateway process.
@@ -23,22 +25,155 @@ pub struct GatewayBuilder {
     command: &'static str,
     /// A cgroup's `cgroup.procs`: the process joins it before it starts.
     cgroup: Option<std::path::PathBuf>,
+    current_dir: Option<std::path::PathBuf>,
 }
 
-/// A fresh, empty directory under the system temp dir, never shared with another test or an
-/// earlier run (process ids are reused, so the time is part of the name).
+/// A fresh, empty directory under this run's root (see [`run_root`]), never shared with
+/// another test.
 pub fn temp_dir() -> std::path::PathBuf {
     static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let dir =
-        std::env::temp_dir().join(format!("mana-llm-test-{}-{nanos}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = run_root().join(n.to_string());
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+const ROOT_PREFIX: &str = "mana-llm-e2e-";
+
+/// One directory per test run, `mana-llm-e2e-<pid>-<start time>` in the system temp dir,
+/// holding every temp dir the run makes. A test binary has no hook that runs at exit, so each
+/// run removes the roots of earlier runs whose process is gone (and the per-test dirs the
+/// suite used to leave, `mana-llm-test-<pid>-…`): at most one run's files stay behind.
+pub fn run_root() -> &'static std::path::Path {
+    static ROOT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| {
+        sweep_dead_runs();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let root =
+            std::env::temp_dir().join(format!("{ROOT_PREFIX}{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&root).unwrap();
+        root
+    })
+}
+
+fn sweep_dead_runs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name
+            .strip_prefix(ROOT_PREFIX)
+            .or_else(|| name.strip_prefix("mana-llm-test-"))
+        else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Runs `cmd` to completion with its output captured, failing the test if it has not exited
+/// within `limit`: a regression that makes a command serve or wait must fail, not hang the
+/// suite.
+pub fn output_within(cmd: &mut Command, limit: Duration) -> std::process::Output {
+    use std::io::Read;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let read = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = read(Box::new(child.stdout.take().expect("stdout")));
+    let stderr = read(Box::new(child.stderr.take().expect("stderr")));
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{cmd:?} still running after {limit:?}; stderr:\n{}",
+                String::from_utf8_lossy(&stderr.join().unwrap_or_default())
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    std::process::Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    }
+}
+
+/// Whether process `pid` holds the listening TCP socket on 127.0.0.1:`port` (from
+/// `/proc/net/tcp` and the process's file descriptors). A port picked as free and released
+/// can be taken by someone else before our server binds it: then that server exits and a
+/// plain connect would reach the stranger.
+pub fn listens_on(pid: u32, port: u16) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return false;
+    };
+    let local = format!("0100007F:{port:04X}");
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.len() > 9 && f[1] == local && f[3] == "0A")
+        .map(|f| format!("socket:[{}]", f[9]))
+        .collect();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path())
+            .is_ok_and(|target| inodes.iter().any(|i| target.to_string_lossy() == *i))
+    })
+}
+
+/// Waits until `child` listens on 127.0.0.1:`port`. An error if it exits first (the port was
+/// taken by another process); a panic if the deadline passes.
+pub fn wait_listening(child: &mut Child, port: u16, what: &str) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !listens_on(child.id(), port) {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!(
+                "{what} exited ({status}) instead of listening on port {port}: taken by another process?"
+            ));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
+/// A port nothing listens on right now (it may be taken before it is used: callers check
+/// with [`wait_listening`] that their server got it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A file with `contents` in a fresh temp dir.
@@ -58,6 +193,13 @@ impl GatewayBuilder {
     /// Starts the process inside a cgroup (the file is its `cgroup.procs`).
     pub fn in_cgroup(mut self, procs: &std::path::Path) -> Self {
         self.cgroup = Some(procs.to_owned());
+        self
+    }
+
+    /// Runs the process in `dir` (relative paths such as the default `aliases.yaml` resolve
+    /// there).
+    pub fn current_dir(mut self, dir: &std::path::Path) -> Self {
+        self.current_dir = Some(dir.to_owned());
         self
     }
 
@@ -82,7 +224,10 @@ impl GatewayBuilder {
     }
 
     pub fn start(self) -> Gateway {
-        self.start_with_db(&temp_dir().join("mana-llm.db"))
+        let dir = temp_dir();
+        let mut gateway = self.start_with_db(&dir.join("mana-llm.db"));
+        gateway.owned_dir = Some(dir);
+        gateway
     }
 
     /// Starts on a given event log (to restart a process on the same data).
@@ -118,6 +263,9 @@ impl GatewayBuilder {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
+        if let Some(dir) = &self.current_dir {
+            cmd.current_dir(dir);
+        }
         let mut child = cmd.spawn().expect("spawn mana-llm");
         let logs = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().expect("stderr");
@@ -149,7 +297,12 @@ impl GatewayBuilder {
             .strip_prefix("listening on ")
             .expect("listening line")
             .to_owned();
-        Gateway { child, url, logs }
+        Gateway {
+            child,
+            url,
+            logs,
+            owned_dir: None,
+        }
     }
 }
 
@@ -157,6 +310,7 @@ impl Gateway {
     pub fn builder() -> GatewayBuilder {
         GatewayBuilder {
             env: Vec::new(),
+            current_dir: None,
             command: "serve",
             cgroup: None,
         }
@@ -166,6 +320,7 @@ impl Gateway {
     pub fn worker(redis: &str) -> GatewayBuilder {
         GatewayBuilder {
             env: Vec::new(),
+            current_dir: None,
             command: "worker",
             cgroup: None,
         }
@@ -178,6 +333,7 @@ impl Gateway {
     pub fn control_plane() -> GatewayBuilder {
         GatewayBuilder {
             env: Vec::new(),
+            current_dir: None,
             command: "control-plane",
             cgroup: None,
         }
@@ -195,6 +351,37 @@ impl Gateway {
 
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap().clone()
+    }
+
+    /// The logs once the line of request `id` has been read. The log is read from the process
+    /// asynchronously, so a line absent before that proves nothing; lines come in order, so
+    /// everything logged before that request is in.
+    pub async fn logs_through(&self, id: &str) -> String {
+        assert!(!id.is_empty(), "responses carry X-Request-Id");
+        assert!(
+            eventually(Duration::from_secs(10), || self.logs().contains(id)).await,
+            "request {id} never logged:\n{}",
+            self.logs()
+        );
+        self.logs()
+    }
+
+    /// The logs once everything this process logged before the call has been read: a probe
+    /// with a fresh `X-Request-Id` is logged (at debug, the suite's level) after it. Data-plane
+    /// processes only (`serve`, `worker`): the control plane logs no requests.
+    pub async fn logs_settled(&self) -> String {
+        static BARRIER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = BARRIER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let id = format!("log-barrier-{}-{n}", std::process::id());
+        let r = self
+            .send(
+                client()
+                    .get(self.url("/health"))
+                    .header("x-request-id", &id),
+            )
+            .await;
+        assert_eq!(r.header("x-request-id"), Some(id.as_str()));
+        self.logs_through(&id).await
     }
 
     pub fn pid(&self) -> u32 {
@@ -259,6 +446,9 @@ impl Drop for Gateway {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(dir) = &self.owned_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -500,19 +690,24 @@ impl RedisServer {
     /// Starts with extra `redis-server` arguments, kept for restarts. A later `--port 0` with
     /// `--tls-port` turns the plain port off (the last value of a directive wins).
     pub fn start_with(args: &[&str]) -> RedisServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let args = args.iter().map(|a| a.replace("{port}", &port.to_string()));
-        let mut server = RedisServer {
-            port,
-            child: None,
-            args: args.collect(),
-        };
-        server.restart();
-        server
+        let mut last_error = String::new();
+        // A port taken between picking and binding is picked again; on a restart it cannot
+        // be (the test's clients know the port), and the restart fails clearly instead.
+        for _ in 0..5 {
+            let port = free_port();
+            let args = args.iter().map(|a| a.replace("{port}", &port.to_string()));
+            let mut server = RedisServer {
+                port,
+                child: None,
+                args: args.collect(),
+            };
+            let args = server.args.clone();
+            match server.spawn(&args.iter().map(String::as_str).collect::<Vec<_>>()) {
+                Ok(()) => return server,
+                Err(e) => last_error = e,
+            }
+        }
+        panic!("redis-server did not start: {last_error}");
     }
 
     pub fn url(&self) -> String {
@@ -531,6 +726,12 @@ impl RedisServer {
     }
 
     fn restart_with(&mut self, extra: &[&str]) {
+        if let Err(e) = self.spawn(extra) {
+            panic!("redis-server could not restart: {e}");
+        }
+    }
+
+    fn spawn(&mut self, extra: &[&str]) -> Result<(), String> {
         let port = self.port.to_string();
         let child = Command::new("redis-server")
             .args([
@@ -548,16 +749,11 @@ impl RedisServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server is installed (scripts/test installs it)");
+        let mut child = child;
+        // Ours, not whoever else may have bound the port since it was picked or last used.
+        wait_listening(&mut child, self.port, "redis-server")?;
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not start on port {}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        Ok(())
     }
 
     pub fn stop(&mut self) {

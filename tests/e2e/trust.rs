@@ -334,7 +334,10 @@ async fn versions_planted_in_redis_are_refused_and_the_control_plane_repairs_the
                 .await,
                 "worker counted a {reason} refusal"
             );
-            assert!(w.logs().contains("published registry version refused"));
+            assert!(w
+                .logs_settled()
+                .await
+                .contains("published registry version refused"));
             assert_eq!(w.get("/v1/aliases").await.json["version"], 1);
         }
         // The control plane puts its own current version back.
@@ -399,7 +402,7 @@ async fn a_signed_but_invalid_version_is_still_refused() {
             "case {i} refused as invalid"
         );
     }
-    let logs = worker.logs();
+    let logs = worker.logs_settled().await;
     assert!(logs.contains("chain must not be empty"), "{logs}");
     assert!(
         logs.contains("does not match the claimed whatever"),

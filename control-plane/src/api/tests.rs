@@ -193,3 +193,196 @@ async fn storage_faults_are_a_503_naming_the_cause_and_a_lock_says_when_to_retry
         assert!(message.contains(name), "{message}");
     }
 }
+
+// --- The write path through the router: who wrote, which version was expected, paging. ---
+
+const V2: &str = "aliases:\n  mana/fast:\n    chain: [ollama/qwen2.5:7b]\ndefault: mana/fast\n";
+
+fn v(n: u32) -> String {
+    format!("aliases:\n  mana/fast:\n    chain: [ollama/v{n}]\ndefault: mana/fast\n")
+}
+
+/// A request from a loopback peer to a router without a token.
+fn local(method: &str, uri: &str, headers: &[(&str, &str)], body: &str) -> Request<Body> {
+    let mut builder = Request::builder().method(method).uri(uri);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let mut request = builder.body(Body::from(body.to_owned())).unwrap();
+    let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+    request.extensions_mut().insert(ConnectInfo(peer));
+    request
+}
+
+async fn push(
+    app: &Router,
+    uri: &str,
+    headers: &[(&str, &str)],
+    yaml: &str,
+) -> (StatusCode, Value) {
+    call(app, local("POST", uri, headers, yaml)).await
+}
+
+async fn audit_actors(app: &Router) -> Vec<String> {
+    let (_, body) = call(app, local("GET", "/admin/v1/audit", &[], "")).await;
+    body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["actor"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_actor_header_is_recorded_trimmed_stripped_and_bounded() {
+    let dir = TempDir::new();
+    let app = admin(&dir, None).await;
+    let long = "x".repeat(100);
+    for (n, actor) in [" ci\tbot ", long.as_str(), "   "].into_iter().enumerate() {
+        let (status, body) = push(
+            &app,
+            "/admin/v1/registry",
+            &[("x-mana-llm-actor", actor)],
+            &v(n as u32),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let (status, _) = push(&app, "/admin/v1/registry", &[], &v(9)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let actors = audit_actors(&app).await;
+    assert_eq!(
+        actors[1..],
+        [
+            "cibot".to_owned(),
+            "x".repeat(64),
+            "admin".to_owned(),
+            "admin".to_owned()
+        ],
+        "{actors:?}"
+    );
+}
+
+#[tokio::test]
+async fn if_match_takes_a_number_quoted_or_weak_and_refuses_anything_else() {
+    let dir = TempDir::new();
+    let app = admin(&dir, None).await;
+    // Version 1 is current: each form names it, so each push is accepted.
+    for (n, form) in ["1", "\"2\"", "W/\"3\""].into_iter().enumerate() {
+        let (status, body) = push(
+            &app,
+            "/admin/v1/registry",
+            &[("if-match", form)],
+            &v(n as u32),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{form}: {body}");
+        assert_eq!(body["version"], n + 2, "{form}");
+    }
+    let (status, body) = push(&app, "/admin/v1/registry", &[("if-match", "\"1\"")], &v(7)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["current_version"], 4, "{body}");
+    for bad in ["latest", "*", "\"-1\""] {
+        let (status, body) = push(&app, "/admin/v1/registry", &[("if-match", bad)], &v(8)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("If-Match"),
+            "{body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn expected_version_in_the_query_is_checked() {
+    let dir = TempDir::new();
+    let app = admin(&dir, None).await;
+    let (status, body) = push(&app, "/admin/v1/registry?expected_version=1", &[], V2).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = push(&app, "/admin/v1/registry?expected_version=1", &[], &v(3)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["current_version"], 2, "{body}");
+    let (status, body) = push(&app, "/admin/v1/registry?expected_version=two", &[], &v(3)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // The query wins over If-Match.
+    let (status, body) = push(
+        &app,
+        "/admin/v1/registry?expected_version=2",
+        &[("if-match", "1")],
+        &v(4),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+#[tokio::test]
+async fn versions_and_audit_page_with_after_and_a_clamped_limit() {
+    let dir = TempDir::new();
+    let app = admin(&dir, None).await;
+    for n in 2..=5 {
+        let (status, _) = push(&app, "/admin/v1/registry", &[], &v(n)).await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    // Five versions, two per page: 1 2 | 3 4 | 5.
+    let mut after = 0;
+    let mut seen = Vec::new();
+    for expected_next in [Some(2), Some(4), None] {
+        let uri = format!("/admin/v1/registry/versions?limit=2&after={after}");
+        let (status, body) = call(&app, local("GET", &uri, &[], "")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        for version in body["versions"].as_array().unwrap() {
+            seen.push(version["version"].as_u64().unwrap());
+        }
+        assert_eq!(body["next_after"].as_u64(), expected_next, "{body}");
+        after = expected_next.unwrap_or(0);
+    }
+    assert_eq!(seen, [1, 2, 3, 4, 5]);
+    // limit=0 is one row, not an empty page that would never advance.
+    let (_, body) = call(&app, local("GET", "/admin/v1/audit?limit=0", &[], "")).await;
+    assert_eq!(body["events"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(body["next_after"], 1, "{body}");
+    let (_, body) = call(
+        &app,
+        local("GET", "/admin/v1/audit?after=3&limit=100000", &[], ""),
+    )
+    .await;
+    let sequences: Vec<u64> = body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["sequence"].as_u64().unwrap())
+        .collect();
+    assert_eq!(sequences, [4, 5], "{body}");
+    assert_eq!(body["next_after"], Value::Null, "{body}");
+}
+
+#[tokio::test]
+async fn a_write_from_another_process_is_a_409_with_the_version_that_won() {
+    let dir = TempDir::new();
+    // Two control planes on one event log, as two processes would be.
+    let app = admin(&dir, None).await;
+    let other = RegistryService::open(dir.store().await).await.unwrap();
+    other
+        .execute(
+            crate::domain::Command::Publish {
+                text: V2.to_owned(),
+                format: mana_llm_shared::DocumentFormat::Yaml,
+                source: crate::domain::PublishSource::Push,
+                origin: "test".to_owned(),
+                expected_version: None,
+            },
+            "other",
+        )
+        .await
+        .unwrap();
+    let (status, body) = push(&app, "/admin/v1/registry", &[], &v(3)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "version_conflict", "{body}");
+    assert_eq!(body["error"]["current_version"], 2, "{body}");
+    // Reloaded: the retry is accepted on top of the other writer's version.
+    let (status, body) = push(&app, "/admin/v1/registry", &[("if-match", "2")], &v(3)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["version"], 3);
+}

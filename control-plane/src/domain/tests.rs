@@ -306,3 +306,16 @@ fn given_json_when_published_as_json_then_it_is_the_same_version_as_the_yaml() {
         .unwrap();
     assert_eq!(events, vec![published(1, FAST, "push")]);
 }
+
+/// The names stored in events and shown by the audit log.
+#[test]
+fn publish_sources_print_as_their_stored_names() {
+    for (source, name) in [
+        (PublishSource::Push, "push"),
+        (PublishSource::Reload, "reload"),
+        (PublishSource::Seed, "seed"),
+    ] {
+        assert_eq!(source.as_str(), name);
+        assert_eq!(source.to_string(), name);
+    }
+}

@@ -235,6 +235,19 @@ mod tests {
         assert!(e.contains("failure_threshold"));
     }
 
+    /// The names `/health`, `/v1/health` and the metrics use, and their JSON form.
+    #[test]
+    fn statuses_have_stable_names() {
+        for (status, name) in [
+            (Status::Healthy, "healthy"),
+            (Status::Open, "open"),
+            (Status::HalfOpen, "half_open"),
+        ] {
+            assert_eq!(status.as_str(), name);
+            assert_eq!(serde_json::to_value(status).unwrap(), name);
+        }
+    }
+
     #[test]
     fn first_failure_does_not_trip() {
         let mut b = Breaker::default();

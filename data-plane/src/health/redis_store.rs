@@ -17,7 +17,7 @@
 mod mirror;
 mod subscriber;
 #[cfg(test)]
-mod test_redis;
+pub(crate) mod test_redis;
 #[cfg(test)]
 mod tests;
 mod wire;

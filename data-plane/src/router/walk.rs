@@ -209,3 +209,6 @@ fn soonest(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
         (a, b) => a.or(b),
     }
 }
+
+#[cfg(test)]
+mod tests;

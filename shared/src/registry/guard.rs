@@ -201,4 +201,26 @@ mod tests {
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
         assert!(check(&deep, &DocumentLimits::default()).is_err());
     }
+
+    /// The exact count: `a: &x [[1]]` is 5 nodes (x itself 3), and `b: [*x, *x]` adds the key,
+    /// the list and each expansion, 13 in all. A limit of 13 passes, 12 does not.
+    #[test]
+    fn expansion_is_counted_exactly() {
+        let doc = "a: &x [[1]]\nb: [*x, *x]\n";
+        let at = |max_nodes| DocumentLimits {
+            max_nodes,
+            ..small()
+        };
+        assert_eq!(check(doc, &at(13)), Ok(()));
+        assert!(check(doc, &at(12)).is_err());
+    }
+
+    #[test]
+    fn a_document_of_exactly_the_byte_limit_passes() {
+        let limits = small();
+        let doc = format!("a: {}", "x".repeat(limits.max_bytes - 3));
+        assert_eq!(doc.len(), limits.max_bytes);
+        assert_eq!(check(&doc, &limits), Ok(()));
+        assert!(check(&format!("{doc}x"), &limits).is_err());
+    }
 }

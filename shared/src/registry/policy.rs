@@ -335,4 +335,20 @@ mod tests {
         assert!(p.check_url("https://evilexample.com/v1").is_err());
         assert!(p.check_url("https://llm.internal.evil.com/v1").is_err());
     }
+
+    #[test]
+    fn a_glob_middle_part_is_consumed_once() {
+        assert!(glob("A*B*C", "A1B2C"));
+        assert!(glob("A*BB*C", "ABBC"));
+        assert!(!glob("A*B*B", "AxB"), "two B's are needed");
+        assert!(!glob("A*B*C", "A1C"));
+    }
+
+    #[test]
+    fn a_wildcard_host_needs_a_real_subdomain() {
+        assert!(host_matches("*.example.com", "api.example.com"));
+        assert!(!host_matches("*.example.com", ".example.com"));
+        assert!(!host_matches("*.example.com", "example.com"));
+        assert!(!host_matches("*.example.com", "badexample.com"));
+    }
 }

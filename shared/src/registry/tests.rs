@@ -393,3 +393,155 @@ fn a_structured_document_is_checked_like_a_parsed_one() {
         .0;
     assert!(has(&e, "`aliases` is empty"), "{e:?}");
 }
+
+// --- Pinned by mutation testing (scripts/mutants registry): each test kills survivors. ---
+
+#[test]
+fn versions_count_up_and_print_as_numbers() {
+    assert_eq!(RegistryVersion(4).next(), RegistryVersion(5));
+    assert_eq!(RegistryVersion(0).next(), RegistryVersion(1));
+    assert_eq!(RegistryVersion(12).to_string(), "12");
+}
+
+#[test]
+fn errors_print_joined() {
+    let e = RegistryErrors(vec!["one".to_owned(), "two".to_owned()]);
+    assert_eq!(e.to_string(), "one; two");
+}
+
+#[test]
+fn mentions_needs_both_the_provider_and_the_model() {
+    let r = load(FIXTURE).unwrap();
+    assert!(r.mentions("ollama/qwen2.5:7b"));
+    assert!(r.mentions_target("groq", "llama-3.3-70b-versatile"));
+    assert!(!r.mentions("groq/qwen2.5:7b"), "model of another provider");
+    assert!(!r.mentions("ollama/llama-3.3-70b-versatile"), "same");
+    assert!(!r.mentions("ollama/unknown"));
+    assert!(!r.mentions("no-slash"));
+    assert!(!r.mentions_target("nobody", "qwen2.5:7b"));
+}
+
+#[test]
+fn a_first_token_deadline_survives_a_round_trip_through_json() {
+    let r = load("aliases:\n  mana/a:\n    chain: [{target: ollama/x, first_token_timeout_ms: 300}, groq/y]\n").unwrap();
+    let json = serde_json::to_string(r.document()).unwrap();
+    let back: RegistryDocument = serde_json::from_str(&json).unwrap();
+    assert_eq!(&back, r.document());
+    let chain = &back.aliases.values().next().unwrap().chain;
+    assert_eq!(
+        chain[0].first_token_timeout,
+        Some(Duration::from_millis(300))
+    );
+    assert_eq!(chain[1].first_token_timeout, None);
+}
+
+#[test]
+fn type_names_follow_python() {
+    assert!(has(&errors("aliases: 1.5\n"), "got float"));
+    assert!(has(&errors("aliases: 2\n"), "got int"));
+    assert!(has(&errors("aliases: [a]\n"), "got list"));
+}
+
+#[test]
+fn a_zero_first_token_deadline_is_refused_with_the_value() {
+    let e =
+        errors("aliases:\n  mana/a:\n    chain: [{target: ollama/x, first_token_timeout_ms: 0}]\n");
+    assert!(
+        has(
+            &e,
+            "first_token_timeout_ms must be a positive integer, got 0"
+        ),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_blank_api_key_env_is_refused() {
+    let e = errors("aliases:\n  mana/a: {chain: [lm/x]}\nproviders:\n  lm: {base_url: 'http://h:1/v1', api_key_env: '  '}\n");
+    assert!(
+        has(
+            &e,
+            "api_key_env must be the name of an environment variable"
+        ),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_forbidden_key_variable_says_which_are_allowed() {
+    let doc = "aliases:\n  mana/a: {chain: [lm/x]}\nproviders:\n  lm: {base_url: 'http://h:1/v1', api_key_env: SECRET_TOKEN}\n";
+    let e = errors(doc);
+    assert!(
+        has(&e, "allowed by default: names ending in _API_KEY"),
+        "{e:?}"
+    );
+    let policy = RegistryPolicy::default().with_key_envs(&["LM_*"]);
+    let e = Registry::parse_with(doc, DocumentFormat::Yaml, "t", RegistryVersion(1), &policy)
+        .unwrap_err()
+        .0;
+    assert!(has(&e, "MANA_LLM_PROVIDER_KEY_ENVS allows LM_*"), "{e:?}");
+}
+
+/// A structured document (as from Redis) gets every rule a parsed one gets.
+mod verified_documents {
+    use super::*;
+
+    const GOOD: &str = "aliases:\n  mana/a: {chain: [ollama/x]}\nproviders:\n  lm-1_b: {base_url: 'http://h:1/v1'}\n";
+
+    fn good() -> serde_json::Value {
+        serde_json::to_value(load(GOOD).unwrap().document()).unwrap()
+    }
+
+    fn verify(doc: serde_json::Value) -> Result<Registry, RegistryErrors> {
+        let doc: RegistryDocument = serde_json::from_value(doc).unwrap();
+        let hash = doc.content_hash();
+        Registry::verified(doc, RegistryVersion(2), &hash, &RegistryPolicy::default())
+    }
+
+    fn refused(doc: serde_json::Value, fragment: &str) {
+        let e = verify(doc).unwrap_err().0;
+        assert!(has(&e, fragment), "{e:?}");
+    }
+
+    fn renamed_alias(name: &str) -> serde_json::Value {
+        let mut doc = good();
+        let mut alias = doc["aliases"]["mana/a"].take();
+        alias["name"] = name.into();
+        doc["aliases"] = serde_json::json!({ name: alias });
+        doc
+    }
+
+    #[test]
+    fn the_good_document_passes() {
+        assert!(verify(good()).is_ok());
+    }
+
+    #[test]
+    fn alias_names_need_exactly_one_segment() {
+        for name in ["mana/", "mana/a/b", "mana/ a", "mana/a "] {
+            refused(renamed_alias(name), "exactly one segment after 'mana/'");
+        }
+        assert!(verify(renamed_alias("mana/b")).is_ok());
+    }
+
+    #[test]
+    fn a_target_needs_a_model() {
+        let mut doc = good();
+        doc["aliases"]["mana/a"]["chain"][0]["target"] = "ollama/ ".into();
+        refused(doc, "must be provider/model");
+    }
+
+    #[test]
+    fn provider_names_are_words_under_their_own_key() {
+        for key in ["", "a b", "a/b", "a.b"] {
+            let mut doc = good();
+            let mut decl = doc["providers"]["lm-1_b"].take();
+            decl["id"] = key.into();
+            doc["providers"] = serde_json::json!({ key: decl });
+            refused(doc, "must be a non-empty word");
+        }
+        let mut doc = good();
+        doc["providers"]["lm-1_b"]["id"] = "other".into();
+        refused(doc, "must be a non-empty word");
+    }
+}

@@ -93,6 +93,10 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     pub(crate) closed_early: Arc<AtomicUsize>,
     seq: AtomicU64,
+    /// Opened by [`MockProvider::release`]; [`Reply::held`] replies wait for it.
+    pub(crate) released: tokio::sync::watch::Sender<bool>,
+    /// Replies waiting for the release right now.
+    pub(crate) held: AtomicUsize,
 }
 
 impl Shared {
@@ -165,6 +169,8 @@ impl MockProvider {
             state: Mutex::new(State::default()),
             closed_early: Arc::new(AtomicUsize::new(0)),
             seq: AtomicU64::new(0),
+            released: tokio::sync::watch::channel(false).0,
+            held: AtomicUsize::new(0),
         });
         let app = server::router(shared.clone());
         let listener = listener.tap_io(|tcp| {
@@ -248,6 +254,16 @@ impl MockProvider {
     /// dropped mid-way, and requests dropped while delayed or stalled.
     pub fn streams_closed_early(&self) -> usize {
         self.inner.shared.closed_early.load(Ordering::SeqCst)
+    }
+
+    /// Requests whose [`Reply::held`] response is waiting for [`MockProvider::release`].
+    pub fn held(&self) -> usize {
+        self.inner.shared.held.load(Ordering::SeqCst)
+    }
+
+    /// Lets every held response (and any later one) go.
+    pub fn release(&self) {
+        self.inner.shared.released.send_replace(true);
     }
 
     /// Clears queues, defaults, recorded requests and the closed-early counter.

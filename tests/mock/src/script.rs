@@ -18,6 +18,7 @@ pub struct Reply {
     pub(crate) retry_after: Option<u64>,
     pub(crate) delay: Option<Duration>,
     pub(crate) stall: bool,
+    pub(crate) held: bool,
     pub(crate) interval: Option<Duration>,
     pub(crate) cut: Option<Cut>,
     pub(crate) malformed: bool,
@@ -121,6 +122,13 @@ impl Reply {
     /// Waits this long before sending the response headers.
     pub fn delay(mut self, d: Duration) -> Reply {
         self.delay = Some(d);
+        self
+    }
+
+    /// Holds the response until [`crate::MockProvider::release`]: a test that needs requests
+    /// to overlap makes them overlap instead of hoping a delay is long enough.
+    pub fn held(mut self) -> Reply {
+        self.held = true;
         self
     }
 

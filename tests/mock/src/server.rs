@@ -1,6 +1,7 @@
 //! The router, request recording, and applying a scripted [`Reply`] to a request.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -120,6 +121,12 @@ async fn dispatch(
 
     // From here on, a client going away before the end counts as "closed early".
     let guard = CloseGuard::new(shared.closed_early.clone());
+    if reply.held {
+        let mut released = shared.released.subscribe();
+        shared.held.fetch_add(1, Ordering::SeqCst);
+        let _ = released.wait_for(|open| *open).await;
+        shared.held.fetch_sub(1, Ordering::SeqCst);
+    }
     if let Some(d) = reply.delay {
         tokio::time::sleep(d).await;
     }

@@ -148,8 +148,10 @@ pub(crate) fn body(
             Some(Cut::Drop(_)) => {
                 guard.disarm();
                 // Let hyper flush what was sent: an error while frames are still buffered
-                // would discard them (and the response headers) with the connection.
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                // would discard them (and the response headers) with the connection. Hyper
+                // polls the body for the next frame before flushing and flushes as soon as
+                // the body is pending, so pending once (not for a while) is the barrier.
+                tokio::task::yield_now().await;
                 yield Err(io::Error::new(
                     io::ErrorKind::ConnectionAborted,
                     "mana-llm-mock: scripted drop_after",

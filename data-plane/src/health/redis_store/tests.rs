@@ -231,16 +231,20 @@ async fn one_worker_leads_until_the_lock_expires() {
     let redis = TestRedis::start();
     let names = fresh_names();
     let (a, b) = (store(&redis, &names, "a"), store(&redis, &names, "b"));
-    let ttl = Duration::from_millis(300);
-    assert!(a.try_lead("probe", ttl).await);
-    assert!(!b.try_lead("probe", ttl).await);
+    // A lock no test run outlives for the exclusivity checks: nothing here races its expiry.
+    let long = Duration::from_secs(60);
+    assert!(a.try_lead("probe", long).await);
+    assert!(!b.try_lead("probe", long).await);
     assert!(
-        !a.try_lead("probe", ttl).await,
+        !a.try_lead("probe", long).await,
         "one tick per ttl, even for the leader"
     );
-    assert!(b.try_lead("other-job", ttl).await, "jobs lock separately");
+    assert!(b.try_lead("other-job", long).await, "jobs lock separately");
+    // A short one for the expiry: only "eventually" depends on the clock.
+    let short = Duration::from_millis(200);
+    assert!(a.try_lead("brief", short).await);
     let deadline = tokio::time::Instant::now() + SOON;
-    while !b.try_lead("probe", ttl).await {
+    while !b.try_lead("brief", short).await {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the lock never expired"
