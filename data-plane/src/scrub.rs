@@ -195,6 +195,7 @@ mod tests {
     fn debug_shows_a_count_not_the_secrets() {
         let s = Scrubber::from_source(&source(&[("OPENAI_API_KEY", "sk-openai-1234")]));
         assert_eq!(format!("{s:?}"), "Scrubber { secrets: 1 }");
+        assert!(!s.is_empty());
     }
 
     #[test]
