@@ -190,6 +190,14 @@ mod tests {
         )
     }
 
+    /// A config printed for debugging shows how many secrets there are, never one of them.
+    #[test]
+    fn debug_shows_a_count_not_the_secrets() {
+        let s = Scrubber::from_source(&source(&[("OPENAI_API_KEY", "sk-openai-1234")]));
+        assert_eq!(format!("{s:?}"), "Scrubber { secrets: 1 }");
+        assert!(!s.is_empty());
+    }
+
     #[test]
     fn every_kind_of_secret_is_found() {
         let s = Scrubber::from_source(&source(&[

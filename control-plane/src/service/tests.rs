@@ -184,7 +184,11 @@ async fn changes_fire_after_each_append() {
     let mut changes = service.changes();
     assert_eq!(*changes.borrow_and_update(), 0);
     service.execute(push(FAST, None), "alice").await.unwrap();
-    changes.changed().await.unwrap();
+    // Bounded: a regression that never signals must fail here, not hang the suite.
+    tokio::time::timeout(std::time::Duration::from_secs(5), changes.changed())
+        .await
+        .expect("an append signals a change")
+        .unwrap();
     assert_eq!(*changes.borrow_and_update(), 1);
     // A no-op appends nothing and signals nothing.
     service.execute(push(FAST, None), "alice").await.unwrap();

@@ -191,3 +191,19 @@ async fn client_keys_guard_v1_and_leave_probes_public() {
         );
     }
 }
+
+/// An operator moving from `GPU_API_KEY` to `MANA_LLM_API_KEYS` may list the same key in
+/// both: it must still open the door (the constant-time check must not cancel itself out).
+#[tokio::test]
+async fn a_key_configured_twice_still_works() {
+    let router = app(&[
+        ("GPU_API_KEY", "shared-key"),
+        ("MANA_LLM_API_KEYS", "shared-key, other-key"),
+    ])
+    .router();
+    let request = Request::get("/v1/models")
+        .header("x-api-key", "shared-key")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(call(&router, request).await.status, StatusCode::OK);
+}

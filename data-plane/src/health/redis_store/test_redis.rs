@@ -59,9 +59,15 @@ impl TestRedis {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server must be installed for these tests");
+        let pid = child.id();
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.answers() {
+        // Ours, not whoever took the port since it was picked or last used (a restart reuses
+        // it): a stranger would answer the PING just as well.
+        while !(self.answers() && listens_on(pid, self.port)) {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!("redis-server exited ({status}) instead of listening on port {}: taken by another process?", self.port);
+            }
             assert!(Instant::now() < deadline, "redis-server did not come up");
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -79,6 +85,29 @@ impl TestRedis {
                 reply[..n].starts_with(b"+PONG") || reply[..n].starts_with(b"-NOAUTH")
             })
     }
+}
+
+/// Whether process `pid` holds the listening socket on 127.0.0.1:`port` (`/proc/net/tcp`
+/// and the process's file descriptors).
+fn listens_on(pid: u32, port: u16) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return false;
+    };
+    let local = format!("0100007F:{port:04X}");
+    let sockets: Vec<String> = table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.len() > 9 && f[1] == local && f[3] == "0A")
+        .map(|f| format!("socket:[{}]", f[9]))
+        .collect();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path())
+            .is_ok_and(|target| sockets.iter().any(|s| target.to_string_lossy() == *s))
+    })
 }
 
 impl Drop for TestRedis {
