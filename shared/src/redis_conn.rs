@@ -150,19 +150,28 @@ impl SharedRedis {
     /// tasks (the registry follower, resyncs, the control plane's publisher), never the
     /// request path.
     pub async fn connection_waiting(&self, deadline: Duration) -> Option<MultiplexedConnection> {
-        let connected = self.connected.notified();
-        tokio::pin!(connected);
-        // Registered before looking, so a connect finishing in between still wakes us.
-        connected.as_mut().enable();
-        if let Some(c) = self.connection().await {
-            return Some(c);
+        let until = tokio::time::Instant::now() + deadline;
+        loop {
+            let connected = self.connected.notified();
+            tokio::pin!(connected);
+            // Registered before looking, so a connect finishing in between still wakes us.
+            connected.as_mut().enable();
+            if let Some(c) = self.connection().await {
+                return Some(c);
+            }
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            // A connect is running: wait for its outcome. None is (the last attempt failed
+            // moments ago): try again when the next attempt is allowed.
+            let wait = if self.connecting.load(Ordering::SeqCst) {
+                left
+            } else {
+                left.min(RECONNECT_EVERY)
+            };
+            let _ = tokio::time::timeout(wait, connected).await;
         }
-        if !self.connecting.load(Ordering::SeqCst) {
-            // Too soon after a failed attempt: nothing will come before the next one.
-            return None;
-        }
-        let _ = tokio::time::timeout(deadline, connected).await;
-        self.slot().clone()
     }
 
     fn reconnect_in_background(&self) {

@@ -71,6 +71,7 @@ struct Queued {
     provider: ProviderId,
     report: OwnedReport,
     now: f64,
+    queued_at: std::time::Instant,
 }
 
 enum OwnedReport {
@@ -105,6 +106,11 @@ impl OwnedReport {
 /// Reports the backlog holds at most; past it they are dropped (the breaker is re-read from
 /// Redis when it is back, so only this worker's share of the count is lost).
 const BACKLOG: usize = 256;
+
+/// The backlog bridges a reconnect, not an outage: a report that could not reach Redis within
+/// this long stays this worker's own (what a worker saw alone during an outage is not pushed
+/// back; the fleet's state is re-read when Redis returns).
+const BACKLOG_MAX_AGE: Duration = Duration::from_secs(1);
 
 impl RedisStore {
     /// A store whose mirror is fed by the [`RedisStore::follower`] given to the worker's one
@@ -168,9 +174,15 @@ fn millis(d: Duration) -> u64 {
 async fn deliver(inner: std::sync::Weak<Inner>, mut queue: mpsc::Receiver<Queued>) {
     while let Some(queued) = queue.recv().await {
         let Some(inner) = inner.upgrade() else { return };
-        let result = inner
-            .report_in_redis_patient(&queued.provider, queued.report.as_report(), queued.now)
-            .await;
+        let left = BACKLOG_MAX_AGE.saturating_sub(queued.queued_at.elapsed());
+        let connected = inner.redis.connection_waiting(left).await.is_some();
+        let result = if connected && queued.queued_at.elapsed() <= BACKLOG_MAX_AGE {
+            inner
+                .report_in_redis(&queued.provider, queued.report.as_report(), queued.now)
+                .await
+        } else {
+            None
+        };
         match result {
             Some((transition, message)) => {
                 inner.apply(&queued.provider, &message);
@@ -202,6 +214,7 @@ impl Inner {
             provider: provider.clone(),
             report: OwnedReport::from(report),
             now,
+            queued_at: std::time::Instant::now(),
         };
         if backlog.try_send(queued).is_err() {
             self.pending.fetch_sub(1, Ordering::SeqCst);
@@ -252,19 +265,6 @@ impl Inner {
                 call.invoke_async(&mut conn).await
             })
             .await
-    }
-
-    /// [`Inner::report_in_redis`] for the backlog: waits for a connection.
-    async fn report_in_redis_patient(
-        &self,
-        provider: &ProviderId,
-        report: Report<'_>,
-        now: f64,
-    ) -> Option<(String, String)> {
-        self.redis
-            .connection_waiting(self.redis.timeout() * 20)
-            .await?;
-        self.report_in_redis(provider, report, now).await
     }
 
     /// `SET key worker_id NX PX ttl`: whether this worker now holds the lock, or `None`
