@@ -503,3 +503,87 @@ fn stored_form_round_trips() {
     assert_eq!(text(&back), "a");
     assert_eq!(Outcome::Miss.header_value(), "miss");
 }
+
+/// The labels and header values are part of the contract (metrics, `X-Mana-LLM-Cache`): pinned.
+#[test]
+fn labels_and_header_values_are_pinned() {
+    assert_eq!(Tier::Local.label(), "local");
+    assert_eq!(Tier::Redis.label(), "redis");
+    assert_eq!(Outcome::Hit(Tier::Local).header_value(), "hit");
+    assert_eq!(Outcome::Miss.header_value(), "miss");
+    assert_eq!(bypass_header_value(), "bypass");
+}
+
+#[test]
+fn the_cache_reports_its_own_configuration() {
+    let (cache, _) = cache_with(CacheConfig {
+        max_entry_bytes: 1234,
+        ttl: Duration::from_secs(77),
+        ..CacheConfig::default()
+    });
+    assert_eq!(cache.config().max_entry_bytes, 1234);
+    assert_eq!(cache.config().ttl, Duration::from_secs(77));
+}
+
+#[tokio::test]
+async fn an_answer_exactly_at_the_size_limit_is_stored() {
+    let exact = serde_json::to_vec(&answer("just fits")).unwrap().len();
+    let (cache, _) = cache_with(CacheConfig {
+        max_entry_bytes: exact,
+        ..CacheConfig::default()
+    });
+    cache.put(&key(), &answer("just fits")).await;
+    assert!(cache.get(&key()).await.is_some(), "a limit is inclusive");
+    let (cache, _) = cache_with(CacheConfig {
+        max_entry_bytes: exact - 1,
+        ..CacheConfig::default()
+    });
+    cache.put(&key(), &answer("just fits")).await;
+    assert!(
+        cache.get(&key()).await.is_none(),
+        "one byte over is not stored"
+    );
+}
+
+#[test]
+fn one_choice_is_cached_more_than_one_is_not() {
+    assert!(matches!(
+        decide_with(json!({"messages": msgs(), "seed": 1, "n": 1}), None),
+        Decision::Use { read: true, .. }
+    ));
+    assert_eq!(
+        decide_with(json!({"messages": msgs(), "seed": 1, "n": 2}), None),
+        Decision::Bypass("multiple_choices")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_stored_by_one_worker_is_found_by_another_through_redis() {
+    let server = crate::health::redis_store::test_redis::TestRedis::start();
+    let names = crate::health::redis_store::test_redis::fresh_names();
+    let worker = || {
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let redis = crate::health::redis_store::test_redis::shared_redis(&server.url(), &names);
+        ResponseCache::new(
+            CacheConfig {
+                local_entries: 0,
+                ..CacheConfig::default()
+            },
+            Some(redis),
+            None,
+            metrics,
+        )
+    };
+    let (a, b) = (worker(), worker());
+    // Requests never wait for a connection; a cache that has none yet reads nothing.
+    for cache in [&a, &b] {
+        let redis = cache.redis.as_ref().unwrap();
+        assert!(redis
+            .connection_waiting(Duration::from_secs(5))
+            .await
+            .is_some());
+    }
+    a.put(&key(), &answer("shared")).await;
+    let (found, tier) = b.get(&key()).await.expect("b finds a's answer in Redis");
+    assert_eq!((text(&found), tier), ("shared", Tier::Redis));
+}
