@@ -17,12 +17,20 @@ struct Nginx {
 }
 
 impl Drop for Nginx {
-    /// nginx runs a master and a worker: SIGKILL to the master alone orphans the worker, which
-    /// keeps the port. The master leads its own process group, so the whole group goes.
+    /// SIGTERM to the master: it stops its workers and reaps them, then exits (SIGKILL to the
+    /// master alone would orphan the workers, which keep the port). If it is stuck, the whole
+    /// process group (the master leads its own) is killed.
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.child.id())])
-            .status();
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.wait();
     }
 }

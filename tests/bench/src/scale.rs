@@ -8,6 +8,7 @@
 //! - [`fifty`] (`fleet-fifty`) — fifty subscribed workers: propagation, steady-state cost.
 //! - [`restart`] (`fleet-restart`) — Redis SIGKILLed and restarted empty.
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -464,15 +465,27 @@ pub async fn hot_path(settings: &Settings) -> Result<Value, String> {
     Ok(json!({"seconds_per_run": seconds, "plain": rows, "cacheable": cache}))
 }
 
-/// nginx with deploy/nginx/e2e.conf.template (the production proxy settings), killed on drop.
+/// nginx with deploy/nginx/e2e.conf.template (the production proxy settings), stopped on drop.
 struct Nginx {
     child: Child,
     url: String,
 }
 
 impl Drop for Nginx {
+    /// SIGTERM to the master: it stops its workers and reaps them, then exits (SIGKILL to the
+    /// master alone would orphan the workers, which keep the port). If it is stuck, the whole
+    /// process group (the master leads its own) is killed.
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.wait();
     }
 }
@@ -531,6 +544,7 @@ fn nginx(binary: &PathBuf, workers: [&str; 3]) -> Result<Nginx, String> {
         .arg(&conf)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        .process_group(0)
         .spawn()
         .map_err(|e| format!("nginx: {e}"))?;
     let nginx = Nginx {
