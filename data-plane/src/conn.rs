@@ -35,7 +35,8 @@ use tower::ServiceExt;
 
 use crate::config::{ConfigError, Source};
 pub use activity::Activity;
-use activity::{TrackedBody, TrackedIo, Verdict};
+pub(crate) use activity::Holding;
+use activity::{TrackedIo, Verdict};
 
 /// The bounds of one worker's serving, from the environment (documented in the README's
 /// configuration table).
@@ -222,9 +223,7 @@ async fn serve_connection(
         let router = router.clone();
         async move {
             let response = router.oneshot(request.map(axum::body::Body::new)).await?;
-            Ok::<_, std::convert::Infallible>(
-                response.map(|body| axum::body::Body::new(TrackedBody::new(body, guard))),
-            )
+            Ok::<_, std::convert::Infallible>(response.map(|body| Holding::body(body, guard)))
         }
     });
     let connection = builder.serve_connection_with_upgrades(io, service);

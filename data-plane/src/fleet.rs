@@ -153,8 +153,9 @@ impl Listen {
     }
 }
 
-/// Beats every `interval` until `cancel`, and once more (as gone) is not needed: the key
-/// expires after three missed beats.
+/// Beats every `interval` until `cancel`. Nothing is written on the way out: the beat expires
+/// after three missed intervals, which is what makes a worker that dies without warning leave
+/// the view too.
 pub fn spawn_heartbeat(
     state: Arc<AppState>,
     beats: Arc<dyn Beats>,

@@ -88,42 +88,44 @@ async fn reach(state: &AdminState, version: u64) -> Option<Value> {
     Some(json!({"live": workers.len(), "serving": serving}))
 }
 
-/// [`written`], with the fleet's reach of the version added.
+/// A write's answer with the fleet's reach of the current version added (`"workers"`).
 async fn written_reaching(
     state: &AdminState,
     executed: &Executed,
     hash: Option<String>,
 ) -> Response {
     let reach = reach(state, executed.current_version).await;
-    match outcome(executed) {
-        ReloadOutcome::Published { version, hash } => (
-            StatusCode::CREATED,
-            Json(json!({"version": version, "hash": hash, "changed": true, "workers": reach})),
-        )
-            .into_response(),
-        ReloadOutcome::Unchanged { version } => (
-            StatusCode::OK,
-            Json(json!({"version": version, "hash": hash, "changed": false, "workers": reach})),
-        )
-            .into_response(),
-        ReloadOutcome::Rejected { errors } => AdminError::Invalid(errors).into_response(),
+    match answer_body(outcome(executed), hash) {
+        Ok((status, mut body)) => {
+            body["workers"] = reach.unwrap_or(Value::Null);
+            (status, Json(body)).into_response()
+        }
+        Err(e) => e.into_response(),
     }
 }
 
 /// The answer to anything that may write a version: 201 new, 200 unchanged, 400 rejected.
 fn answer(outcome: ReloadOutcome, current_hash: Option<String>) -> Response {
+    match answer_body(outcome, current_hash) {
+        Ok((status, body)) => (status, Json(body)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn answer_body(
+    outcome: ReloadOutcome,
+    current_hash: Option<String>,
+) -> Result<(StatusCode, Value), AdminError> {
     match outcome {
-        ReloadOutcome::Published { version, hash } => (
+        ReloadOutcome::Published { version, hash } => Ok((
             StatusCode::CREATED,
-            Json(json!({"version": version, "hash": hash, "changed": true})),
-        )
-            .into_response(),
-        ReloadOutcome::Unchanged { version } => (
+            json!({"version": version, "hash": hash, "changed": true}),
+        )),
+        ReloadOutcome::Unchanged { version } => Ok((
             StatusCode::OK,
-            Json(json!({"version": version, "hash": current_hash, "changed": false})),
-        )
-            .into_response(),
-        ReloadOutcome::Rejected { errors } => AdminError::Invalid(errors).into_response(),
+            json!({"version": version, "hash": current_hash, "changed": false}),
+        )),
+        ReloadOutcome::Rejected { errors } => Err(AdminError::Invalid(errors)),
     }
 }
 

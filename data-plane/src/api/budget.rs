@@ -6,18 +6,16 @@
 //! request gets a fast 503 with `Retry-After`, so a burst of large bodies is refused instead
 //! of growing the heap until the kernel kills the worker with every stream in it.
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::header::CONTENT_LENGTH;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http_body::{Frame, SizeHint};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::conn::Holding;
 use crate::error::ApiError;
 use crate::server::AppState;
 
@@ -116,12 +114,8 @@ pub async fn layer(State(state): State<Arc<AppState>>, request: Request, next: N
         return refusal.into_response();
     };
     let response = next.run(request).await;
-    response.map(|body| {
-        Body::new(Charged {
-            body,
-            _permit: permit,
-        })
-    })
+    // The charge lasts until the answer has been sent (hyper drops the body).
+    response.map(|body| Holding::body(body, permit))
 }
 
 /// Reads and drops the body of a refused request, a chunk at a time, so no memory is held:
@@ -152,32 +146,6 @@ fn request_has_no_body(request: &Request) -> bool {
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
     )
-}
-
-/// A response body holding its request's charge until hyper drops it.
-struct Charged {
-    body: Body,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl http_body::Body for Charged {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
 }
 
 #[cfg(test)]

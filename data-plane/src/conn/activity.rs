@@ -193,22 +193,24 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
     }
 }
 
-/// A response body that keeps its request counted as in flight until hyper drops it.
-pub struct TrackedBody {
+/// A response body holding `G` (an in-flight count, a budget permit, …) until hyper drops
+/// the body: whatever the guard stands for lasts as long as the answer is being sent.
+pub struct Holding<G> {
     inner: Body,
-    _in_flight: InFlight,
+    _guard: G,
 }
 
-impl TrackedBody {
-    pub fn new(inner: Body, in_flight: InFlight) -> Self {
-        Self {
+impl<G: Send + Unpin + 'static> Holding<G> {
+    /// `body`, wrapped so `guard` lives as long as it.
+    pub fn body(inner: Body, guard: G) -> Body {
+        Body::new(Self {
             inner,
-            _in_flight: in_flight,
-        }
+            _guard: guard,
+        })
     }
 }
 
-impl http_body::Body for TrackedBody {
+impl<G: Unpin> http_body::Body for Holding<G> {
     type Data = Bytes;
     type Error = axum::Error;
 
