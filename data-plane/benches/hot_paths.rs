@@ -142,7 +142,12 @@ fn routing(c: &mut Criterion) {
     let Ok(registry) = Registry::parse(ALIASES, "bench", RegistryVersion(1)) else {
         panic!("the sample registry parses");
     };
-    let snapshots = Snapshots::new(Providers::empty(), registry, Source::default());
+    let snapshots = Snapshots::new(
+        Providers::empty(),
+        registry,
+        Source::default(),
+        mana_llm_shared::RegistryPolicy::default(),
+    );
     let snapshot = snapshots.load();
     c.bench_function("alias resolution (3-entry chain)", |b| {
         b.iter(|| plan(&snapshot, black_box(Some("mana/fast-text"))).map(|p| p.entries.len()))

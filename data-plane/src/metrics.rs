@@ -375,7 +375,13 @@ mod tests {
         .unwrap();
         let mut providers = Providers::empty();
         providers.insert(Arc::new(crate::providers::echo::Echo::new(Duration::ZERO)));
-        Snapshots::new(providers, registry, Source::default()).load()
+        Snapshots::new(
+            providers,
+            registry,
+            Source::default(),
+            mana_llm_shared::RegistryPolicy::default(),
+        )
+        .load()
     }
 
     fn series(m: &Metrics) -> usize {

@@ -209,7 +209,7 @@ impl App {
             let up = i64::from(transition == Transition::Recovered);
             gauge.with_label_values(&[provider.as_str()]).set(up);
         }));
-        let snapshots = Snapshots::new(providers, registry, source);
+        let snapshots = Snapshots::new(providers, registry, source, config.registry_policy.clone());
         let names = BusNames::new(
             config
                 .redis

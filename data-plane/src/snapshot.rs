@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use mana_llm_shared::{Registry, RegistryVersion};
+use mana_llm_shared::{Registry, RegistryPolicy, RegistryVersion};
 
 use crate::config::Source;
 use crate::providers::Providers;
@@ -22,20 +22,34 @@ pub struct Snapshots {
     /// Providers from the environment, the base every snapshot starts from.
     base: Providers,
     source: Source,
+    /// What a registry may declare: the worker's own rules, checked again where a declared
+    /// provider reads its key variable.
+    policy: RegistryPolicy,
 }
 
 impl Snapshots {
-    pub fn new(base: Providers, registry: Registry, source: Source) -> Self {
-        let first = Self::derive(&base, registry, &source);
+    pub fn new(
+        base: Providers,
+        registry: Registry,
+        source: Source,
+        policy: RegistryPolicy,
+    ) -> Self {
+        let first = Self::derive(&base, registry, &source, &policy);
         Self {
             current: ArcSwap::from_pointee(first),
             base,
             source,
+            policy,
         }
     }
 
-    fn derive(base: &Providers, registry: Registry, source: &Source) -> Snapshot {
-        let providers = base.with_declared(registry.providers(), source);
+    fn derive(
+        base: &Providers,
+        registry: Registry,
+        source: &Source,
+        policy: &RegistryPolicy,
+    ) -> Snapshot {
+        let providers = base.with_declared(registry.providers(), source, policy);
         Snapshot {
             registry: Arc::new(registry),
             providers,
@@ -54,7 +68,12 @@ impl Snapshots {
     /// Returns whether it was installed.
     pub fn install(&self, registry: Registry) -> bool {
         let version = registry.version();
-        let next = Arc::new(Self::derive(&self.base, registry, &self.source));
+        let next = Arc::new(Self::derive(
+            &self.base,
+            registry,
+            &self.source,
+            &self.policy,
+        ));
         let previous = self.current.rcu(|current| {
             if version > current.registry.version() {
                 next.clone()

@@ -277,6 +277,7 @@ impl Providers {
         &self,
         declared: impl IntoIterator<Item = &'a ProviderDecl>,
         src: &Source,
+        policy: &RegistryPolicy,
     ) -> Self {
         let mut out = self.clone();
         let Some(http) = &self.http else {
@@ -284,8 +285,6 @@ impl Providers {
         };
         // Installed registries were validated under this policy already; checking again here
         // keeps the one line that reads a key variable from ever reading a forbidden one.
-        // (A bad setting stopped the process at start, so the default is never a surprise.)
-        let policy = RegistryPolicy::from_settings(|k| src.get(k)).unwrap_or_default();
         for decl in declared {
             if self.configured.contains_key(&decl.id) || self.unconfigured.contains_key(&decl.id) {
                 tracing::warn!(provider = %decl.id, "the registry declares a built-in provider; ignored");
@@ -403,7 +402,7 @@ mod tests {
         let registry =
             mana_llm_shared::Registry::parse(&yaml, "test", mana_llm_shared::RegistryVersion(1))
                 .unwrap();
-        let providers = base.with_declared(registry.providers(), &src);
+        let providers = base.with_declared(registry.providers(), &src, &RegistryPolicy::default());
         let request: crate::openai::ChatRequest = serde_json::from_value(
             serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}]}),
         )
