@@ -9,8 +9,8 @@ use std::time::Duration;
 use clap::Args;
 use mana_llm_control_plane::api::{is_loopback, router as admin_router, AdminState};
 use mana_llm_control_plane::ops::Ops;
-use mana_llm_control_plane::publisher;
 use mana_llm_control_plane::redis_bus::RedisBus;
+use mana_llm_control_plane::{publisher, rollout};
 use mana_llm_data_plane::conn::ConnLimits;
 use mana_llm_data_plane::{logging, Source};
 use mana_llm_shared::bus::BusNames;
@@ -111,12 +111,19 @@ pub async fn control_plane(args: ControlPlaneArgs) -> Result<(), String> {
         }
     });
 
+    let rollouts = rollout::start(
+        service.clone(),
+        fleet.clone(),
+        |k| std::env::var(k).ok(),
+        background.clone(),
+    )?;
     let version = service.current_version().await;
     let admin = AdminState {
         service,
         token: token.clone(),
         aliases_path: Some(args.aliases.clone()),
         fleet,
+        rollouts,
     };
     let router = admin_router(Arc::new(admin)).merge(ops.router());
     let listener = TcpListener::bind(args.listen)

@@ -14,8 +14,8 @@ use clap::Args;
 use mana_llm_control_plane::api::{
     disabled_router, is_loopback, router as admin_router, AdminState,
 };
-use mana_llm_control_plane::publisher;
 use mana_llm_control_plane::redis_bus::RedisBus;
+use mana_llm_control_plane::{publisher, rollout};
 use mana_llm_data_plane::{logging, sync, App, GatewayConfig, Source};
 use mana_llm_shared::bus::{BusNames, FanOut, LocalBus, Publish};
 use mana_llm_shared::redis_client;
@@ -68,7 +68,12 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     app.spawn_background();
     let background = app.background();
     let bus = LocalBus::default();
-    sync::follow_local(app.clone(), bus.subscribe(), background.clone());
+    sync::follow_local(
+        app.clone(),
+        bus.subscribe(),
+        bus.subscribe_canary(),
+        background.clone(),
+    );
     // With REDIS_URL the embedded control plane also publishes for standalone workers.
     let publish: Arc<dyn Publish> = match &app.state().config.redis {
         Some(r) => {
@@ -95,6 +100,12 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     // Without a token the peer address is the admin API's only check, which means nothing
     // on a server other machines can reach: there the data plane still serves (the container
     // image's default is `serve` on 0.0.0.0) and every admin path answers 403 instead.
+    let rollouts = rollout::start(
+        service.clone(),
+        Some(app.state().beats.clone()),
+        |k| std::env::var(k).ok(),
+        background.clone(),
+    )?;
     let admin_on = token.is_some() || is_loopback(args.host);
     let admin = if admin_on {
         admin_router(Arc::new(AdminState {
@@ -102,6 +113,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
             token: token.clone(),
             aliases_path: Some(args.aliases.clone()),
             fleet: Some(app.state().beats.clone()),
+            rollouts,
         }))
     } else {
         disabled_router()

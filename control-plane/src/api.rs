@@ -13,6 +13,7 @@ mod error;
 mod extract;
 mod fleet;
 mod handlers;
+mod rollout;
 #[cfg(test)]
 mod tests;
 
@@ -39,6 +40,9 @@ pub struct AdminState {
     pub aliases_path: Option<PathBuf>,
     /// The workers' heartbeats (the fleet view); `None` without a fleet store.
     pub fleet: Option<Arc<dyn mana_llm_shared::fleet::Beats>>,
+    /// The running rollout's figures (kept by [`crate::rollout::spawn`]) and the judge's
+    /// default settings.
+    pub rollouts: Arc<crate::rollout::Watch>,
 }
 
 /// The admin routes, to be merged into a server that provides `ConnectInfo<SocketAddr>`.
@@ -70,6 +74,9 @@ pub fn router(state: Arc<AdminState>) -> Router {
             "/admin/v1/registry/versions/{version}/rollout",
             get(fleet::rollout),
         )
+        .route("/admin/v1/rollout", get(rollout::status))
+        .route("/admin/v1/rollout/promote", post(rollout::promote))
+        .route("/admin/v1/rollout/abort", post(rollout::abort))
         .route_layer(from_fn_with_state(state.clone(), auth::require_admin))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)

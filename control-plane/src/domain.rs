@@ -5,6 +5,7 @@
 //! [`RegistryAggregate::apply`] only folds an event into the state. No I/O lives here, so
 //! replaying the log from empty always rebuilds the same aggregate.
 
+mod rollout;
 #[cfg(test)]
 pub(crate) mod tests;
 
@@ -12,10 +13,13 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use mana_llm_shared::events::RegistryEvent;
+use mana_llm_shared::rollout::{CanaryShare, Cohorts, JudgeSettings};
 use mana_llm_shared::{
     DocumentFormat, Registry, RegistryDocument, RegistryPolicy, RegistryVersion,
 };
 use serde::Serialize;
+
+pub use rollout::{ActiveRollout, FinishedRollout, RolloutOutcome};
 
 /// Where a published registry text came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -67,6 +71,26 @@ pub enum Command {
     },
     /// Record that a reload failed before it could even be parsed (e.g. unreadable file).
     RejectReload { origin: String, errors: Vec<String> },
+    /// Validate `text` and make it a candidate served by `share` of `live_workers` (fleet
+    /// ids); the current version stays stable for the others.
+    StartRollout {
+        text: String,
+        format: DocumentFormat,
+        origin: String,
+        expected_version: Option<u64>,
+        share: CanaryShare,
+        live_workers: Vec<String>,
+        judge: JudgeSettings,
+    },
+    /// End the running rollout. `candidate`, when given, must be the running one (a judge
+    /// deciding about a rollout that already ended decides nothing).
+    EndRollout {
+        candidate: Option<u64>,
+        promote: bool,
+        decided_by: String,
+        reason: String,
+        figures: Option<Cohorts>,
+    },
 }
 
 /// Why a command was refused. The messages are what an admin reads.
@@ -79,14 +103,29 @@ pub enum DomainError {
     Invalid(Vec<String>),
     #[error("unknown version {0}")]
     UnknownVersion(u64),
+    #[error("the rollout of version {candidate} is in progress (stable: version {stable}); promote or abort it first")]
+    RolloutInProgress { candidate: u64, stable: u64 },
+    #[error("no rollout is in progress")]
+    NoRollout,
+    #[error("no live workers to roll out to: a staged rollout needs the fleet's heartbeats")]
+    NoLiveWorkers,
 }
 
 /// How a version came to be.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum VersionOrigin {
-    Published { source: String },
-    RolledBack { to_version: u64 },
+    Published {
+        source: String,
+    },
+    RolledBack {
+        to_version: u64,
+    },
+    /// A staged rollout's candidate, next to `stable_version`.
+    Rollout {
+        stable_version: u64,
+        outcome: RolloutOutcome,
+    },
 }
 
 /// One registry version as the log made it.
@@ -104,6 +143,9 @@ pub struct RegistryAggregate {
     /// 0 = no version yet.
     pub(crate) current: u64,
     pub(crate) versions: BTreeMap<u64, VersionRecord>,
+    /// The staged rollout in progress, if any (at most one).
+    pub(crate) rollout: Option<ActiveRollout>,
+    pub(crate) last_rollout: Option<FinishedRollout>,
     /// The operator's rules new documents must follow (not state: set by whoever loads the
     /// aggregate, never folded from events — what the log holds already happened).
     pub(crate) policy: RegistryPolicy,
@@ -126,6 +168,7 @@ impl RegistryAggregate {
                 origin,
                 expected_version,
             } => {
+                self.check_no_rollout()?;
                 self.check_expected(expected_version)?;
                 self.publish(&text, format, source, &origin)
             }
@@ -133,9 +176,30 @@ impl RegistryAggregate {
                 to_version,
                 expected_version,
             } => {
+                self.check_no_rollout()?;
                 self.check_expected(expected_version)?;
                 self.rollback(to_version)
             }
+            Command::StartRollout {
+                text,
+                format,
+                origin,
+                expected_version,
+                share,
+                live_workers,
+                judge,
+            } => {
+                self.check_no_rollout()?;
+                self.check_expected(expected_version)?;
+                self.start_rollout(&text, format, &origin, share, &live_workers, judge)
+            }
+            Command::EndRollout {
+                candidate,
+                promote,
+                decided_by,
+                reason,
+                figures,
+            } => self.end_rollout(candidate, promote, decided_by, reason, figures),
             Command::RejectReload { origin, errors } => {
                 Ok(vec![RegistryEvent::RegistryReloadRejected {
                     source: origin,
@@ -155,6 +219,71 @@ impl RegistryAggregate {
                 to_version: *to_version,
             },
             RegistryEvent::RegistryReloadRejected { .. } => return,
+            RegistryEvent::RolloutStarted {
+                version,
+                stable_version,
+                hash,
+                document,
+                share,
+                threshold,
+                cohort,
+                judge,
+            } => {
+                self.versions.insert(
+                    *version,
+                    VersionRecord {
+                        version: *version,
+                        hash: hash.clone(),
+                        origin: VersionOrigin::Rollout {
+                            stable_version: *stable_version,
+                            outcome: RolloutOutcome::Running,
+                        },
+                        document: document.clone(),
+                    },
+                );
+                self.rollout = Some(ActiveRollout {
+                    candidate_version: *version,
+                    stable_version: *stable_version,
+                    share: *share,
+                    threshold: *threshold,
+                    cohort: cohort.clone(),
+                    judge: *judge,
+                });
+                return;
+            }
+            RegistryEvent::RolloutPromoted {
+                version,
+                decided_by,
+                reason,
+                figures,
+                ..
+            } => {
+                self.finish(
+                    *version,
+                    RolloutOutcome::Promoted,
+                    decided_by,
+                    reason,
+                    figures,
+                );
+                self.current = *version;
+                return;
+            }
+            RegistryEvent::RolloutAborted {
+                version,
+                decided_by,
+                reason,
+                figures,
+                ..
+            } => {
+                self.finish(
+                    *version,
+                    RolloutOutcome::Aborted,
+                    decided_by,
+                    reason,
+                    figures,
+                );
+                return;
+            }
         };
         if let Some((version, hash, document)) = event.new_version() {
             self.versions.insert(
@@ -170,6 +299,15 @@ impl RegistryAggregate {
         }
     }
 
+    /// The number the next version gets: above every version ever made, including a
+    /// candidate that was aborted (numbers are never reused).
+    pub fn next_version(&self) -> u64 {
+        self.versions
+            .last_key_value()
+            .map_or(self.current, |(v, _)| (*v).max(self.current))
+            + 1
+    }
+
     /// The current version number (0 when none was made yet).
     pub fn current_version(&self) -> u64 {
         self.current
@@ -178,6 +316,16 @@ impl RegistryAggregate {
     /// The content hash of the current version.
     pub fn current_hash(&self) -> Option<&str> {
         self.versions.get(&self.current).map(|r| r.hash.as_str())
+    }
+
+    fn check_no_rollout(&self) -> Result<(), DomainError> {
+        match &self.rollout {
+            Some(r) => Err(DomainError::RolloutInProgress {
+                candidate: r.candidate_version,
+                stable: r.stable_version,
+            }),
+            None => Ok(()),
+        }
     }
 
     fn check_expected(&self, expected: Option<u64>) -> Result<(), DomainError> {
@@ -197,7 +345,7 @@ impl RegistryAggregate {
         source: PublishSource,
         origin: &str,
     ) -> Result<Vec<RegistryEvent>, DomainError> {
-        let next = self.current + 1;
+        let next = self.next_version();
         let parsed =
             Registry::parse_with(text, format, origin, RegistryVersion(next), &self.policy);
         let registry = match parsed {
@@ -231,7 +379,7 @@ impl RegistryAggregate {
             return Ok(vec![]);
         }
         Ok(vec![RegistryEvent::RegistryRolledBack {
-            version: self.current + 1,
+            version: self.next_version(),
             to_version,
             hash: target.hash.clone(),
             document: target.document.clone(),

@@ -16,6 +16,7 @@
 //! - [`api`]: the admin API under `/admin/v1` (bearer token, or loopback only).
 //! - [`reload`]: re-reading the aliases file (SIGHUP, the admin API's reload).
 //! - [`publisher`]: the outbox loop that publishes committed versions to the bus.
+//! - [`rollout`]: a staged rollout's figures from the heartbeats, and the judge's loop.
 //! - [`redis_bus`]: the Redis bus (`current` key + versions channel, one atomic script).
 //!
 //! The schema lives in the workspace's `migrations/` folder.
@@ -29,6 +30,7 @@ pub mod projection;
 pub mod publisher;
 pub mod redis_bus;
 pub mod reload;
+pub mod rollout;
 pub mod service;
 pub mod store;
 

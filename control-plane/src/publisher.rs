@@ -84,10 +84,25 @@ pub async fn reconcile_once(service: &RegistryService, bus: &dyn Publish) -> boo
         return true;
     };
     let head = PublishedVersion::new(head.version, head.hash, head.document);
-    match bus.reconcile(&head).await {
-        Ok(_) => true,
+    if let Err(e) = bus.reconcile(&head).await {
+        tracing::warn!(version = head.version, error = %e, "cannot check the published version; will retry");
+        return false;
+    }
+    // After `current`: a promoted candidate is everyone's version before the assignment that
+    // put only some workers on it goes away.
+    let canary = service.canary().await;
+    match bus.assign_canary(canary.as_ref()).await {
+        Ok(written) => {
+            if written {
+                tracing::info!(
+                    candidate = canary.as_ref().map(|c| c.candidate.version),
+                    "rollout assignment published"
+                );
+            }
+            true
+        }
         Err(e) => {
-            tracing::warn!(version = head.version, error = %e, "cannot check the published version; will retry");
+            tracing::warn!(error = %e, "cannot publish the rollout assignment; will retry");
             false
         }
     }
@@ -131,7 +146,7 @@ mod tests {
     use std::sync::Mutex;
 
     use async_trait::async_trait;
-    use mana_llm_shared::bus::BusError;
+    use mana_llm_shared::bus::{BusError, CanaryAssignment};
 
     use super::*;
     use crate::domain::tests::{FAST, LONG};
@@ -152,6 +167,10 @@ mod tests {
             }
             self.published.lock().unwrap().push((version.version, head));
             Ok(())
+        }
+
+        async fn assign_canary(&self, _: Option<&CanaryAssignment>) -> Result<bool, BusError> {
+            Ok(false)
         }
     }
 

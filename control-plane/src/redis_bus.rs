@@ -17,7 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use mana_llm_shared::bus::{BusError, BusNames, Publish, PublishedVersion, Reconciled};
+use mana_llm_shared::bus::{
+    BusError, BusNames, CanaryAnnouncement, CanaryAssignment, Publish, PublishedVersion, Reconciled,
+};
 use mana_llm_shared::fleet_key::FleetKey;
 use mana_llm_shared::redis_conn::{SharedRedis, Unobserved};
 use prometheus::IntCounter;
@@ -59,11 +61,31 @@ redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 1
 ";
 
+/// Makes the canary key hold exactly ARGV[1] (an empty string: no key) and announces a
+/// change. Returns 0 (in sync) or 1 (written).
+const CANARY_SCRIPT: &str = r"
+local held = redis.call('GET', KEYS[1])
+if ARGV[1] == '' then
+  if not held then
+    return 0
+  end
+  redis.call('DEL', KEYS[1])
+else
+  if held == ARGV[1] then
+    return 0
+  end
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return 1
+";
+
 pub struct RedisBus {
     redis: Arc<SharedRedis>,
     names: BusNames,
     publish: redis::Script,
     reconcile: redis::Script,
+    canary: redis::Script,
     fleet_key: Option<FleetKey>,
     /// Counts every time Redis held a version the control plane did not write.
     repairs: IntCounter,
@@ -87,6 +109,7 @@ impl RedisBus {
             names,
             publish: redis::Script::new(PUBLISH_SCRIPT),
             reconcile: redis::Script::new(RECONCILE_SCRIPT),
+            canary: redis::Script::new(CANARY_SCRIPT),
             fleet_key: None,
             repairs,
         })
@@ -182,6 +205,28 @@ impl Publish for RedisBus {
             "Redis did not hold the control plane's current registry version (lost, older or foreign); written again"
         );
         Ok(Reconciled::Repaired)
+    }
+
+    async fn assign_canary(&self, canary: Option<&CanaryAssignment>) -> Result<bool, BusError> {
+        let value = match canary {
+            None => String::new(),
+            Some(c) => {
+                let c = match &self.fleet_key {
+                    Some(key) => c.clone().signed(key),
+                    None => c.clone(),
+                };
+                serde_json::to_string(&c).map_err(|e| BusError(e.to_string()))?
+            }
+        };
+        let announcement = serde_json::to_string(&CanaryAnnouncement {
+            canary: canary.map_or(0, |c| c.candidate.version),
+        })
+        .map_err(|e| BusError(e.to_string()))?;
+        let mut call = self.canary.key(self.names.canary_key());
+        call.arg(value)
+            .arg(self.names.versions_channel())
+            .arg(announcement);
+        Ok(self.run(call).await? == 1)
     }
 }
 

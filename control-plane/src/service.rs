@@ -10,12 +10,16 @@ mod tests;
 
 use std::sync::Arc;
 
+use mana_llm_shared::bus::{CanaryAssignment, PublishedVersion};
 use mana_llm_shared::events::REGISTRY_STREAM;
 use mana_llm_shared::{DocumentFormat, RegistryPolicy};
 use tokio::sync::{watch, Mutex};
 
 use crate::diff::Diff;
-use crate::domain::{Command, DomainError, PublishSource, RegistryAggregate, VersionRecord};
+use crate::domain::{
+    ActiveRollout, Command, DomainError, FinishedRollout, PublishSource, RegistryAggregate,
+    VersionRecord,
+};
 use crate::projection::replay;
 use crate::store::{EventStore, StoreError, StoredEvent};
 
@@ -218,6 +222,59 @@ impl RegistryService {
             .take(limit)
             .cloned()
             .collect()
+    }
+
+    /// The staged rollout in progress, if any.
+    pub async fn rollout(&self) -> Option<ActiveRollout> {
+        self.inner.state.lock().await.aggregate.rollout().cloned()
+    }
+
+    /// How the last rollout ended, if one did.
+    pub async fn last_rollout(&self) -> Option<FinishedRollout> {
+        self.inner
+            .state
+            .lock()
+            .await
+            .aggregate
+            .last_rollout()
+            .cloned()
+    }
+
+    /// What the bus must hold for the running rollout: its candidate, the stable version it
+    /// runs beside, and the cohort rule's threshold.
+    pub async fn canary(&self) -> Option<CanaryAssignment> {
+        let state = self.inner.state.lock().await;
+        let rollout = state.aggregate.rollout()?;
+        let candidate = state.aggregate.version(rollout.candidate_version)?;
+        Some(CanaryAssignment::new(
+            rollout.stable_version,
+            rollout.threshold,
+            PublishedVersion::new(
+                candidate.version,
+                candidate.hash.clone(),
+                candidate.document.clone(),
+            ),
+        ))
+    }
+
+    /// When the running rollout started, as Unix seconds, from the log.
+    pub async fn rollout_started_at(&self) -> Option<f64> {
+        let candidate = self.rollout().await?.candidate_version;
+        self.recorded_at("RolloutStarted", candidate).await
+    }
+
+    /// When the first event of `kind` about version `v` was recorded, as Unix seconds.
+    pub async fn recorded_at(&self, kind: &str, v: u64) -> Option<f64> {
+        let row: Option<(String,)> = sqlx::query_as(
+            "SELECT recorded_at FROM events WHERE event_type = ?1 AND registry_version = ?2 \
+             ORDER BY sequence LIMIT 1",
+        )
+        .bind(kind)
+        .bind(i64::try_from(v).ok()?)
+        .fetch_optional(self.inner.store.pool())
+        .await
+        .ok()?;
+        crate::clock::parse_rfc3339(&row?.0)
     }
 
     /// What changed from version `from` to version `to`.

@@ -316,8 +316,8 @@ async fn append_on(
         .bind(event.kind())
         .bind(i64::from(EVENT_SCHEMA_VERSION))
         .bind(&payload)
-        .bind(version.map(|(_, hash, _)| hash))
-        .bind(version.map(|(v, _, _)| int(v)).transpose()?)
+        .bind(event.content_hash())
+        .bind(event.registry_version().map(int).transpose()?)
         .bind(actor)
         .bind(&recorded_at)
         .fetch_one(&mut *tx)
@@ -350,8 +350,8 @@ async fn append_on(
             stream_sequence,
             event: event.clone(),
             schema_version: EVENT_SCHEMA_VERSION,
-            content_hash: version.map(|(_, hash, _)| hash.to_owned()),
-            registry_version: version.map(|(v, _, _)| v),
+            content_hash: event.content_hash().map(str::to_owned),
+            registry_version: event.registry_version(),
             actor: actor.to_owned(),
             recorded_at,
         });

@@ -385,7 +385,7 @@ impl App {
     }
 
     /// Updates the gauges that follow the snapshot.
-    fn observe_snapshot(&self) {
+    pub(crate) fn observe_snapshot(&self) {
         let version = i64::try_from(self.state.snapshots.version().0).unwrap_or(i64::MAX);
         self.state.metrics.registry_version.set(version);
         self.state.observe_breakers();

@@ -18,7 +18,10 @@ pub struct Snapshot {
 }
 
 pub struct Snapshots {
+    /// What requests are served with: the stable version, or a rollout's candidate.
     current: ArcSwap<Snapshot>,
+    /// The fleet's current version as this worker knows it; only moves forward.
+    stable: ArcSwap<Snapshot>,
     /// Providers from the environment, the base every snapshot starts from.
     base: Providers,
     source: Source,
@@ -34,9 +37,10 @@ impl Snapshots {
         source: Source,
         policy: RegistryPolicy,
     ) -> Self {
-        let first = Self::derive(&base, registry, &source, &policy);
+        let first = Arc::new(Self::derive(&base, registry, &source, &policy));
         Self {
-            current: ArcSwap::from_pointee(first),
+            current: ArcSwap::new(first.clone()),
+            stable: ArcSwap::new(first),
             base,
             source,
             policy,
@@ -64,8 +68,13 @@ impl Snapshots {
         self.current.load().registry.version()
     }
 
-    /// Installs `registry` unless it is older than (or the same version as) the current one.
-    /// Returns whether it was installed.
+    /// The stable version (the one served unless a rollout puts this worker on a candidate).
+    pub fn stable_version(&self) -> RegistryVersion {
+        self.stable.load().registry.version()
+    }
+
+    /// Installs `registry` as the stable version and serves it, unless it is older than (or
+    /// the same version as) the stable one. Returns whether it was installed.
     pub fn install(&self, registry: Registry) -> bool {
         let version = registry.version();
         let next = Arc::new(Self::derive(
@@ -74,13 +83,39 @@ impl Snapshots {
             &self.source,
             &self.policy,
         ));
-        let previous = self.current.rcu(|current| {
-            if version > current.registry.version() {
+        let previous = self.stable.rcu(|stable| {
+            if version > stable.registry.version() {
                 next.clone()
             } else {
-                current.clone()
+                stable.clone()
             }
         });
-        version > previous.registry.version()
+        let installed = version > previous.registry.version();
+        if installed {
+            self.current.store(next);
+        }
+        installed
+    }
+
+    /// Serves a rollout's candidate (the stable version stays what it is). Returns whether
+    /// anything changed.
+    pub fn serve_candidate(&self, registry: Registry) -> bool {
+        if self.version() == registry.version() {
+            return false;
+        }
+        let next = Self::derive(&self.base, registry, &self.source, &self.policy);
+        self.current.store(Arc::new(next));
+        true
+    }
+
+    /// Serves the stable version again (a rollout ended, or this worker is not in its
+    /// candidate cohort). Returns whether anything changed.
+    pub fn serve_stable(&self) -> bool {
+        let stable = self.stable.load_full();
+        if self.version() == stable.registry.version() {
+            return false;
+        }
+        self.current.store(stable);
+        true
     }
 }

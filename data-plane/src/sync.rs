@@ -1,13 +1,16 @@
-//! Following the control plane: every version it publishes becomes this worker's snapshot.
+//! Following the control plane: every version it publishes becomes this worker's snapshot,
+//! and a staged rollout's assignment decides whether it serves the candidate ([`canary`]).
 //!
-//! Versions only move forward ([`crate::snapshot::Snapshots::install`] ignores older ones), so
-//! a late or repeated message is harmless.
+//! Stable versions only move forward ([`crate::snapshot::Snapshots::install`] ignores older
+//! ones), so a late or repeated message is harmless.
+
+pub mod canary;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use mana_llm_shared::bus::{PublishedVersion, VersionAnnouncement};
+use mana_llm_shared::bus::{CanaryAssignment, PublishedVersion, VersionAnnouncement};
 use tokio::sync::{watch, Mutex};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -17,22 +20,32 @@ use crate::redis::SharedRedis;
 use crate::server::{App, Origin, Rejected};
 use sha2::{Digest, Sha256};
 
-/// Installs each version published on the in-process bus until `cancel` fires.
+/// Installs each version published on the in-process bus, and follows its rollout
+/// assignment, until `cancel` fires.
 pub fn follow_local(
     app: App,
     mut versions: watch::Receiver<Option<PublishedVersion>>,
+    mut canaries: watch::Receiver<Option<CanaryAssignment>>,
     cancel: CancellationToken,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
+        let mut memory = canary::Memory::default();
         loop {
             let latest = versions.borrow_and_update().clone();
             if let Some(published) = latest {
                 // Checked like any other version; a refusal is already logged and counted.
                 let _ = app.install(published, Origin::Local);
             }
+            let assignment = canaries.borrow_and_update().clone();
+            let _ = canary::follow(&app, assignment, Origin::Local, &mut memory);
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 changed = versions.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+                changed = canaries.changed() => {
                     if changed.is_err() {
                         return;
                     }
@@ -56,6 +69,9 @@ pub struct Registry {
 #[derive(Default)]
 struct FollowState {
     refused: Refused,
+    /// The last assignment refused, reported once like a refused version.
+    refused_canary: Refused,
+    canary: canary::Memory,
     last_read: Option<Instant>,
 }
 
@@ -72,7 +88,7 @@ impl Registry {
     async fn read(&self) {
         let mut state = self.state.lock().await;
         state.last_read = Some(Instant::now());
-        catch_up(&self.app, &self.redis, &mut state.refused).await;
+        catch_up(&self.app, &self.redis, &mut state).await;
     }
 }
 
@@ -83,9 +99,11 @@ impl Follower for Registry {
     }
 
     async fn on_message(&self, payload: &str) {
+        // A version this worker already holds as stable needs no read; anything else (a newer
+        // version, a rollout's assignment changing) does.
         let announced = serde_json::from_str::<VersionAnnouncement>(payload).ok();
         match announced {
-            Some(a) if a.version <= self.app.state().snapshots.version().0 => {}
+            Some(a) if a.version <= self.app.state().snapshots.stable_version().0 => {}
             _ => self.read().await,
         }
     }
@@ -124,22 +142,50 @@ impl Refused {
     }
 }
 
-/// Installs the version in the `current` key if it is newer than ours and passes every check
-/// ([`App::install`]).
-async fn catch_up(app: &App, redis: &SharedRedis, refused: &mut Refused) {
-    let key = redis.names().current_key();
-    let raw: Option<Option<String>> = redis
+/// Reads the `current` and canary keys in one round trip; installs the version if it is
+/// newer than ours and passes every check ([`App::install`]), then follows the assignment.
+async fn catch_up(app: &App, redis: &SharedRedis, state: &mut FollowState) {
+    let keys = [redis.names().current_key(), redis.names().canary_key()];
+    let read: Option<(Option<String>, Option<String>)> = redis
         .call_patient("registry_get", |mut conn| async move {
-            redis::cmd("GET").arg(key).query_async(&mut conn).await
+            redis::cmd("MGET").arg(&keys).query_async(&mut conn).await
         })
         .await;
-    let Some(Some(raw)) = raw else { return };
+    let Some((current, canary_raw)) = read else {
+        return;
+    };
+    if let Some(raw) = current {
+        install_current(app, &raw, &mut state.refused);
+    }
+    let Some(raw) = canary_raw else {
+        let _ = canary::follow(app, None, Origin::Redis, &mut state.canary);
+        state.refused_canary.0 = None;
+        return;
+    };
     let digest = Refused::digest(&raw);
+    if state.refused_canary.0.as_ref() == Some(&digest) {
+        return;
+    }
+    let outcome = match serde_json::from_str::<CanaryAssignment>(&raw) {
+        Ok(assignment) => canary::follow(app, Some(assignment), Origin::Redis, &mut state.canary),
+        Err(e) => {
+            canary::back_to_stable(app);
+            Err(app.reject(
+                0,
+                Rejected::new("unreadable", format!("not a rollout assignment: {e}")),
+            ))
+        }
+    };
+    state.refused_canary.0 = outcome.is_err().then_some(digest);
+}
+
+fn install_current(app: &App, raw: &str, refused: &mut Refused) {
+    let digest = Refused::digest(raw);
     if refused.0.as_ref() == Some(&digest) {
         return;
     }
-    let outcome = match serde_json::from_str::<PublishedVersion>(&raw) {
-        Ok(published) if published.version <= app.state().snapshots.version().0 => Ok(false),
+    let outcome = match serde_json::from_str::<PublishedVersion>(raw) {
+        Ok(published) if published.version <= app.state().snapshots.stable_version().0 => Ok(false),
         Ok(published) => app.install(published, Origin::Redis),
         Err(e) => Err(app.reject(
             0,

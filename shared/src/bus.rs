@@ -93,6 +93,94 @@ impl PublishedVersion {
     }
 }
 
+/// What a staged rollout asks of the fleet: workers whose cohort point falls below
+/// `threshold` (see [`crate::rollout`]) serve `candidate`; the others, and every worker once
+/// the assignment is gone, serve the stable version in the `current` key. Only taken while
+/// `stable_version` is the stable version the worker holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CanaryAssignment {
+    pub stable_version: u64,
+    pub threshold: u64,
+    /// Signed like any published version.
+    pub candidate: PublishedVersion,
+    /// The fleet key's HMAC over stable version, threshold, candidate version and hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+}
+
+/// What a canary assignment's signature is computed over.
+const CANARY_DOMAIN: &str = "mana-llm canary v1";
+
+impl CanaryAssignment {
+    pub fn new(stable_version: u64, threshold: u64, candidate: PublishedVersion) -> Self {
+        Self {
+            stable_version,
+            threshold,
+            candidate,
+            signature: None,
+        }
+    }
+
+    fn signed_parts(&self) -> [String; 3] {
+        [
+            self.stable_version.to_string(),
+            self.threshold.to_string(),
+            self.candidate.version.to_string(),
+        ]
+    }
+
+    /// This assignment and its candidate signed with `key`.
+    pub fn signed(mut self, key: &FleetKey) -> Self {
+        self.candidate = self.candidate.signed(key);
+        let [stable, threshold, version] = self.signed_parts();
+        self.signature = Some(key.sign(
+            CANARY_DOMAIN,
+            &[
+                stable.as_bytes(),
+                threshold.as_bytes(),
+                version.as_bytes(),
+                self.candidate.hash.as_bytes(),
+            ],
+        ));
+        self
+    }
+
+    /// Whether the assignment and its candidate both carry `key`'s signature.
+    pub fn check_signature(&self, key: &FleetKey) -> SignatureCheck {
+        let Some(signature) = &self.signature else {
+            return SignatureCheck::Missing;
+        };
+        let [stable, threshold, version] = self.signed_parts();
+        let own = key.verify(
+            CANARY_DOMAIN,
+            &[
+                stable.as_bytes(),
+                threshold.as_bytes(),
+                version.as_bytes(),
+                self.candidate.hash.as_bytes(),
+            ],
+            signature,
+        );
+        match (own, self.candidate.check_signature(key)) {
+            (true, SignatureCheck::Valid) => SignatureCheck::Valid,
+            (_, SignatureCheck::Missing) => SignatureCheck::Missing,
+            _ => SignatureCheck::Wrong,
+        }
+    }
+
+    /// Whether the worker with fleet id `worker_id` serves the candidate.
+    pub fn includes(&self, worker_id: &str) -> bool {
+        crate::rollout::in_candidate_cohort(self.candidate.version, self.threshold, worker_id)
+    }
+}
+
+/// Announced on the versions channel when a canary assignment is written or removed
+/// (`candidate` 0: none), so workers re-read both keys at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CanaryAnnouncement {
+    pub canary: u64,
+}
+
 /// Redis key and channel names, under a prefix so several deployments can share one Redis.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BusNames {
@@ -118,6 +206,11 @@ impl BusNames {
     /// The key holding the latest [`PublishedVersion`] as JSON.
     pub fn current_key(&self) -> String {
         format!("{}:registry:current", self.prefix)
+    }
+
+    /// The key holding the running rollout's [`CanaryAssignment`] as JSON (absent: none).
+    pub fn canary_key(&self) -> String {
+        format!("{}:registry:canary", self.prefix)
     }
 
     /// The channel carrying [`VersionAnnouncement`]s as JSON.
@@ -207,18 +300,25 @@ pub trait Publish: Send + Sync {
             .await
             .map(|()| Reconciled::InSync)
     }
+
+    /// Makes the bus hold exactly `canary`: the running rollout's assignment, or none. Called
+    /// after every reconcile (so after the promoted version is `current`, never before).
+    /// Returns whether it had to write (the bus held something else).
+    async fn assign_canary(&self, canary: Option<&CanaryAssignment>) -> Result<bool, BusError>;
 }
 
 /// The in-process bus of the embedded default: the latest version in a watch channel.
 #[derive(Debug, Clone)]
 pub struct LocalBus {
     tx: watch::Sender<Option<PublishedVersion>>,
+    canary: watch::Sender<Option<CanaryAssignment>>,
 }
 
 impl Default for LocalBus {
     fn default() -> Self {
         Self {
             tx: watch::channel(None).0,
+            canary: watch::channel(None).0,
         }
     }
 }
@@ -226,6 +326,11 @@ impl Default for LocalBus {
 impl LocalBus {
     pub fn subscribe(&self) -> watch::Receiver<Option<PublishedVersion>> {
         self.tx.subscribe()
+    }
+
+    /// The running rollout's assignment, as the in-process worker follows it.
+    pub fn subscribe_canary(&self) -> watch::Receiver<Option<CanaryAssignment>> {
+        self.canary.subscribe()
     }
 }
 
@@ -244,6 +349,16 @@ impl Publish for LocalBus {
             true
         });
         Ok(())
+    }
+
+    async fn assign_canary(&self, canary: Option<&CanaryAssignment>) -> Result<bool, BusError> {
+        Ok(self.canary.send_if_modified(|held| {
+            if held.as_ref() == canary {
+                return false;
+            }
+            *held = canary.cloned();
+            true
+        }))
     }
 }
 
@@ -268,6 +383,14 @@ impl Publish for FanOut {
             }
         }
         Ok(result)
+    }
+
+    async fn assign_canary(&self, canary: Option<&CanaryAssignment>) -> Result<bool, BusError> {
+        let mut written = false;
+        for bus in &self.0 {
+            written |= bus.assign_canary(canary).await?;
+        }
+        Ok(written)
     }
 }
 
@@ -300,6 +423,7 @@ mod tests {
         assert_eq!(names.cache_key("ab12"), "fleet-a:cache:v2:ab12");
         assert_eq!(names.worker_key("w1"), "fleet-a:fleet:worker:w1");
         assert_eq!(names.worker_pattern(), "fleet-a:fleet:worker:*");
+        assert_eq!(names.canary_key(), "fleet-a:registry:canary");
     }
 
     /// A bus that counts publishes, answers a fixed reconcile, or fails.
@@ -332,6 +456,10 @@ mod tests {
 
         async fn reconcile(&self, _: &PublishedVersion) -> Result<Reconciled, BusError> {
             Ok(self.reconciled)
+        }
+
+        async fn assign_canary(&self, _: Option<&CanaryAssignment>) -> Result<bool, BusError> {
+            Ok(self.fail)
         }
     }
 

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::registry::RegistryDocument;
+use crate::rollout::{CanaryShare, Cohorts, JudgeSettings};
 
 /// The schema version written with every event payload today.
 pub const EVENT_SCHEMA_VERSION: u32 = 1;
@@ -34,19 +35,73 @@ pub enum RegistryEvent {
     },
     /// A reload from a file that did not validate; nothing changed.
     RegistryReloadRejected { source: String, errors: Vec<String> },
+    /// A candidate version went to part of the fleet; `stable_version` stays current for
+    /// the rest until the rollout is promoted or aborted.
+    RolloutStarted {
+        version: u64,
+        stable_version: u64,
+        hash: String,
+        document: RegistryDocument,
+        share: CanaryShare,
+        /// The cohort rule's threshold (see [`crate::rollout`]).
+        threshold: u64,
+        /// The live workers the rule put on the candidate when it started.
+        cohort: Vec<String>,
+        judge: JudgeSettings,
+    },
+    /// The candidate became the current version for every worker.
+    RolloutPromoted {
+        version: u64,
+        hash: String,
+        document: RegistryDocument,
+        /// `admin` or `judge`.
+        decided_by: String,
+        reason: String,
+        figures: Option<Cohorts>,
+    },
+    /// The candidate was withdrawn: every worker serves `stable_version` again.
+    RolloutAborted {
+        version: u64,
+        stable_version: u64,
+        decided_by: String,
+        reason: String,
+        figures: Option<Cohorts>,
+    },
 }
 
 impl RegistryEvent {
+    /// The registry version this event is about: the one it made, the candidate of a
+    /// rollout, or none (a rejected reload).
+    pub fn registry_version(&self) -> Option<u64> {
+        match self {
+            RegistryEvent::RolloutStarted { version, .. }
+            | RegistryEvent::RolloutAborted { version, .. } => Some(*version),
+            other => other.new_version().map(|(v, _, _)| v),
+        }
+    }
+
+    /// The content hash of the version this event is about, when it carries one.
+    pub fn content_hash(&self) -> Option<&str> {
+        match self {
+            RegistryEvent::RolloutStarted { hash, .. } => Some(hash),
+            other => other.new_version().map(|(_, h, _)| h),
+        }
+    }
+
     /// The type name stored beside the payload.
     pub fn kind(&self) -> &'static str {
         match self {
             RegistryEvent::RegistryVersionPublished { .. } => "RegistryVersionPublished",
             RegistryEvent::RegistryRolledBack { .. } => "RegistryRolledBack",
             RegistryEvent::RegistryReloadRejected { .. } => "RegistryReloadRejected",
+            RegistryEvent::RolloutStarted { .. } => "RolloutStarted",
+            RegistryEvent::RolloutPromoted { .. } => "RolloutPromoted",
+            RegistryEvent::RolloutAborted { .. } => "RolloutAborted",
         }
     }
 
-    /// The registry version this event created, if it created one.
+    /// The registry version this event made current for the whole fleet, if it made one
+    /// (what the outbox publishes).
     pub fn new_version(&self) -> Option<(u64, &str, &RegistryDocument)> {
         match self {
             RegistryEvent::RegistryVersionPublished {
@@ -60,8 +115,16 @@ impl RegistryEvent {
                 hash,
                 document,
                 ..
+            }
+            | RegistryEvent::RolloutPromoted {
+                version,
+                hash,
+                document,
+                ..
             } => Some((*version, hash, document)),
-            RegistryEvent::RegistryReloadRejected { .. } => None,
+            RegistryEvent::RegistryReloadRejected { .. }
+            | RegistryEvent::RolloutStarted { .. }
+            | RegistryEvent::RolloutAborted { .. } => None,
         }
     }
 }

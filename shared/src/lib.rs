@@ -9,6 +9,7 @@
 //! - [`redis_client`], [`redis_conn`], [`backoff`]: the one way every process reaches Redis: building
 //!   the client (credentials, TLS), the connection holder no caller ever waits on, the retry rhythm.
 //! - [`fleet`]: what each worker reports about itself (heartbeats).
+//! - [`rollout`]: staged rollouts: the cohort rule and the judge of a candidate version.
 //! - [`fleet_key`]: HMAC-SHA256 signatures over what the fleet shares through Redis.
 //! - [`redis_client`]: the Redis client of every process: password, ACL user, TLS.
 
@@ -20,6 +21,7 @@ pub mod fleet_key;
 pub mod redis_client;
 pub mod redis_conn;
 pub mod registry;
+pub mod rollout;
 pub mod target;
 
 pub use registry::{

@@ -50,6 +50,11 @@ pub enum AdminError {
     StorageUnavailable { cause: StorageFault, detail: String },
     #[error("{0}")]
     Internal(String),
+    /// A write the running rollout forbids (or a rollout the fleet cannot take).
+    #[error("{message}")]
+    Rollout { code: &'static str, message: String },
+    #[error("no rollout is in progress")]
+    NoRollout,
 }
 
 fn unavailable_message(cause: StorageFault, detail: &str) -> String {
@@ -82,6 +87,8 @@ impl AdminError {
                 (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
             }
             AdminError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+            AdminError::Rollout { code, .. } => (StatusCode::CONFLICT, code),
+            AdminError::NoRollout => (StatusCode::CONFLICT, "no_rollout"),
         }
     }
 
@@ -101,6 +108,15 @@ impl From<ServiceError> for AdminError {
                 AdminError::conflict(actual, e.to_string())
             }
             ServiceError::Domain(DomainError::UnknownVersion(v)) => AdminError::UnknownVersion(v),
+            ServiceError::Domain(DomainError::RolloutInProgress { .. }) => AdminError::Rollout {
+                code: "rollout_in_progress",
+                message: e.to_string(),
+            },
+            ServiceError::Domain(DomainError::NoLiveWorkers) => AdminError::Rollout {
+                code: "no_live_workers",
+                message: e.to_string(),
+            },
+            ServiceError::Domain(DomainError::NoRollout) => AdminError::NoRollout,
             // Another process wrote first; the service reloaded, a retry sees the new version.
             ServiceError::Conflict => AdminError::conflict(0, e.to_string()),
             ServiceError::Store(StoreError::Unavailable { cause, detail }) => {

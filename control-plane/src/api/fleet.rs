@@ -6,6 +6,7 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::Json;
 use mana_llm_shared::fleet::Beat;
+use mana_llm_shared::rollout::in_candidate_cohort;
 use serde_json::{json, Value};
 
 use super::{AdminError, AdminState};
@@ -29,10 +30,12 @@ pub(super) async fn live_workers(state: &AdminState) -> Result<Vec<Beat>, AdminE
     })
 }
 
-/// When version `v` became current, as Unix seconds, from the log.
+/// When version `v` became current, as Unix seconds, from the log (a rollout's candidate
+/// becomes current when it is promoted, not when it starts).
 pub async fn committed_at(service: &crate::service::RegistryService, v: u64) -> Option<f64> {
     let row: Option<(String,)> = sqlx::query_as(
-        "SELECT recorded_at FROM events WHERE registry_version = ?1 ORDER BY sequence LIMIT 1",
+        "SELECT recorded_at FROM events WHERE registry_version = ?1 \
+         AND event_type NOT IN ('RolloutStarted', 'RolloutAborted') ORDER BY sequence LIMIT 1",
     )
     .bind(i64::try_from(v).ok()?)
     .fetch_optional(service.store().pool())
@@ -41,9 +44,32 @@ pub async fn committed_at(service: &crate::service::RegistryService, v: u64) -> 
     crate::clock::parse_rfc3339(&row?.0)
 }
 
+/// What a worker should serve: the candidate when a rollout puts it in the candidate
+/// cohort, else the current version.
+struct Expected<'a> {
+    current: u64,
+    current_since: Option<f64>,
+    rollout: Option<&'a crate::domain::ActiveRollout>,
+    rollout_since: Option<f64>,
+}
+
+impl Expected<'_> {
+    /// The version `worker_id` should serve, since when, and its cohort during a rollout.
+    fn of(&self, worker_id: &str) -> (u64, Option<f64>, Option<&'static str>) {
+        match self.rollout {
+            Some(r) if in_candidate_cohort(r.candidate_version, r.threshold, worker_id) => {
+                (r.candidate_version, self.rollout_since, Some("candidate"))
+            }
+            Some(_) => (self.current, self.current_since, Some("stable")),
+            None => (self.current, self.current_since, None),
+        }
+    }
+}
+
 /// One worker as the fleet view shows it.
-fn worker_view(beat: &Beat, current: u64, lag_since: Option<f64>, now: f64) -> Value {
-    let lagging = beat.registry_version < current;
+fn worker_view(beat: &Beat, expected: &Expected<'_>, now: f64) -> Value {
+    let (should_serve, lag_since, cohort) = expected.of(&beat.worker_id);
+    let lagging = beat.registry_version != should_serve;
     json!({
         "worker_id": beat.worker_id,
         "listen": beat.listen,
@@ -52,6 +78,8 @@ fn worker_view(beat: &Beat, current: u64, lag_since: Option<f64>, now: f64) -> V
         "started_at": beat.started_at,
         "last_beat_at": beat.beat_at,
         "in_flight": beat.in_flight,
+        "expected_version": should_serve,
+        "cohort": cohort,
         "lagging": lagging,
         "lag_seconds": if lagging { lag_since.map(|t| (now - t).max(0.0)) } else { Some(0.0) },
         "windows": beat.windows,
@@ -62,11 +90,19 @@ fn worker_view(beat: &Beat, current: u64, lag_since: Option<f64>, now: f64) -> V
 pub async fn fleet(State(state): State<Arc<AdminState>>) -> Result<Json<Value>, AdminError> {
     let workers = live_workers(&state).await?;
     let current = state.service.current_version().await;
-    let since = committed_at(&state.service, current).await;
+    let rollout = state.service.rollout().await;
+    // A lagging worker lags since the version it should serve was made current (or, for a
+    // canary, since its rollout began).
+    let expected = Expected {
+        current,
+        current_since: committed_at(&state.service, current).await,
+        rollout: rollout.as_ref(),
+        rollout_since: state.service.rollout_started_at().await,
+    };
     let now = unix_now();
     let views: Vec<Value> = workers
         .iter()
-        .map(|b| worker_view(b, current, since, now))
+        .map(|b| worker_view(b, &expected, now))
         .collect();
     let serving = workers
         .iter()
@@ -76,6 +112,11 @@ pub async fn fleet(State(state): State<Arc<AdminState>>) -> Result<Json<Value>, 
         "current_version": current,
         "live": workers.len(),
         "serving_current": serving,
+        "rollout": rollout.as_ref().map(|r| json!({
+            "candidate_version": r.candidate_version,
+            "stable_version": r.stable_version,
+            "share": r.share.to_string(),
+        })),
         "workers": views,
     })))
 }

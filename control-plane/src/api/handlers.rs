@@ -51,7 +51,7 @@ impl Page {
 }
 
 /// Who did it: the `X-Mana-LLM-Actor` header (for the audit log), else `admin`.
-fn actor(headers: &HeaderMap) -> String {
+pub(super) fn actor(headers: &HeaderMap) -> String {
     headers
         .get("x-mana-llm-actor")
         .and_then(|v| v.to_str().ok())
@@ -67,7 +67,7 @@ fn actor(headers: &HeaderMap) -> String {
 }
 
 /// A conflict from a concurrent writer carries the version that won.
-async fn fail(state: &AdminState, e: ServiceError) -> AdminError {
+pub(super) async fn fail(state: &AdminState, e: ServiceError) -> AdminError {
     match AdminError::from(e) {
         AdminError::Conflict {
             message,
@@ -190,6 +190,9 @@ pub async fn push(
             format = DocumentFormat::Json;
         }
     }
+    if query.contains_key("canary") {
+        return super::rollout::start(&state, &headers, text, format, expected, &query).await;
+    }
     let command = Command::Publish {
         text,
         format,
@@ -251,7 +254,9 @@ pub async fn reload(State(state): State<Arc<AdminState>>) -> Result<Response, Ad
 /// Who made each version and when, from the log.
 async fn provenance(state: &AdminState, from: u64, to: u64) -> HashMap<u64, (String, String)> {
     let rows: Result<Vec<(i64, String, String)>, _> = sqlx::query_as(
-        "SELECT registry_version, actor, recorded_at FROM events WHERE registry_version BETWEEN ?1 AND ?2",
+        // Newest first, so the first event about a version (its making) is the one kept.
+        "SELECT registry_version, actor, recorded_at FROM events \
+         WHERE registry_version BETWEEN ?1 AND ?2 ORDER BY sequence DESC",
     )
     .bind(i64::try_from(from).unwrap_or(i64::MAX))
     .bind(i64::try_from(to).unwrap_or(i64::MAX))
@@ -273,6 +278,18 @@ fn source(record: &VersionRecord) -> (String, Option<u64>) {
     match &record.origin {
         VersionOrigin::Published { source } => (source.clone(), None),
         VersionOrigin::RolledBack { to_version } => ("rollback".to_owned(), Some(*to_version)),
+        VersionOrigin::Rollout { .. } => ("rollout".to_owned(), None),
+    }
+}
+
+/// A rollout candidate's place next to stable, for the version views.
+fn rollout_of(record: &VersionRecord) -> Value {
+    match &record.origin {
+        VersionOrigin::Rollout {
+            stable_version,
+            outcome,
+        } => json!({"stable_version": stable_version, "outcome": outcome}),
+        _ => Value::Null,
     }
 }
 
@@ -289,6 +306,7 @@ fn view(record: &VersionRecord, meta: Option<&(String, String)>) -> Value {
         "hash": record.hash,
         "source": source,
         "rolled_back_to": rolled_back_to,
+        "rollout": rollout_of(record),
         "actor": meta.map(|m| m.0.as_str()),
         "recorded_at": meta.map(|m| m.1.as_str()),
         "default": record.document.default,
@@ -339,6 +357,7 @@ pub async fn versions(
                 "version": r.version,
                 "hash": r.hash,
                 "source": source(r).0,
+                "rollout": rollout_of(r),
                 "actor": m.map(|m| m.0.as_str()),
                 "recorded_at": m.map(|m| m.1.as_str()),
                 "alias_count": r.document.aliases.len(),
@@ -398,8 +417,11 @@ pub async fn audit(
                 RegistryEvent::RegistryReloadRejected { source, errors } => {
                     (Some(source.clone()), None, Some(errors.clone()))
                 }
+                RegistryEvent::RolloutStarted { .. }
+                | RegistryEvent::RolloutPromoted { .. }
+                | RegistryEvent::RolloutAborted { .. } => (Some("rollout".to_owned()), None, None),
             };
-            json!({
+            let mut row = json!({
                 "sequence": e.sequence,
                 "type": e.event.kind(),
                 "registry_version": e.registry_version,
@@ -409,10 +431,54 @@ pub async fn audit(
                 "source": source,
                 "to_version": to_version,
                 "errors": errors,
-            })
+            });
+            if let Some(rollout) = rollout_detail(&e.event) {
+                row["rollout"] = rollout;
+            }
+            row
         })
         .collect();
     let next_after =
         (events.len() as u32 == limit).then(|| events.last().map_or(after, |e| e.sequence));
     Ok(Json(json!({"events": rows, "next_after": next_after})))
+}
+
+/// What an audit row shows of a rollout event: its rule, or the decision with its figures.
+fn rollout_detail(event: &RegistryEvent) -> Option<Value> {
+    match event {
+        RegistryEvent::RolloutStarted {
+            stable_version,
+            share,
+            cohort,
+            judge,
+            ..
+        } => Some(json!({
+            "stable_version": stable_version,
+            "share": share.to_string(),
+            "cohort": cohort,
+            "judge": judge,
+        })),
+        RegistryEvent::RolloutPromoted {
+            decided_by,
+            reason,
+            figures,
+            ..
+        } => Some(
+            json!({"outcome": "promoted", "decided_by": decided_by, "reason": reason, "figures": figures}),
+        ),
+        RegistryEvent::RolloutAborted {
+            stable_version,
+            decided_by,
+            reason,
+            figures,
+            ..
+        } => Some(json!({
+            "outcome": "aborted",
+            "stable_version": stable_version,
+            "decided_by": decided_by,
+            "reason": reason,
+            "figures": figures,
+        })),
+        _ => None,
+    }
 }

@@ -27,6 +27,7 @@ async fn admin(dir: &TempDir, token: Option<&str>) -> Router {
         token: token.map(str::to_owned),
         aliases_path: None,
         fleet: None,
+        rollouts: crate::rollout::Watch::new(Default::default()),
     }))
 }
 

@@ -319,3 +319,185 @@ fn publish_sources_print_as_their_stored_names() {
         assert_eq!(source.to_string(), name);
     }
 }
+
+mod rollouts {
+    //! Given/when/then for staged rollouts: one at a time, a candidate numbered like any
+    //! version, promote makes it current, abort leaves stable current and burns the number.
+
+    use mana_llm_shared::rollout::{pick_cohort, CanaryShare, Cohorts, JudgeSettings};
+
+    use super::*;
+    use crate::domain::RolloutOutcome;
+
+    fn live() -> Vec<String> {
+        (0..4).map(|i| format!("w{i}")).collect()
+    }
+
+    fn start(text: &str) -> Command {
+        start_with(text, live(), None)
+    }
+
+    fn start_with(text: &str, live_workers: Vec<String>, expected_version: Option<u64>) -> Command {
+        Command::StartRollout {
+            text: text.to_owned(),
+            format: DocumentFormat::Yaml,
+            origin: "admin API".to_owned(),
+            expected_version,
+            share: CanaryShare::Percent(50),
+            live_workers,
+            judge: JudgeSettings::default(),
+        }
+    }
+
+    fn started(version: u64, stable: u64, text: &str) -> RegistryEvent {
+        let (hash, document) = document(text);
+        let (threshold, cohort) = pick_cohort(version, &live(), CanaryShare::Percent(50));
+        RegistryEvent::RolloutStarted {
+            version,
+            stable_version: stable,
+            hash,
+            document,
+            share: CanaryShare::Percent(50),
+            threshold,
+            cohort,
+            judge: JudgeSettings::default(),
+        }
+    }
+
+    fn end(candidate: Option<u64>, promote: bool) -> Command {
+        Command::EndRollout {
+            candidate,
+            promote,
+            decided_by: "judge".to_owned(),
+            reason: "figures".to_owned(),
+            figures: Some(Cohorts::default()),
+        }
+    }
+
+    #[test]
+    fn a_rollout_starts_a_candidate_beside_the_current_version() {
+        let aggregate = given(&[published(1, FAST, "seed")])
+            .when(start(LONG))
+            .then(vec![started(2, 1, LONG)]);
+        let mut aggregate = aggregate;
+        aggregate.apply(&started(2, 1, LONG));
+        assert_eq!(aggregate.current_version(), 1, "stable stays current");
+        let rollout = aggregate.rollout().unwrap();
+        assert_eq!(rollout.cohort.len(), 2);
+        assert_eq!(aggregate.next_version(), 3);
+    }
+
+    #[test]
+    fn one_rollout_at_a_time_and_no_push_or_rollback_during_one() {
+        let during = [published(1, FAST, "seed"), started(2, 1, LONG)];
+        let busy = DomainError::RolloutInProgress {
+            candidate: 2,
+            stable: 1,
+        };
+        given(&during).when(start(FAST)).then_error(busy.clone());
+        given(&during)
+            .when(push(FAST, None))
+            .then_error(busy.clone());
+        given(&during)
+            .when(rollback(1, None))
+            .then_error(busy.clone());
+        given(&during).when(reload(FAST)).then_error(busy);
+        assert!(DomainError::RolloutInProgress {
+            candidate: 2,
+            stable: 1
+        }
+        .to_string()
+        .contains("version 2 is in progress"));
+    }
+
+    #[test]
+    fn promote_makes_the_candidate_current() {
+        let (hash, document) = document(LONG);
+        let mut aggregate = given(&[published(1, FAST, "seed"), started(2, 1, LONG)])
+            .when(end(Some(2), true))
+            .then(vec![RegistryEvent::RolloutPromoted {
+                version: 2,
+                hash,
+                document,
+                decided_by: "judge".to_owned(),
+                reason: "figures".to_owned(),
+                figures: Some(Cohorts::default()),
+            }]);
+        let promoted = aggregate.handle(end(Some(2), true)).unwrap();
+        aggregate.apply(&promoted[0]);
+        assert_eq!(aggregate.current_version(), 2);
+        assert!(aggregate.rollout().is_none());
+        assert_eq!(
+            aggregate.last_rollout().unwrap().outcome,
+            RolloutOutcome::Promoted
+        );
+        assert!(
+            promoted[0].new_version().is_some(),
+            "the outbox publishes it"
+        );
+    }
+
+    #[test]
+    fn abort_keeps_stable_current_and_the_number_is_never_reused() {
+        let aborted = RegistryEvent::RolloutAborted {
+            version: 2,
+            stable_version: 1,
+            decided_by: "judge".to_owned(),
+            reason: "figures".to_owned(),
+            figures: Some(Cohorts::default()),
+        };
+        given(&[published(1, FAST, "seed"), started(2, 1, LONG)])
+            .when(end(None, false))
+            .then(vec![aborted.clone()]);
+        let after = [published(1, FAST, "seed"), started(2, 1, LONG), aborted];
+        let aggregate = given(&after).aggregate;
+        assert_eq!(aggregate.current_version(), 1);
+        assert_eq!(
+            aggregate.last_rollout().unwrap().outcome,
+            RolloutOutcome::Aborted
+        );
+        assert!(aborted_has_no_outbox_row());
+        given(&after)
+            .when(push(LONG, Some(1)))
+            .then(vec![published(3, LONG, "push")]);
+        given(&after)
+            .when(rollback(2, None))
+            .then(vec![rolled_back(3, 2, LONG)]);
+    }
+
+    fn aborted_has_no_outbox_row() -> bool {
+        started(2, 1, LONG).new_version().is_none()
+    }
+
+    #[test]
+    fn ending_needs_the_running_rollout() {
+        given(&[published(1, FAST, "seed")])
+            .when(end(None, true))
+            .then_error(DomainError::NoRollout);
+        // A judge deciding about a rollout that already ended decides nothing.
+        given(&[published(1, FAST, "seed"), started(2, 1, LONG)])
+            .when(end(Some(7), false))
+            .then_error(DomainError::NoRollout);
+    }
+
+    #[test]
+    fn a_rollout_needs_workers_a_change_and_a_valid_document() {
+        given(&[published(1, FAST, "seed")])
+            .when(start_with(LONG, vec![], None))
+            .then_error(DomainError::NoLiveWorkers);
+        let same = given(&[published(1, FAST, "seed")]).when(start(FAST));
+        assert!(
+            matches!(&same.outcome, Some(Err(DomainError::Invalid(e))) if e[0].contains("nothing to roll out")),
+            "{:?}",
+            same.outcome
+        );
+        let broken = given(&[published(1, FAST, "seed")]).when(start(BROKEN));
+        assert!(matches!(broken.outcome, Some(Err(DomainError::Invalid(_)))));
+        given(&[published(1, FAST, "seed")])
+            .when(start_with(LONG, live(), Some(0)))
+            .then_error(DomainError::VersionConflict {
+                expected: 0,
+                actual: 1,
+            });
+    }
+}

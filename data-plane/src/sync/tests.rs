@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use mana_llm_shared::bus::{BusNames, PublishedVersion, VersionAnnouncement};
+use mana_llm_shared::bus::{BusNames, CanaryAssignment, PublishedVersion, VersionAnnouncement};
 use mana_llm_shared::{Registry as Parsed, RegistryVersion};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -58,8 +58,9 @@ fn refused(app: &App, reason: &str) -> u64 {
 async fn the_local_bus_installs_newer_versions_and_ignores_older_ones() {
     let app = app();
     let (tx, rx) = watch::channel(Some(version(2)));
+    let (_canary_tx, canary_rx) = watch::channel(None);
     let cancel = CancellationToken::new();
-    let task = follow_local(app.clone(), rx, cancel.clone());
+    let task = follow_local(app.clone(), rx, canary_rx, cancel.clone());
     eventually("version 2", Duration::from_secs(5), || installed(&app) == 2).await;
     tx.send_replace(Some(version(1)));
     tx.send_replace(Some(version(3)));
@@ -75,6 +76,135 @@ async fn the_local_bus_installs_newer_versions_and_ignores_older_ones() {
     );
     cancel.cancel();
     task.await.unwrap();
+}
+
+/// An assignment of candidate `candidate` beside stable `stable` that puts this worker in
+/// the candidate cohort, or not.
+fn assignment(app: &App, stable: u64, candidate: u64, included: bool) -> CanaryAssignment {
+    let me = crate::fleet::fleet_id(&app.state().config.worker_id);
+    let threshold = if included {
+        mana_llm_shared::rollout::pick_cohort(
+            candidate,
+            &[me],
+            mana_llm_shared::rollout::CanaryShare::Workers(1),
+        )
+        .0
+    } else {
+        0
+    };
+    CanaryAssignment::new(stable, threshold, version(candidate))
+}
+
+#[tokio::test]
+async fn a_canary_moves_only_its_cohort_and_its_end_moves_it_back() {
+    let app = app();
+    let (tx, rx) = watch::channel(Some(version(2)));
+    let (canary_tx, canary_rx) = watch::channel(None);
+    let cancel = CancellationToken::new();
+    let task = follow_local(app.clone(), rx, canary_rx, cancel.clone());
+    eventually("version 2", Duration::from_secs(5), || installed(&app) == 2).await;
+
+    canary_tx.send_replace(Some(assignment(&app, 2, 3, false)));
+    tokio::task::yield_now().await;
+    canary_tx.send_replace(Some(assignment(&app, 2, 3, true)));
+    eventually("the candidate", Duration::from_secs(5), || {
+        installed(&app) == 3
+    })
+    .await;
+    assert_eq!(app.state().snapshots.stable_version().0, 2, "stable stays");
+    // An assignment for another stable version is not this worker's to follow.
+    canary_tx.send_replace(Some(assignment(&app, 1, 4, true)));
+    eventually("stable again", Duration::from_secs(5), || {
+        installed(&app) == 2
+    })
+    .await;
+    canary_tx.send_replace(Some(assignment(&app, 2, 3, true)));
+    eventually("the candidate again", Duration::from_secs(5), || {
+        installed(&app) == 3
+    })
+    .await;
+    // Aborted: the assignment is gone, the worker serves stable.
+    canary_tx.send_replace(None);
+    eventually("back to stable", Duration::from_secs(5), || {
+        installed(&app) == 2
+    })
+    .await;
+    // Promoted: the candidate becomes current, then the assignment goes.
+    canary_tx.send_replace(Some(assignment(&app, 2, 3, true)));
+    eventually("the candidate once more", Duration::from_secs(5), || {
+        installed(&app) == 3
+    })
+    .await;
+    tx.send_replace(Some(version(3)));
+    canary_tx.send_replace(None);
+    eventually("promoted", Duration::from_secs(5), || {
+        app.state().snapshots.stable_version().0 == 3 && installed(&app) == 3
+    })
+    .await;
+    // Left over from the finished rollout: ignored.
+    canary_tx.send_replace(Some(assignment(&app, 2, 3, true)));
+    tokio::task::yield_now().await;
+    assert_eq!(installed(&app), 3);
+    cancel.cancel();
+    task.await.unwrap();
+}
+
+#[test]
+fn a_redis_assignment_must_carry_the_fleet_key_and_a_valid_candidate() {
+    let key = mana_llm_shared::fleet_key::FleetKey::from_setting(Some("sync-test-fleet-key-01"))
+        .unwrap()
+        .unwrap();
+    let source = Source::default();
+    let mut config = GatewayConfig::from_source(&source).unwrap();
+    config.fleet_key = Some(key.clone());
+    let app = App::with_providers(config, Providers::empty(), Parsed::empty(), source).unwrap();
+    assert!(app.install(version(2), Origin::Local).unwrap());
+    let mut memory = canary::Memory::default();
+    let unsigned = assignment(&app, 2, 3, true);
+    assert_eq!(
+        canary::follow(&app, Some(unsigned.clone()), Origin::Redis, &mut memory)
+            .map_err(|r| r.reason),
+        Err("unsigned")
+    );
+    let other = mana_llm_shared::fleet_key::FleetKey::from_setting(Some("another-fleet-key-0002"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        canary::follow(
+            &app,
+            Some(unsigned.clone().signed(&other)),
+            Origin::Redis,
+            &mut memory
+        )
+        .map_err(|r| r.reason),
+        Err("bad_signature")
+    );
+    let mut moved = unsigned.clone().signed(&key);
+    moved.threshold = moved.threshold.wrapping_sub(1);
+    assert_eq!(
+        canary::follow(&app, Some(moved), Origin::Redis, &mut memory).map_err(|r| r.reason),
+        Err("bad_signature"),
+        "the threshold is signed"
+    );
+    let mut forged = unsigned.clone();
+    forged.candidate.hash = "0".repeat(64);
+    assert_eq!(
+        canary::follow(&app, Some(forged.signed(&key)), Origin::Redis, &mut memory)
+            .map_err(|r| r.reason),
+        Err("invalid"),
+        "a candidate whose content does not match its hash"
+    );
+    assert_eq!(installed(&app), 2);
+    assert_eq!(
+        canary::follow(
+            &app,
+            Some(unsigned.signed(&key)),
+            Origin::Redis,
+            &mut memory
+        ),
+        Ok(true)
+    );
+    assert_eq!(installed(&app), 3);
 }
 
 async fn set_current(redis: &TestRedis, names: &BusNames, raw: &str) {
