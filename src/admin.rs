@@ -8,6 +8,7 @@ mod client;
 mod failure;
 mod fleet;
 mod render;
+mod rollout;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -60,6 +61,35 @@ pub enum AdminCommand {
         /// How long `--wait` waits (e.g. 30s, 500ms, 2m).
         #[arg(long, default_value = "30s", value_parser = fleet::parse_timeout)]
         timeout: Duration,
+        /// Roll out to part of the fleet first: a percentage (25%) or a number of workers (2).
+        /// The rest keep the current version until `aliases promote` or `aliases abort`.
+        #[arg(long, conflicts_with = "wait")]
+        canary: Option<String>,
+        /// With --canary: let the control plane promote or abort by itself, judging the
+        /// candidate against stable from the workers' figures.
+        #[arg(long, requires = "canary")]
+        auto: bool,
+        /// With --canary: how long both cohorts serve before an automatic promotion
+        /// (90, 90s, 5m; default: the control plane's MANA_LLM_ROLLOUT_SOAK).
+        #[arg(long, requires = "canary")]
+        soak: Option<String>,
+        /// With --canary: requests each cohort must serve before the candidate is judged.
+        #[arg(long, requires = "canary")]
+        min_requests: Option<u64>,
+    },
+    /// Show the staged rollout in progress: cohorts, figures, the judge's verdict.
+    Rollout,
+    /// Make the running rollout's candidate every worker's version.
+    Promote {
+        /// Recorded in the audit log.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Withdraw the running rollout's candidate: every worker serves stable again.
+    Abort {
+        /// Recorded in the audit log.
+        #[arg(long)]
+        reason: Option<String>,
     },
     /// List the newest registry versions: source, actor, time, alias count, hash.
     List {
@@ -168,6 +198,10 @@ async fn execute(
             expected_version,
             wait,
             timeout,
+            canary,
+            auto,
+            soak,
+            min_requests,
         } => {
             let body = read_file(&file)?;
             let mut request = client
@@ -176,6 +210,13 @@ async fn execute(
                 .body(body);
             if let Some(v) = expected_version {
                 request = request.header(IF_MATCH, v.to_string());
+            }
+            if let Some(share) = canary {
+                let mut query = vec![("canary", share), ("auto", auto.to_string())];
+                query.extend(soak.map(|s| ("soak", s)));
+                query.extend(min_requests.map(|n| ("min_requests", n.to_string())));
+                let text = client.send(request.query(&query), expected_version).await?;
+                return output::<rollout::Started>(&text, json, rollout::render_started);
             }
             let text = client.send(request, expected_version).await?;
             let mut out = output::<Published>(&text, json, |p| render::published(p, None))?;
@@ -250,11 +291,33 @@ async fn execute(
             let text = client.send(request, expected_version).await?;
             output::<Published>(&text, json, |p| render::published(p, Some(version)))
         }
+        AdminCommand::Rollout => {
+            let text = client.send(client.get("/rollout"), None).await?;
+            output::<rollout::Status>(&text, json, rollout::render_status)
+        }
+        AdminCommand::Promote { reason } => end_rollout(client, json, "promote", reason).await,
+        AdminCommand::Abort { reason } => end_rollout(client, json, "abort", reason).await,
         AdminCommand::Reload => {
             let text = client.send(client.post("/registry/reload"), None).await?;
             output::<Published>(&text, json, |p| render::published(p, None))
         }
     }
+}
+
+/// `aliases promote` / `aliases abort`.
+async fn end_rollout(
+    client: &Client,
+    json: bool,
+    how: &str,
+    reason: Option<String>,
+) -> Result<String, Failure> {
+    let body = serde_json::json!({ "reason": reason });
+    let request = client
+        .post(&format!("/rollout/{how}"))
+        .header(CONTENT_TYPE, "application/json")
+        .body(body.to_string());
+    let text = client.send(request, None).await?;
+    output::<rollout::Ended>(&text, json, rollout::render_ended)
 }
 
 /// The server's JSON as is (re-indented) with `--json`, else the typed answer rendered.

@@ -17,6 +17,10 @@ pub struct Cluster {
     pub control_plane: Gateway,
     pub workers: Vec<Gateway>,
     pub mock: MockProvider,
+    /// The control plane's event log and aliases file, kept to restart it on the same data.
+    control_plane_db: std::path::PathBuf,
+    aliases: std::path::PathBuf,
+    control_plane_env: Vec<(String, String)>,
 }
 
 impl Cluster {
@@ -25,19 +29,33 @@ impl Cluster {
     }
 
     pub async fn start_with(workers: usize, env: &[(&str, &str)]) -> Cluster {
+        Self::start_full(workers, env, &[]).await
+    }
+
+    /// `workers` workers with `env`, and a control plane with `control_plane_env` too.
+    pub async fn start_full(
+        workers: usize,
+        env: &[(&str, &str)],
+        control_plane_env: &[(&str, &str)],
+    ) -> Cluster {
         let redis = RedisServer::start();
         let mock = MockProvider::start().await;
         let aliases = temp_file("aliases.yaml", ALIASES);
-        let control_plane = Gateway::control_plane()
-            .env("REDIS_URL", redis.url())
-            .env(FLEET_KEY_ENV, FLEET_KEY)
-            .env("MANA_LLM_ALIASES", aliases.to_string_lossy())
-            .start();
+        let control_plane_db = temp_dir().join("control-plane.db");
+        let control_plane_env: Vec<(String, String)> = control_plane_env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let control_plane =
+            Self::control_plane_on(&redis, &aliases, &control_plane_db, &control_plane_env);
         let mut cluster = Cluster {
             redis,
             control_plane,
             workers: Vec::new(),
             mock,
+            control_plane_db,
+            aliases,
+            control_plane_env,
         };
         for i in 0..workers {
             cluster.add_worker(i, env);
@@ -60,6 +78,36 @@ impl Cluster {
             redis_up(w).await;
         }
         cluster
+    }
+
+    fn control_plane_on(
+        redis: &RedisServer,
+        aliases: &std::path::Path,
+        db: &std::path::Path,
+        env: &[(String, String)],
+    ) -> Gateway {
+        let mut builder = Gateway::control_plane()
+            .env("REDIS_URL", redis.url())
+            .env(FLEET_KEY_ENV, FLEET_KEY)
+            .env("MANA_LLM_ALIASES", aliases.to_string_lossy());
+        for (k, v) in env {
+            builder = builder.env(k, v.clone());
+        }
+        builder.start_with_db(db)
+    }
+
+    /// Kills the control plane without warning (SIGKILL) and starts it again on the same
+    /// event log.
+    pub fn kill_and_restart_control_plane(&mut self) {
+        self.control_plane.signal("KILL");
+        // Killed by a signal, the process has no exit code to report.
+        let _ = self.control_plane.wait_exit(Duration::from_secs(10));
+        self.control_plane = Self::control_plane_on(
+            &self.redis,
+            &self.aliases,
+            &self.control_plane_db,
+            &self.control_plane_env,
+        );
     }
 
     /// The version the control plane serves (`GET /admin/v1/registry`).

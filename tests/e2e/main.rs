@@ -27,6 +27,7 @@ mod ollama;
 mod openai_compat;
 mod redis_auth;
 mod responses;
+mod rollout;
 mod sdk;
 mod secrets;
 mod storage;

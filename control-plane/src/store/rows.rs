@@ -13,10 +13,13 @@ pub(super) const EVENT_COLUMNS: &str = "sequence, stream_sequence, event_type, s
      payload, content_hash, registry_version, actor, recorded_at";
 
 /// The event types this build can read.
-const KNOWN_TYPES: [&str; 3] = [
+const KNOWN_TYPES: [&str; 6] = [
     "RegistryVersionPublished",
     "RegistryRolledBack",
     "RegistryReloadRejected",
+    "RolloutStarted",
+    "RolloutPromoted",
+    "RolloutAborted",
 ];
 
 #[derive(Debug, sqlx::FromRow)]

@@ -87,7 +87,9 @@ impl Beats for RedisBeats {
             let pattern = pattern.clone();
             let (next, batch): (u64, Vec<String>) = self
                 .redis
-                .call_patient("fleet_scan", |mut conn| async move {
+                // Reads answer the admin API and the rollout judge: fail fast (a frozen Redis
+                // must turn into a clear "unavailable", not a request that hangs).
+                .call("fleet_scan", |mut conn| async move {
                     redis::cmd("SCAN")
                         .arg(cursor)
                         .arg("MATCH")
@@ -112,7 +114,7 @@ impl Beats for RedisBeats {
             let chunk = chunk.to_vec();
             let values: Vec<Option<String>> = self
                 .redis
-                .call_patient("fleet_read", |mut conn| async move {
+                .call("fleet_read", |mut conn| async move {
                     redis::cmd("MGET").arg(chunk).query_async(&mut conn).await
                 })
                 .await?;

@@ -121,4 +121,21 @@ pub struct AuditEvent {
     pub to_version: Option<u64>,
     #[serde(default)]
     pub errors: Option<Vec<String>>,
+    /// A rollout event's rule or decision.
+    #[serde(default)]
+    pub rollout: Option<AuditRollout>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct AuditRollout {
+    #[serde(default)]
+    pub stable_version: Option<u64>,
+    #[serde(default)]
+    pub share: Option<String>,
+    #[serde(default)]
+    pub cohort: Option<Vec<String>>,
+    #[serde(default)]
+    pub decided_by: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
 }

@@ -154,6 +154,29 @@ fn event_text(e: &AuditEvent) -> String {
             }
             _ => "reload rejected".to_string(),
         },
+        "RolloutStarted" => {
+            let r = e.rollout.as_ref();
+            let stable = r
+                .and_then(|r| r.stable_version)
+                .map_or("?".to_string(), |v| v.to_string());
+            let share = r.and_then(|r| r.share.as_deref()).unwrap_or("?");
+            let cohort = r
+                .and_then(|r| r.cohort.as_ref())
+                .map(|c| c.join(", "))
+                .unwrap_or_default();
+            format!("rollout of version {version} started beside stable {stable}: {share} ({cohort}){hash}")
+        }
+        "RolloutPromoted" | "RolloutAborted" => {
+            let r = e.rollout.as_ref();
+            let how = if e.kind == "RolloutPromoted" {
+                "promoted"
+            } else {
+                "aborted"
+            };
+            let by = r.and_then(|r| r.decided_by.as_deref()).unwrap_or("?");
+            let reason = r.and_then(|r| r.reason.as_deref()).unwrap_or("");
+            format!("rollout of version {version} {how} by {by}: {reason}")
+        }
         other => match e.registry_version {
             Some(v) => format!("{other} (version {v}{hash})"),
             None => other.to_string(),

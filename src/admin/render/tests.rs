@@ -96,6 +96,7 @@ fn history_is_one_line_per_event() {
         source: Some("push".to_string()),
         to_version: Some(1),
         errors: None,
+        rollout: None,
     };
     let mut rejected = event(3, "RegistryReloadRejected");
     rejected.errors = Some(strings(&["line 2: bad", "line 9: worse"]));
