@@ -169,8 +169,15 @@ async fn active_view(state: &AdminState, r: &ActiveRollout, live: Option<&[Beat]
     })
 }
 
-fn finished_view(f: &FinishedRollout) -> Value {
+/// How a rollout ended, with when (Unix seconds, from the log).
+async fn finished_view(state: &AdminState, f: &FinishedRollout) -> Value {
+    let kind = match f.outcome {
+        crate::domain::RolloutOutcome::Promoted => "RolloutPromoted",
+        _ => "RolloutAborted",
+    };
+    let at = state.service.recorded_at(kind, f.candidate_version).await;
     json!({
+        "at": at,
         "candidate_version": f.candidate_version,
         "stable_version": f.stable_version,
         "outcome": f.outcome,
@@ -193,11 +200,10 @@ pub async fn status(State(state): State<Arc<AdminState>>) -> Result<Json<Value>,
         }
         None => None,
     };
-    let last = state
-        .service
-        .last_rollout()
-        .await
-        .map(|f| finished_view(&f));
+    let last = match state.service.last_rollout().await {
+        Some(f) => Some(finished_view(&state, &f).await),
+        None => None,
+    };
     Ok(Json(json!({"active": active, "last": last})))
 }
 
@@ -248,11 +254,10 @@ async fn end(
         Ok(e) => e,
         Err(e) => return Err(fail(state, e).await),
     };
-    let last = state
-        .service
-        .last_rollout()
-        .await
-        .map(|f| finished_view(&f));
+    let last = match state.service.last_rollout().await {
+        Some(f) => Some(finished_view(state, &f).await),
+        None => None,
+    };
     Ok(Json(json!({
         "version": executed.current_version,
         "rollout": last,

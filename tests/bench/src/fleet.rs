@@ -73,14 +73,14 @@ async fn start() -> Result<Fleet, String> {
     Ok(fleet)
 }
 
-fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap_or_default()
 }
 
-async fn get(url: &str) -> (u16, Value) {
+pub(crate) async fn get(url: &str) -> (u16, Value) {
     match client().get(url).send().await {
         Ok(r) => {
             let status = r.status().as_u16();
@@ -90,7 +90,7 @@ async fn get(url: &str) -> (u16, Value) {
     }
 }
 
-async fn wait_for<F, Fut>(deadline: Duration, mut check: F) -> Result<(), String>
+pub(crate) async fn wait_for<F, Fut>(deadline: Duration, mut check: F) -> Result<(), String>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,

@@ -1,4 +1,4 @@
-//! `mana-llm-bench [--smoke] [--no-peer] [fleet|fleet-hot-path|fleet-nginx|fleet-frozen|fleet-fifty|fleet-restart|overhead|streaming|many-streams|large-inputs|memory|all]`: starts everything it needs on
+//! `mana-llm-bench [--smoke] [--no-peer] [fleet|fleet-hot-path|fleet-nginx|fleet-frozen|fleet-fifty|fleet-restart|fleet-rollout|overhead|streaming|many-streams|large-inputs|memory|all]`: starts everything it needs on
 //! loopback (a real `redis-server`, the release `mana-llm` binary as control plane, workers or
 //! `serve`, the `mana-llm-mock` upstream), measures, prints a Markdown report and writes
 //! `target/bench/results.json`.
@@ -11,6 +11,7 @@
 //! - [`fleet`] — registry and breaker propagation across three workers, cache-hit latency.
 //! - [`scale`] — the fleet at scale: the hot path with Redis, three workers behind nginx, a
 //!   frozen Redis, fifty workers, a Redis restarted empty.
+//! - [`rollout`] — staged rollouts: promote, and the judge's abort, to the last worker.
 //! - [`redis_stats`] — what Redis did between two readings (`INFO`).
 //! - [`load`] — overhead under load (wrk), streaming time to first byte, memory over 1M requests.
 //! - [`streams`] — 1,000 slow streams held open at once.
@@ -24,6 +25,7 @@ mod load;
 mod peer;
 mod procs;
 mod redis_stats;
+mod rollout;
 mod scale;
 mod stats;
 mod streams;
@@ -46,13 +48,14 @@ async fn main() -> ExitCode {
         .iter()
         .find(|a| !a.starts_with("--"))
         .map_or("all", String::as_str);
-    const SCENARIOS: [&str; 12] = [
+    const SCENARIOS: [&str; 13] = [
         "fleet",
         "fleet-hot-path",
         "fleet-nginx",
         "fleet-frozen",
         "fleet-fifty",
         "fleet-restart",
+        "fleet-rollout",
         "overhead",
         "streaming",
         "many-streams",
@@ -89,6 +92,9 @@ async fn main() -> ExitCode {
         }
         if run("fleet-restart") {
             results.insert("fleet_restart".into(), scale::restart(&settings).await?);
+        }
+        if run("fleet-rollout") {
+            results.insert("fleet_rollout".into(), rollout::run(&settings).await?);
         }
         if run("overhead") {
             results.insert("overhead".into(), load::overhead(&settings).await?);
