@@ -2,7 +2,8 @@
 //! the audit log, reload from the file.
 //!
 //! Every request needs `Authorization: Bearer $MANA_LLM_ADMIN_TOKEN` (compared in constant
-//! time). With no token configured, only loopback peers are answered, and never a request
+//! time), or the web console's session cookie (with its CSRF token on writes; see
+//! [`crate::console`], which this router also mounts under `/admin/`). With no token configured, only loopback peers are answered, and never a request
 //! that came through a proxy (forwarding headers); a server listening beyond loopback
 //! without a token mounts [`disabled_router`] instead. Errors share one JSON
 //! shape, `{"error": {"message", "type", "code", …}}`; the token never appears in any answer
@@ -15,6 +16,7 @@ mod fleet;
 mod handlers;
 #[cfg(test)]
 mod tests;
+mod validate;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,9 +27,11 @@ use axum::response::IntoResponse;
 use axum::routing::{any, get, post};
 use axum::Router;
 
+use crate::console::session::Sessions;
 use crate::service::RegistryService;
 
 pub use auth::is_loopback;
+pub(crate) use auth::{tokenless, Gate};
 pub use error::AdminError;
 pub use fleet::committed_at;
 
@@ -41,8 +45,13 @@ pub struct AdminState {
     pub fleet: Option<Arc<dyn mana_llm_shared::fleet::Beats>>,
 }
 
-/// The admin routes, to be merged into a server that provides `ConnectInfo<SocketAddr>`.
+/// The admin routes and the console, to be merged into a server that provides
+/// `ConnectInfo<SocketAddr>`. The console's sessions live as long as this router.
 pub fn router(state: Arc<AdminState>) -> Router {
+    let gate = Gate {
+        admin: state.clone(),
+        sessions: Arc::new(Sessions::default()),
+    };
     // Room for the largest document the policy accepts (the push handler answers a clear 413
     // past it); axum's own default would cut at 2 MB with a plain-text answer.
     let body_limit = state
@@ -61,6 +70,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
             "/admin/v1/registry/versions/{version}",
             get(handlers::version),
         )
+        .route("/admin/v1/registry/validate", post(validate::validate))
         .route("/admin/v1/registry/diff", get(handlers::diff))
         .route("/admin/v1/registry/rollback", post(handlers::rollback))
         .route("/admin/v1/registry/reload", post(handlers::reload))
@@ -70,9 +80,10 @@ pub fn router(state: Arc<AdminState>) -> Router {
             "/admin/v1/registry/versions/{version}/rollout",
             get(fleet::rollout),
         )
-        .route_layer(from_fn_with_state(state.clone(), auth::require_admin))
+        .route_layer(from_fn_with_state(gate.clone(), auth::require_admin))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
+        .merge(crate::console::router(gate))
 }
 
 /// What a server listening beyond loopback without a token mounts instead of [`router`]:
