@@ -18,6 +18,8 @@
 
 mod assets;
 pub mod session;
+#[cfg(test)]
+mod tests;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Request, State};
