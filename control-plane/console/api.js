@@ -17,8 +17,10 @@ export class ApiError extends Error {
   }
 }
 
+/** A write names the console as its actor in the audit log, and carries the CSRF token. */
 function writeHeaders(headers) {
-  return csrf ? { ...headers, 'X-CSRF-Token': csrf } : headers;
+  const all = { 'X-Mana-LLM-Actor': 'console', ...headers };
+  return csrf ? { ...all, 'X-CSRF-Token': csrf } : all;
 }
 
 /** Calls `/admin/v1${path}`; resolves to the JSON answer, throws an ApiError for any non-2xx. */

@@ -17,6 +17,8 @@ pub struct Cluster {
     pub control_plane: Gateway,
     pub workers: Vec<Gateway>,
     pub mock: MockProvider,
+    /// The control plane's `MANA_LLM_ADMIN_TOKEN`, when it has one.
+    pub admin_token: Option<String>,
 }
 
 impl Cluster {
@@ -25,19 +27,32 @@ impl Cluster {
     }
 
     pub async fn start_with(workers: usize, env: &[(&str, &str)]) -> Cluster {
+        Self::start_with_admin_token(workers, env, None).await
+    }
+
+    /// A cluster whose control plane requires `token` on its admin API (`None`: loopback
+    /// only, as [`Cluster::start`]).
+    pub async fn start_with_admin_token(
+        workers: usize,
+        env: &[(&str, &str)],
+        token: Option<&str>,
+    ) -> Cluster {
         let redis = RedisServer::start();
         let mock = MockProvider::start().await;
         let aliases = temp_file("aliases.yaml", ALIASES);
-        let control_plane = Gateway::control_plane()
+        let mut control_plane = Gateway::control_plane()
             .env("REDIS_URL", redis.url())
             .env(FLEET_KEY_ENV, FLEET_KEY)
-            .env("MANA_LLM_ALIASES", aliases.to_string_lossy())
-            .start();
+            .env("MANA_LLM_ALIASES", aliases.to_string_lossy());
+        if let Some(token) = token {
+            control_plane = control_plane.env("MANA_LLM_ADMIN_TOKEN", token);
+        }
         let mut cluster = Cluster {
             redis,
-            control_plane,
+            control_plane: control_plane.start(),
             workers: Vec::new(),
             mock,
+            admin_token: token.map(str::to_owned),
         };
         for i in 0..workers {
             cluster.add_worker(i, env);
@@ -64,7 +79,10 @@ impl Cluster {
 
     /// The version the control plane serves (`GET /admin/v1/registry`).
     pub async fn current_version(&self) -> u64 {
-        let r = self.control_plane.get("/admin/v1/registry").await;
+        let r = self
+            .control_plane
+            .send(self.admin(client().get(self.control_plane.url("/admin/v1/registry"))))
+            .await;
         assert_eq!(r.status, 200, "{}", r.text);
         r.json["version"].as_u64().expect("a version number")
     }
@@ -89,13 +107,23 @@ impl Cluster {
         let r = self
             .control_plane
             .send(
-                client()
-                    .post(self.control_plane.url("/admin/v1/registry"))
-                    .body(yaml.to_owned()),
+                self.admin(
+                    client()
+                        .post(self.control_plane.url("/admin/v1/registry"))
+                        .body(yaml.to_owned()),
+                ),
             )
             .await;
         assert_eq!(r.status, 201, "{}", r.text);
         r.json["version"].as_u64().unwrap()
+    }
+
+    /// `request` with the admin token, when the control plane has one.
+    pub fn admin(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.admin_token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
     }
 
     /// Waits until every worker serves `version`; returns how long it took.
