@@ -80,7 +80,10 @@ page.on('pageerror', (e) => consoleErrors.push(`uncaught: ${e.message}`));
 const shot = (name) => page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
 const text = (selector) => page.locator(selector).first().innerText();
 async function visit(hash, ready) {
-  await page.goto(`${BASE}/admin/${hash}`);
+  const url = `${BASE}/admin/${hash}`;
+  // The same URL again changes nothing (no hashchange): load the page afresh instead.
+  if (page.url() === url) await page.reload();
+  else await page.goto(url);
   await page.locator(ready).first().waitFor({ timeout: WAIT });
 }
 
@@ -263,6 +266,47 @@ step('a canary can be started, watched and aborted', async () => {
   await page.locator('#canary-form').waitFor({ timeout: WAIT });
   const state = await api('/admin/v1/rollout');
   check(state.json.active === null && state.json.last?.outcome === 'aborted', `after abort: ${state.text}`);
+});
+
+step('the rollouts page shows a running canary as the contract describes it, and aborts it after confirmation', async () => {
+  // The control plane's answers are replaced in the browser, so the page is checked against
+  // the rollout contract whatever this build serves.
+  const now = Math.floor(Date.now() / 1000);
+  const figures = (requests, error) => ({ requests, error_ratio: error, exhausted_ratio: 0, fallback_ratio: 0.25, p99_ms: 41.5 });
+  const active = {
+    candidate_version: 5, stable_version: 4, share: '50%', auto: true, soak_seconds: 30,
+    started_at: now - 10, soak_ends_at: now + 20,
+    cohorts: { candidate: ['w1', 'w3'], stable: ['w0', 'w2'] },
+    figures: { candidate: figures(200, 0.015), stable: figures(180, 0) },
+    verdict: 'candidate within bounds', paused: null,
+  };
+  let abortedWith = null;
+  const json = (route, body) => route.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify(body) });
+  await page.route('**/admin/v1/rollout', (route) => json(route, abortedWith === null
+    ? { active, last: null }
+    : { active: null, last: { candidate_version: 5, outcome: 'aborted', reason: 'aborted by console', at: now } }));
+  await page.route('**/admin/v1/rollout/abort', (route) => {
+    abortedWith = route.request().headers()['x-csrf-token'] ?? '';
+    return json(route, { aborted: true });
+  });
+  try {
+    await visit('#/rollouts', '#rollout-cohorts');
+    const cohorts = await text('#rollout-cohorts');
+    check(cohorts.includes('w1, w3') && cohorts.includes('w0, w2'), `cohorts: ${cohorts}`);
+    const shown = await text('#rollout-figures');
+    check(shown.includes('1.50 %') && shown.includes('200') && shown.includes('42 ms'), `figures: ${shown}`);
+    check((await text('#rollout-verdict')) === 'candidate within bounds', 'verdict');
+    await shot('rollouts-active');
+    await page.locator('#rollout-abort').click();
+    await page.locator('dialog.confirm button', { hasText: 'Cancel' }).click();
+    check(abortedWith === null, 'a cancelled abort was sent');
+    await page.locator('#rollout-abort').click();
+    await page.locator('dialog.confirm button', { hasText: 'Abort' }).click();
+    await page.locator('#rollout-view').filter({ hasText: 'v5 aborted' }).waitFor({ timeout: WAIT });
+    check(abortedWith?.length === 64, `the abort was sent without the CSRF token: ${abortedWith}`);
+  } finally {
+    await page.unrouteAll();
+  }
 });
 
 step('sign-out ends the session', async () => {
