@@ -214,6 +214,24 @@ step('rollback with confirmation creates the next version', async () => {
   check(current.json.version === 3 && current.json.source === 'rollback', `after rollback: ${current.text}`);
 });
 
+step('a push based on a version someone else replaced is a clear conflict', async () => {
+  await visit('#/push', '#document');
+  const basedOn = await currentVersion();
+  // Someone else pushes while the editor is open.
+  const other = await api('/admin/v1/registry', { method: 'POST', body: CANARY });
+  check(other.status === 201, `the concurrent push: ${other.text}`);
+  const before = await versionCount();
+  await page.locator('#document').fill(V2);
+  await page.locator('#push').click();
+  const result = page.locator('#push-result .note.error');
+  await result.waitFor({ timeout: WAIT });
+  const message = await result.innerText();
+  check(message.includes(`based on version ${basedOn}`) && message.includes(`version ${basedOn + 1} is now current`),
+    `the conflict message: ${message}`);
+  check((await versionCount()) === before, 'the conflicting push made a version');
+  await shot('push-conflict');
+});
+
 step('the audit log pages and filters by kind', async () => {
   await visit('#/audit', '#audit tr[data-kind]');
   await shot('audit');
