@@ -90,8 +90,10 @@ pub fn router(state: Arc<AdminState>) -> Router {
 /// every admin path answers 403 saying to set the token, rather than a 404 that would read as
 /// "no such version".
 pub fn disabled_router() -> Router {
-    Router::new().route(
-        "/admin/{*rest}",
-        any(|| async { AdminError::Disabled.into_response() }),
-    )
+    let disabled = || async { AdminError::Disabled.into_response() };
+    // The console's own paths too: `{*rest}` does not match an empty rest.
+    Router::new()
+        .route("/admin", any(disabled))
+        .route("/admin/", any(disabled))
+        .route("/admin/{*rest}", any(disabled))
 }

@@ -388,3 +388,13 @@ async fn without_a_token_loopback_gets_the_console_but_not_a_rebound_host_or_ano
     let sign_in = send(&app, "POST", "/admin/sign-in", &[FORM], "token=x").await;
     assert_eq!(sign_in.status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn a_server_with_the_admin_api_off_answers_the_console_paths_with_403_too() {
+    let app = crate::api::disabled_router();
+    for uri in ["/admin", "/admin/", "/admin/assets/app.js"] {
+        let answer = send(&app, "GET", uri, &[], "").await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{uri}");
+        assert_eq!(answer.json()["error"]["code"], "admin_disabled", "{uri}");
+    }
+}
