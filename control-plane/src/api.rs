@@ -1,13 +1,14 @@
-//! The admin API under `/admin/v1`: push, inspect, diff and roll back registry versions, read
-//! the audit log, reload from the file.
+//! The admin API under `/admin/v1`: push, validate, inspect, diff and roll back registry
+//! versions, read the audit log, reload from the file.
 //!
 //! Every request needs `Authorization: Bearer $MANA_LLM_ADMIN_TOKEN` (compared in constant
-//! time), or the web console's session cookie (with its CSRF token on writes; see
-//! [`crate::console`], which this router also mounts under `/admin/`). With no token configured, only loopback peers are answered, and never a request
-//! that came through a proxy (forwarding headers); a server listening beyond loopback
-//! without a token mounts [`disabled_router`] instead. Errors share one JSON
-//! shape, `{"error": {"message", "type", "code", …}}`; the token never appears in any answer
-//! or log line.
+//! time), or the web console's session cookie with, on writes, its CSRF token (see
+//! [`crate::console`], which this router also mounts under `/admin/`). With no token
+//! configured, only loopback peers are answered, and never a request that came through a proxy
+//! (forwarding headers), addressed to a non-loopback host name or sent by another site's page;
+//! a server listening beyond loopback without a token mounts [`disabled_router`] instead.
+//! Errors share one JSON shape, `{"error": {"message", "type", "code", …}}`; the token never
+//! appears in any answer or log line.
 
 mod auth;
 mod error;
