@@ -1,12 +1,14 @@
-//! The admin API under `/admin/v1`: push, inspect, diff and roll back registry versions, read
-//! the audit log, reload from the file.
+//! The admin API under `/admin/v1`: push, validate, inspect, diff and roll back registry
+//! versions, read the audit log, reload from the file.
 //!
 //! Every request needs `Authorization: Bearer $MANA_LLM_ADMIN_TOKEN` (compared in constant
-//! time). With no token configured, only loopback peers are answered, and never a request
-//! that came through a proxy (forwarding headers); a server listening beyond loopback
-//! without a token mounts [`disabled_router`] instead. Errors share one JSON
-//! shape, `{"error": {"message", "type", "code", …}}`; the token never appears in any answer
-//! or log line.
+//! time), or the web console's session cookie with, on writes, its CSRF token (see
+//! [`crate::console`], which this router also mounts under `/admin/`). With no token
+//! configured, only loopback peers are answered, and never a request that came through a proxy
+//! (forwarding headers), addressed to a non-loopback host name or sent by another site's page;
+//! a server listening beyond loopback without a token mounts [`disabled_router`] instead.
+//! Errors share one JSON shape, `{"error": {"message", "type", "code", …}}`; the token never
+//! appears in any answer or log line.
 
 mod auth;
 mod error;
@@ -16,6 +18,7 @@ mod handlers;
 mod rollout;
 #[cfg(test)]
 mod tests;
+mod validate;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,9 +29,11 @@ use axum::response::IntoResponse;
 use axum::routing::{any, get, post};
 use axum::Router;
 
+use crate::console::session::Sessions;
 use crate::service::RegistryService;
 
 pub use auth::is_loopback;
+pub(crate) use auth::{tokenless, Gate};
 pub use error::AdminError;
 pub use fleet::committed_at;
 
@@ -45,8 +50,13 @@ pub struct AdminState {
     pub rollouts: Arc<crate::rollout::Watch>,
 }
 
-/// The admin routes, to be merged into a server that provides `ConnectInfo<SocketAddr>`.
+/// The admin routes and the console, to be merged into a server that provides
+/// `ConnectInfo<SocketAddr>`. The console's sessions live as long as this router.
 pub fn router(state: Arc<AdminState>) -> Router {
+    let gate = Gate {
+        admin: state.clone(),
+        sessions: Arc::new(Sessions::default()),
+    };
     // Room for the largest document the policy accepts (the push handler answers a clear 413
     // past it); axum's own default would cut at 2 MB with a plain-text answer.
     let body_limit = state
@@ -65,6 +75,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
             "/admin/v1/registry/versions/{version}",
             get(handlers::version),
         )
+        .route("/admin/v1/registry/validate", post(validate::validate))
         .route("/admin/v1/registry/diff", get(handlers::diff))
         .route("/admin/v1/registry/rollback", post(handlers::rollback))
         .route("/admin/v1/registry/reload", post(handlers::reload))
@@ -77,17 +88,20 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/admin/v1/rollout", get(rollout::status))
         .route("/admin/v1/rollout/promote", post(rollout::promote))
         .route("/admin/v1/rollout/abort", post(rollout::abort))
-        .route_layer(from_fn_with_state(state.clone(), auth::require_admin))
+        .route_layer(from_fn_with_state(gate.clone(), auth::require_admin))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
+        .merge(crate::console::router(gate))
 }
 
 /// What a server listening beyond loopback without a token mounts instead of [`router`]:
 /// every admin path answers 403 saying to set the token, rather than a 404 that would read as
 /// "no such version".
 pub fn disabled_router() -> Router {
-    Router::new().route(
-        "/admin/{*rest}",
-        any(|| async { AdminError::Disabled.into_response() }),
-    )
+    let disabled = || async { AdminError::Disabled.into_response() };
+    // The console's own paths too: `{*rest}` does not match an empty rest.
+    Router::new()
+        .route("/admin", any(disabled))
+        .route("/admin/", any(disabled))
+        .route("/admin/{*rest}", any(disabled))
 }

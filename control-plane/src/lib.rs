@@ -14,6 +14,7 @@
 //! - [`clock`]: RFC 3339 timestamps for stored rows.
 //! - [`ops`]: `/health`, `/ready` and `/metrics` of a standalone control plane.
 //! - [`api`]: the admin API under `/admin/v1` (bearer token, or loopback only).
+//! - [`console`]: the admin web console under `/admin/` (sign-in, sessions, embedded assets).
 //! - [`reload`]: re-reading the aliases file (SIGHUP, the admin API's reload).
 //! - [`publisher`]: the outbox loop that publishes committed versions to the bus.
 //! - [`rollout`]: a staged rollout's figures from the heartbeats, and the judge's loop.
@@ -23,6 +24,7 @@
 
 pub mod api;
 pub mod clock;
+pub mod console;
 pub mod diff;
 pub mod domain;
 pub mod ops;

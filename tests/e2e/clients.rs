@@ -51,7 +51,7 @@ fn repo() -> &'static Path {
 
 /// target/clients-node, with its node_modules, and the scripts copied next to it (ES modules
 /// resolve packages from the importing file's folder upwards). Copied once per test process.
-fn node_scripts() -> &'static Path {
+pub fn node_scripts() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let node = std::env::var_os("MANA_LLM_TEST_NODE_DIR")

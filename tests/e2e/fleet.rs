@@ -21,6 +21,8 @@ pub struct Cluster {
     control_plane_db: std::path::PathBuf,
     aliases: std::path::PathBuf,
     control_plane_env: Vec<(String, String)>,
+    /// The control plane's `MANA_LLM_ADMIN_TOKEN`, when it has one.
+    pub admin_token: Option<String>,
 }
 
 impl Cluster {
@@ -30,6 +32,19 @@ impl Cluster {
 
     pub async fn start_with(workers: usize, env: &[(&str, &str)]) -> Cluster {
         Self::start_full(workers, env, &[]).await
+    }
+
+    /// A cluster whose control plane requires `token` on its admin API (`None`: loopback
+    /// only, as [`Cluster::start`]).
+    pub async fn start_with_admin_token(
+        workers: usize,
+        env: &[(&str, &str)],
+        token: Option<&str>,
+    ) -> Cluster {
+        match token {
+            Some(token) => Self::start_full(workers, env, &[("MANA_LLM_ADMIN_TOKEN", token)]).await,
+            None => Self::start_full(workers, env, &[]).await,
+        }
     }
 
     /// `workers` workers with `env`, and a control plane with `control_plane_env` too.
@@ -55,6 +70,10 @@ impl Cluster {
             mock,
             control_plane_db,
             aliases,
+            admin_token: control_plane_env
+                .iter()
+                .find(|(k, _)| k == "MANA_LLM_ADMIN_TOKEN")
+                .map(|(_, v)| v.clone()),
             control_plane_env,
         };
         for i in 0..workers {
@@ -112,7 +131,10 @@ impl Cluster {
 
     /// The version the control plane serves (`GET /admin/v1/registry`).
     pub async fn current_version(&self) -> u64 {
-        let r = self.control_plane.get("/admin/v1/registry").await;
+        let r = self
+            .control_plane
+            .send(self.admin(client().get(self.control_plane.url("/admin/v1/registry"))))
+            .await;
         assert_eq!(r.status, 200, "{}", r.text);
         r.json["version"].as_u64().expect("a version number")
     }
@@ -137,13 +159,23 @@ impl Cluster {
         let r = self
             .control_plane
             .send(
-                client()
-                    .post(self.control_plane.url("/admin/v1/registry"))
-                    .body(yaml.to_owned()),
+                self.admin(
+                    client()
+                        .post(self.control_plane.url("/admin/v1/registry"))
+                        .body(yaml.to_owned()),
+                ),
             )
             .await;
         assert_eq!(r.status, 201, "{}", r.text);
         r.json["version"].as_u64().unwrap()
+    }
+
+    /// `request` with the admin token, when the control plane has one.
+    pub fn admin(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.admin_token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
     }
 
     /// Waits until every worker serves `version`; returns how long it took.

@@ -11,6 +11,7 @@ mod capabilities;
 mod cli;
 mod clients;
 mod connections;
+mod console;
 mod control_plane;
 mod echo;
 mod errors;

@@ -36,6 +36,18 @@ pub enum AdminError {
     /// The server listens beyond loopback without a token, so the admin routes are off.
     #[error("the admin API is off: this server listens beyond loopback and no admin token is configured; set MANA_LLM_ADMIN_TOKEN and restart")]
     Disabled,
+    /// A console session's write without its CSRF token (`X-CSRF-Token`), or with another one.
+    #[error("this write needs the console's CSRF token in X-CSRF-Token; reload the console page")]
+    Csrf,
+    /// Without a token, a request whose `Host` is not a loopback name (DNS rebinding).
+    #[error("no admin token is configured, so the admin API only answers requests addressed to a loopback host (127.0.0.1, [::1], localhost); set MANA_LLM_ADMIN_TOKEN")]
+    ForeignHost,
+    /// Without a token, a browser request sent by a page of another origin.
+    #[error("no admin token is configured, and this request came from a page of another origin; use the console at /admin/ on this server")]
+    CrossOrigin,
+    /// No console page or asset by that name.
+    #[error("no such console page: {0}")]
+    NoSuchPage(String),
     #[error("{0}")]
     BadRequest(String),
     #[error(
@@ -80,6 +92,10 @@ impl AdminError {
             AdminError::LoopbackOnly => (StatusCode::FORBIDDEN, "loopback_only"),
             AdminError::Proxied(_) => (StatusCode::FORBIDDEN, "proxied_without_token"),
             AdminError::Disabled => (StatusCode::FORBIDDEN, "admin_disabled"),
+            AdminError::Csrf => (StatusCode::FORBIDDEN, "csrf_failed"),
+            AdminError::ForeignHost => (StatusCode::FORBIDDEN, "foreign_host"),
+            AdminError::CrossOrigin => (StatusCode::FORBIDDEN, "cross_origin"),
+            AdminError::NoSuchPage(_) => (StatusCode::NOT_FOUND, "not_found"),
             AdminError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             AdminError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "document_too_large"),
             AdminError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
