@@ -51,7 +51,13 @@ export default async function overview(section) {
         table('Providers the registry declares', ['Provider', 'Base URL', 'Key variable'],
           providers.map((p) => row([p.id, el('code', {}, p.base_url), p.api_key_env ?? '—'])))]
       : null,
-    note('info', 'Per-provider breaker state is not reported to the control plane: each worker shows its own at ',
-      el('code', {}, '/v1/health'), ', and the fleet page shows each worker\'s error and fallback counts.'),
+    el('h2', {}, 'Providers across the fleet'),
+    fleet
+      ? table('Each provider\'s circuit breaker, counted over the live workers\' last heartbeats',
+        ['Provider', 'Healthy', 'Half-open', 'Open'],
+        Object.entries(fleet.providers ?? {}).map(([id, c]) => row([
+          id, String(c.healthy), String(c.half_open), String(c.open),
+        ], { 'data-provider': id, class: c.open ? 'lagging' : undefined })), { id: 'providers' })
+      : note('warn', 'Breaker states come from the workers\' heartbeats, which cannot be read now.'),
   );
 }

@@ -355,6 +355,7 @@ mod tests {
             ttl: 15.0,
             in_flight: 0,
             windows: BTreeMap::from([(version, window)]),
+            breakers: BTreeMap::new(),
         }
     }
 

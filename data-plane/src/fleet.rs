@@ -185,6 +185,7 @@ pub fn spawn_heartbeat(
                 ttl: ttl.as_secs_f64(),
                 in_flight: u64::try_from(state.metrics.in_flight.get()).unwrap_or(0),
                 windows: state.fleet_stats.take(),
+                breakers: state.breaker_states(),
             };
             if !beats.write(&beat, ttl).await {
                 tracing::debug!("heartbeat not written (fleet store unavailable)");

@@ -65,6 +65,31 @@ impl AppState {
 
     /// Sets the breaker gauges from the breakers as they are now (time-aware: an open breaker
     /// whose window passed reads half-open).
+    /// Each configured provider's breaker state (`healthy`, `half_open`, `open`), for the
+    /// heartbeat.
+    pub fn breaker_states(&self) -> std::collections::BTreeMap<String, String> {
+        let snapshot = self.snapshots.load();
+        let configured: Vec<_> = snapshot
+            .providers
+            .configured()
+            .map(|p| p.id().clone())
+            .collect();
+        self.health
+            .snapshot(&configured)
+            .into_iter()
+            .filter(|(id, _)| snapshot.providers.is_known(id))
+            .map(|(id, breaker)| {
+                let state = match self.health.status(&breaker) {
+                    Status::Healthy => "healthy",
+                    Status::HalfOpen => "half_open",
+                    Status::Open => "open",
+                };
+                (id.as_str().to_owned(), state.to_owned())
+            })
+            .take(mana_llm_shared::fleet::MAX_BREAKERS_PER_BEAT)
+            .collect()
+    }
+
     pub fn observe_breakers(&self) {
         let snapshot = self.snapshots.load();
         let configured: Vec<_> = snapshot

@@ -36,7 +36,17 @@ pub struct Beat {
     pub in_flight: u64,
     /// Figures since the previous beat, per registry version served.
     pub windows: BTreeMap<u64, Window>,
+    /// Each configured provider's circuit breaker as this worker sees it: `healthy`,
+    /// `half_open` or `open`.
+    #[serde(default)]
+    pub breakers: BTreeMap<String, String>,
 }
+
+/// Providers one beat may report a breaker for.
+pub const MAX_BREAKERS_PER_BEAT: usize = 64;
+
+/// The breaker states a beat may report.
+pub const BREAKER_STATES: [&str; 3] = ["healthy", "half_open", "open"];
 
 /// Requests served under one registry version in one beat interval.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -72,6 +82,11 @@ impl Beat {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b".-+".contains(&b))
             && self.windows.len() <= MAX_VERSIONS_PER_BEAT
+            && self.breakers.len() <= MAX_BREAKERS_PER_BEAT
+            && self
+                .breakers
+                .iter()
+                .all(|(p, s)| is_worker_id(p) && BREAKER_STATES.contains(&s.as_str()))
             && [self.started_at, self.beat_at, self.ttl]
                 .iter()
                 .all(|t| t.is_finite() && *t >= 0.0)
@@ -102,6 +117,7 @@ mod tests {
             ttl: 15.0,
             in_flight: 0,
             windows: BTreeMap::new(),
+            breakers: BTreeMap::from([("ollama".into(), "open".into())]),
         }
     }
 
@@ -143,6 +159,18 @@ mod tests {
             },
             Beat {
                 windows: (0..9).map(|v| (v, Window::default())).collect(),
+                ..beat()
+            },
+            Beat {
+                breakers: BTreeMap::from([("ollama".into(), "<b>".into())]),
+                ..beat()
+            },
+            Beat {
+                breakers: BTreeMap::from([("a provider".into(), "open".into())]),
+                ..beat()
+            },
+            Beat {
+                breakers: (0..65).map(|i| (format!("p{i}"), "open".into())).collect(),
                 ..beat()
             },
         ] {

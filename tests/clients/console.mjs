@@ -120,6 +120,12 @@ step('the overview shows the seeded aliases and their chains', async () => {
   check(chain.includes('ollama/first') && chain.includes('groq/second'), `mana/chain row: ${chain}`);
   check((await text('#default-alias')) === 'mana/chain', 'default alias');
   check((await text('#current-version')) === 'v1', 'current version');
+  // Breaker states come from both workers' heartbeats.
+  await until('the overview counts the ollama breaker as healthy on both workers', async () => {
+    await visit('#/overview', '#aliases');
+    const provider = page.locator('tr[data-provider="ollama"] td');
+    return (await provider.count()) === 4 && (await provider.nth(1).innerText()) === '2';
+  });
   await shot('overview');
   // Readable at phone width: the page itself never scrolls sideways (tables scroll in a box).
   await page.setViewportSize({ width: 390, height: 844 });

@@ -84,6 +84,29 @@ async fn the_fleet_view_lists_live_workers_and_forgets_dead_ones() {
         fleet(&cluster).await
     );
 
+    // Every worker reports its breakers; the view counts them per provider across the fleet.
+    assert_eq!(
+        fleet(&cluster).await["providers"]["ollama"]["healthy"],
+        4,
+        "{}",
+        fleet(&cluster).await
+    );
+    assert!(
+        eventually_async(Duration::from_secs(10), || async {
+            let _ = cluster.workers[0]
+                .post("/v1/chat/completions", chat("ollama/status-500", "trip"))
+                .await;
+            fleet(&cluster).await["providers"]["ollama"]["open"] == 4
+        })
+        .await,
+        "a breaker opened on one worker is open for the whole fleet: {}",
+        fleet(&cluster).await
+    );
+    assert_eq!(
+        fleet(&cluster).await["workers"][1]["breakers"]["ollama"],
+        "open"
+    );
+
     // A worker that dies stops beating and disappears after its expiry.
     cluster.workers[2].signal("KILL");
     assert!(

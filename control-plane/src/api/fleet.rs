@@ -83,7 +83,33 @@ fn worker_view(beat: &Beat, expected: &Expected<'_>, now: f64) -> Value {
         "lagging": lagging,
         "lag_seconds": if lagging { lag_since.map(|t| (now - t).max(0.0)) } else { Some(0.0) },
         "windows": beat.windows,
+        "breakers": beat.breakers,
     })
+}
+
+/// Per provider, how many live workers see its breaker healthy, half-open or open.
+fn breakers_across(workers: &[Beat]) -> Value {
+    let mut providers: std::collections::BTreeMap<&str, [usize; 3]> = Default::default();
+    for beat in workers {
+        for (provider, state) in &beat.breakers {
+            let counts = providers.entry(provider).or_default();
+            match state.as_str() {
+                "healthy" => counts[0] += 1,
+                "half_open" => counts[1] += 1,
+                _ => counts[2] += 1,
+            }
+        }
+    }
+    providers
+        .into_iter()
+        .map(|(p, [healthy, half_open, open])| {
+            (
+                p.to_owned(),
+                json!({"healthy": healthy, "half_open": half_open, "open": open}),
+            )
+        })
+        .collect::<serde_json::Map<String, Value>>()
+        .into()
 }
 
 /// `GET /admin/v1/fleet`.
@@ -112,6 +138,7 @@ pub async fn fleet(State(state): State<Arc<AdminState>>) -> Result<Json<Value>, 
         "current_version": current,
         "live": workers.len(),
         "serving_current": serving,
+        "providers": breakers_across(&workers),
         "rollout": rollout.as_ref().map(|r| json!({
             "candidate_version": r.candidate_version,
             "stable_version": r.stable_version,
