@@ -264,6 +264,41 @@ async fn a_healthy_candidate_is_promoted_to_every_worker() {
         "{:?}",
         versions_served(&cluster).await
     );
+    // A worker that joins during the rollout takes its cohort by the same rule: it serves the
+    // candidate exactly when the control plane counts it in the candidate cohort.
+    let mut cluster = cluster;
+    cluster.add_worker(4, &FAST_BEATS);
+    let late = cluster.workers.last().unwrap();
+    assert!(
+        eventually_async(Duration::from_secs(10), || async {
+            late.get("/ready").await.status == 200
+        })
+        .await
+    );
+    let in_candidate = |status: &Value| {
+        status["active"]["cohorts"]["candidate"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["worker_id"] == "w4")
+    };
+    assert!(
+        eventually_async(Duration::from_secs(10), || async {
+            let status = rollout(&cluster).await;
+            let served = versions_served(&cluster).await[4];
+            served == if in_candidate(&status) { 2 } else { 1 }
+                && status["active"]["cohorts"]["candidate"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .chain(status["active"]["cohorts"]["stable"].as_array().unwrap())
+                    .any(|m| m["worker_id"] == "w4")
+        })
+        .await,
+        "{} {:?}",
+        rollout(&cluster).await,
+        versions_served(&cluster).await
+    );
     let promoted = traffic_until(&cluster, Duration::from_secs(40), || async {
         rollout(&cluster).await["last"]["outcome"] == "promoted"
     })
@@ -273,8 +308,8 @@ async fn a_healthy_candidate_is_promoted_to_every_worker() {
     assert_eq!(status["last"]["decided_by"], "judge");
     assert_eq!(cluster.current_version().await, 2);
     let took = cluster.converge(2).await;
-    eprintln!("promotion to the last of 4 workers: {took:?} after the decision was read");
-    assert_eq!(versions_served(&cluster).await, [2, 2, 2, 2]);
+    eprintln!("promotion to the last of 5 workers: {took:?} after the decision was read");
+    assert_eq!(versions_served(&cluster).await, [2, 2, 2, 2, 2]);
     let versions = cluster
         .control_plane
         .get("/admin/v1/registry/versions")
@@ -414,4 +449,52 @@ async fn a_rollout_survives_a_killed_control_plane_and_a_frozen_redis() {
         )
         .await;
     r.assert_error(409, "no_rollout");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_alone_rolls_out_to_itself_through_the_in_process_bus() {
+    let mock = mana_llm_mock::MockProvider::start().await;
+    let gw = Gateway::builder()
+        .mock(&mock)
+        .aliases("aliases:\n  mana/echo: {chain: [echo/v1]}\ndefault: mana/echo\n")
+        .env("MANA_LLM_HEARTBEAT_INTERVAL", "0.2")
+        .start();
+    assert!(
+        eventually_async(Duration::from_secs(10), || async {
+            gw.get("/admin/v1/fleet").await.json["live"] == 1
+        })
+        .await,
+        "{}",
+        gw.get("/admin/v1/fleet").await.text
+    );
+    let version = || async { gw.get("/v1/aliases").await.json["version"].clone() };
+    let start = |yaml: &'static str| {
+        gw.send(
+            client()
+                .post(gw.url("/admin/v1/registry?canary=100%25"))
+                .body(yaml),
+        )
+    };
+    let r = start(HEALTHY).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert!(eventually_async(Duration::from_secs(5), || async { version().await == 2 }).await);
+    let r = gw
+        .send(client().post(gw.url("/admin/v1/rollout/abort")))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(eventually_async(Duration::from_secs(5), || async { version().await == 1 }).await);
+
+    let r = start("aliases:\n  mana/echo: {chain: [echo/v3]}\ndefault: mana/echo\n").await;
+    assert_eq!(r.json["version"], 3, "{}", r.text);
+    assert!(eventually_async(Duration::from_secs(5), || async { version().await == 3 }).await);
+    let r = gw
+        .send(client().post(gw.url("/admin/v1/rollout/promote")))
+        .await;
+    assert_eq!(r.json["version"], 3, "{}", r.text);
+    let r = gw
+        .post("/v1/chat/completions", chat("mana/echo", "hi"))
+        .await;
+    assert_eq!(r.header("x-mana-llm-registry-version"), Some("3"));
+    assert_eq!(r.json["model"], "echo/v3");
+    assert_eq!(gw.get("/admin/v1/registry").await.json["version"], 3);
 }
