@@ -25,6 +25,8 @@ pub struct Ops {
     pub fleet_workers: IntGaugeVec,
     /// The longest any live worker has served an older version than the current one.
     pub fleet_max_lag: Gauge,
+    /// The running rollout's candidate version (0: none).
+    pub rollout_candidate: IntGauge,
     fleet: std::sync::OnceLock<Arc<dyn Beats>>,
 }
 
@@ -60,8 +62,13 @@ impl Ops {
             "mana_llm_fleet_max_lag_seconds",
             "How long the most lagging live worker has served an older version than the current one",
         )?;
+        let rollout_candidate = IntGauge::new(
+            "mana_llm_rollout_candidate_version",
+            "The candidate version of the staged rollout in progress (0: none)",
+        )?;
         registry.register(Box::new(fleet_workers.clone()))?;
         registry.register(Box::new(fleet_max_lag.clone()))?;
+        registry.register(Box::new(rollout_candidate.clone()))?;
         Ok(Arc::new(Self {
             service,
             registry,
@@ -70,6 +77,7 @@ impl Ops {
             outbox_pending,
             fleet_workers,
             fleet_max_lag,
+            rollout_candidate,
             fleet: std::sync::OnceLock::new(),
         }))
     }
@@ -139,6 +147,13 @@ async fn metrics(State(ops): State<Arc<Ops>>) -> impl IntoResponse {
         ops.outbox_pending
             .set(i64::try_from(rows.len()).unwrap_or(i64::MAX));
     }
+    let candidate = ops
+        .service
+        .rollout()
+        .await
+        .map_or(0, |r| r.candidate_version);
+    ops.rollout_candidate
+        .set(i64::try_from(candidate).unwrap_or(i64::MAX));
     if let Some(beats) = ops.fleet.get() {
         if let Some(workers) = beats.list().await {
             observe_fleet(&ops, &workers).await;

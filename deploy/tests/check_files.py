@@ -73,7 +73,7 @@ KNOWN_METRICS = {
     "mana_llm_worker_info", "mana_llm_registry_rejected_total", "mana_llm_registry_repairs_total",
     "mana_llm_fleet_workers", "mana_llm_fleet_max_lag_seconds",
     "mana_llm_control_plane_registry_version", "mana_llm_control_plane_reloads_total",
-    "mana_llm_control_plane_outbox_pending",
+    "mana_llm_control_plane_outbox_pending", "mana_llm_rollout_candidate_version",
 }
 HISTOGRAMS = {
     "mana_llm_request_latency_seconds", "mana_llm_llm_latency_seconds",
