@@ -29,7 +29,7 @@ fn ids(view: &Value) -> Vec<String> {
 }
 
 /// `mana-llm <args> --url <control plane>`, bounded: a hang fails the test instead of the suite.
-async fn cli(cluster: &Cluster, args: &[&str]) -> Output {
+pub(crate) async fn cli(cluster: &Cluster, args: &[&str]) -> Output {
     let mut cmd = Command::new(BINARY);
     cmd.args(args)
         .args(["--url", &cluster.control_plane.url])

@@ -5,12 +5,13 @@
 //! plane killed mid-rollout picks it up from its log; a frozen Redis pauses it.
 
 use std::collections::BTreeMap;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use crate::fleet::Cluster;
+use crate::fleet_view::cli;
 use crate::support::*;
 
 /// The candidate that fails: its only entry answers 503 on every call.
@@ -19,20 +20,6 @@ const HEALTHY: &str = "aliases:\n  mana/echo: {chain: [echo/v2]}\ndefault: mana/
 
 /// Heartbeats every 200 ms, so figures reach the judge quickly.
 const FAST_BEATS: [(&str, &str); 1] = [("MANA_LLM_HEARTBEAT_INTERVAL", "0.2")];
-
-async fn cli(cluster: &Cluster, args: &[&str]) -> Output {
-    let mut cmd = Command::new(BINARY);
-    cmd.args(args)
-        .args(["--url", &cluster.control_plane.url])
-        .env("NO_COLOR", "1");
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        tokio::task::spawn_blocking(move || cmd.output().unwrap()),
-    )
-    .await
-    .expect("the CLI finished in time")
-    .unwrap()
-}
 
 fn text(out: &Output) -> String {
     format!(

@@ -23,21 +23,7 @@ struct Fleet {
 async fn start() -> Result<Fleet, String> {
     let (redis, redis_url) = procs::redis()?;
     let mock = procs::mock()?;
-    let dir = procs::temp_dir("fleet")?;
-    let aliases = dir.join("aliases.yaml");
-    std::fs::write(&aliases, ALIASES).map_err(|e| e.to_string())?;
-    let control_plane = procs::mana_llm(
-        &["control-plane"],
-        &[
-            ("MANA_LLM_CONTROL_PLANE_LISTEN", "127.0.0.1:0".into()),
-            (
-                "MANA_LLM_DB",
-                dir.join("registry.db").to_string_lossy().into(),
-            ),
-            ("MANA_LLM_ALIASES", aliases.to_string_lossy().into()),
-            ("REDIS_URL", redis_url.clone()),
-        ],
-    )?;
+    let control_plane = procs::control_plane("fleet", ALIASES, &redis_url, &[])?;
     let mut workers = Vec::new();
     for i in 0..3 {
         // Workers 0 and 1 have no in-process cache tier, so their hits come from Redis.

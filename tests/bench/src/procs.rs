@@ -227,6 +227,33 @@ pub fn mana_llm_capturing(
     Proc::start_capturing(cmd, capture)
 }
 
+/// `mana-llm control-plane` on a free port with its own event log in a fresh temp dir named
+/// `name`, seeded from `aliases` (YAML), publishing to `redis_url`; `env` adds to it.
+pub fn control_plane(
+    name: &str,
+    aliases: &str,
+    redis_url: &str,
+    env: &[(&str, String)],
+) -> Result<Proc, String> {
+    let dir = temp_dir(name)?;
+    let aliases_file = dir.join("aliases.yaml");
+    std::fs::write(&aliases_file, aliases).map_err(|e| e.to_string())?;
+    let mut all = vec![
+        ("MANA_LLM_CONTROL_PLANE_LISTEN", "127.0.0.1:0".to_owned()),
+        (
+            "MANA_LLM_DB",
+            dir.join("registry.db").to_string_lossy().into_owned(),
+        ),
+        (
+            "MANA_LLM_ALIASES",
+            aliases_file.to_string_lossy().into_owned(),
+        ),
+        ("REDIS_URL", redis_url.to_owned()),
+    ];
+    all.extend(env.iter().cloned());
+    mana_llm(&["control-plane"], &all)
+}
+
 /// The output of `cmd args…`, trimmed; `None` when it cannot run or fails.
 fn output_of(cmd: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(cmd).args(args).output().ok()?;

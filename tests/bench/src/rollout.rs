@@ -23,21 +23,11 @@ struct Fleet {
 async fn start() -> Result<Fleet, String> {
     let (redis, redis_url) = procs::redis()?;
     let mock = procs::mock()?;
-    let dir = procs::temp_dir("rollout")?;
-    let aliases = dir.join("aliases.yaml");
-    std::fs::write(&aliases, "aliases:\n  mana/a: {chain: [echo/v0]}\n")
-        .map_err(|e| e.to_string())?;
-    let control_plane = procs::mana_llm(
-        &["control-plane"],
-        &[
-            ("MANA_LLM_CONTROL_PLANE_LISTEN", "127.0.0.1:0".into()),
-            (
-                "MANA_LLM_DB",
-                dir.join("registry.db").to_string_lossy().into(),
-            ),
-            ("MANA_LLM_ALIASES", aliases.to_string_lossy().into()),
-            ("REDIS_URL", redis_url.clone()),
-        ],
+    let control_plane = procs::control_plane(
+        "rollout",
+        "aliases:\n  mana/a: {chain: [echo/v0]}\n",
+        &redis_url,
+        &[],
     )?;
     let mut workers = Vec::new();
     for i in 0..WORKERS {

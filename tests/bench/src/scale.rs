@@ -158,21 +158,11 @@ impl Stack {
         let redis = procs::redis_on(redis_port)?;
         let redis_url = redis.url.clone();
         let mock = procs::mock()?;
-        let dir = procs::temp_dir(name)?;
-        let aliases = dir.join("aliases.yaml");
-        std::fs::write(&aliases, ALIASES).map_err(|e| e.to_string())?;
-        let control_plane = procs::mana_llm(
-            &["control-plane"],
-            &[
-                ("MANA_LLM_CONTROL_PLANE_LISTEN", "127.0.0.1:0".into()),
-                (
-                    "MANA_LLM_DB",
-                    dir.join("registry.db").to_string_lossy().into(),
-                ),
-                ("MANA_LLM_ALIASES", aliases.to_string_lossy().into()),
-                ("REDIS_URL", redis_url.clone()),
-                ("MANA_LLM_FLEET_KEY", FLEET_KEY.into()),
-            ],
+        let control_plane = procs::control_plane(
+            name,
+            ALIASES,
+            &redis_url,
+            &[("MANA_LLM_FLEET_KEY", FLEET_KEY.into())],
         )?;
         Ok(Stack {
             redis: Some(redis),
