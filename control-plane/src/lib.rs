@@ -19,6 +19,9 @@
 //! - [`publisher`]: the outbox loop that publishes committed versions to the bus.
 //! - [`rollout`]: a staged rollout's figures from the heartbeats, and the judge's loop.
 //! - [`redis_bus`]: the Redis bus (`current` key + versions channel, one atomic script).
+//! - [`registry_log`]: opening the event log, seeding it from the aliases file.
+//! - [`plane`]: `ControlPlane` — build, start the background tasks, serve, stop, close: the
+//!   one lifecycle both `mana-llm serve` and `mana-llm control-plane` run.
 //!
 //! The schema lives in the workspace's `migrations/` folder.
 
@@ -28,9 +31,11 @@ pub mod console;
 pub mod diff;
 pub mod domain;
 pub mod ops;
+pub mod plane;
 pub mod projection;
 pub mod publisher;
 pub mod redis_bus;
+pub mod registry_log;
 pub mod reload;
 pub mod rollout;
 pub mod service;
@@ -43,6 +48,7 @@ pub use diff::{ChangedAlias, Diff};
 pub use domain::{
     Command, DomainError, PublishSource, RegistryAggregate, VersionOrigin, VersionRecord,
 };
+pub use plane::{ControlPlane, Exposure, PlaneError, Settings, Wiring};
 pub use projection::replay;
 pub use service::{Executed, RegistryService, ServiceError};
 pub use store::{EventStore, OutboxRow, StoreError, StoredEvent};

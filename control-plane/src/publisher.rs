@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use mana_llm_shared::backoff::Backoff;
 use mana_llm_shared::bus::{Publish, PublishedVersion};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::service::RegistryService;
@@ -111,34 +110,28 @@ pub async fn reconcile_once(service: &RegistryService, bus: &dyn Publish) -> boo
 /// Runs until `cancel` fires: drains the outbox after every append, on a slow timer, and with
 /// backoff while the bus is failing; after each full drain, checks that the bus holds the
 /// current version.
-pub fn spawn(
-    service: RegistryService,
-    bus: Arc<dyn Publish>,
-    cancel: CancellationToken,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut changes = service.changes();
-        let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
-        loop {
-            let done = drain_once(&service, bus.as_ref()).await
-                && reconcile_once(&service, bus.as_ref()).await;
-            let wait = if done {
-                backoff.succeeded();
-                IDLE_POLL
-            } else {
-                backoff.failed()
-            };
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                changed = changes.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
+pub async fn run(service: RegistryService, bus: Arc<dyn Publish>, cancel: CancellationToken) {
+    let mut changes = service.changes();
+    let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
+    loop {
+        let done = drain_once(&service, bus.as_ref()).await
+            && reconcile_once(&service, bus.as_ref()).await;
+        let wait = if done {
+            backoff.succeeded();
+            IDLE_POLL
+        } else {
+            backoff.failed()
+        };
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
                 }
-                _ = tokio::time::sleep(wait) => {}
             }
+            _ = tokio::time::sleep(wait) => {}
         }
-    })
+    }
 }
 
 #[cfg(test)]

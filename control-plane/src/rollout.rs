@@ -15,7 +15,6 @@ use mana_llm_shared::fleet::{Beat, Beats, Window};
 use mana_llm_shared::rollout::{
     in_candidate_cohort, judge, Cohorts, Figures, JudgeSettings, Verdict,
 };
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::{ActiveRollout, Command, DomainError};
@@ -231,19 +230,6 @@ pub fn defaults_from(lookup: impl Fn(&str) -> Option<String>) -> Result<JudgeSet
     Ok(judge)
 }
 
-/// The watch of a control plane: its defaults read from `lookup`, its judge loop running
-/// until `cancel`.
-pub fn start(
-    service: RegistryService,
-    beats: Option<Arc<dyn Beats>>,
-    lookup: impl Fn(&str) -> Option<String>,
-    cancel: CancellationToken,
-) -> Result<Arc<Watch>, String> {
-    let watch = Watch::new(defaults_from(lookup)?);
-    spawn(service, beats, watch.clone(), cancel);
-    Ok(watch)
-}
-
 /// Unix seconds now.
 pub fn unix_now() -> f64 {
     std::time::SystemTime::now()
@@ -253,60 +239,57 @@ pub fn unix_now() -> f64 {
 
 /// Runs until `cancel`: every tick, adds the latest heartbeats to the running rollout's
 /// figures and, for an automatic rollout, promotes or aborts when the judge says so.
-pub fn spawn(
+pub async fn judge_loop(
     service: RegistryService,
     beats: Option<Arc<dyn Beats>>,
     watch: Arc<Watch>,
     cancel: CancellationToken,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            let Some(rollout) = service.rollout().await else {
-                continue;
-            };
-            let listed = match &beats {
-                Some(b) => b.list().await,
-                None => None,
-            };
-            let seen = watch.observe(&rollout, listed.as_deref());
-            let Some(verdict) = seen.verdict.filter(|_| seen.paused.is_none()) else {
-                continue;
-            };
-            let started = service.rollout_started_at().await.unwrap_or(0.0);
-            let soak_over = unix_now() >= started + rollout.judge.soak_seconds as f64;
-            let Some((promote, reason)) = decision(&rollout, &verdict, soak_over) else {
-                continue;
-            };
-            let command = Command::EndRollout {
-                candidate: Some(rollout.candidate_version),
-                promote,
-                decided_by: "judge".to_owned(),
-                reason: reason.clone(),
-                figures: Some(seen.cohorts),
-            };
-            match service.execute(command, JUDGE_ACTOR).await {
-                Ok(_) => tracing::warn!(
-                    candidate = rollout.candidate_version,
-                    stable = rollout.stable_version,
-                    outcome = if promote { "promoted" } else { "aborted" },
-                    %reason,
-                    "rollout decided by the judge"
-                ),
-                // Decided meanwhile by an admin or another control plane.
-                Err(ServiceError::Domain(DomainError::NoRollout)) | Err(ServiceError::Conflict) => {
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "the judge's decision could not be recorded; will retry")
-                }
+) {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let Some(rollout) = service.rollout().await else {
+            continue;
+        };
+        let listed = match &beats {
+            Some(b) => b.list().await,
+            None => None,
+        };
+        let seen = watch.observe(&rollout, listed.as_deref());
+        let Some(verdict) = seen.verdict.filter(|_| seen.paused.is_none()) else {
+            continue;
+        };
+        let started = service.rollout_started_at().await.unwrap_or(0.0);
+        let soak_over = unix_now() >= started + rollout.judge.soak_seconds as f64;
+        let Some((promote, reason)) = decision(&rollout, &verdict, soak_over) else {
+            continue;
+        };
+        let command = Command::EndRollout {
+            candidate: Some(rollout.candidate_version),
+            promote,
+            decided_by: "judge".to_owned(),
+            reason: reason.clone(),
+            figures: Some(seen.cohorts),
+        };
+        match service.execute(command, JUDGE_ACTOR).await {
+            Ok(_) => tracing::warn!(
+                candidate = rollout.candidate_version,
+                stable = rollout.stable_version,
+                outcome = if promote { "promoted" } else { "aborted" },
+                %reason,
+                "rollout decided by the judge"
+            ),
+            // Decided meanwhile by an admin or another control plane.
+            Err(ServiceError::Domain(DomainError::NoRollout)) | Err(ServiceError::Conflict) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "the judge's decision could not be recorded; will retry")
             }
         }
-    })
+    }
 }
 
 #[cfg(test)]
