@@ -265,7 +265,7 @@ async fn execute(
             let diff = parse::<DiffView>(&text)?;
             // The diff names added aliases only; their chains come from the newer version. That
             // is decoration, so failing to fetch it still prints the diff.
-            let target = if diff.added.is_empty() {
+            let target = if diff.diff.added.is_empty() {
                 None
             } else {
                 let path = format!("/registry/versions/{to}");

@@ -28,6 +28,7 @@
 pub mod api;
 pub mod clock;
 pub mod console;
+pub mod contract;
 pub mod diff;
 pub mod domain;
 pub mod ops;
@@ -44,7 +45,7 @@ pub mod store;
 #[cfg(test)]
 mod testutil;
 
-pub use diff::{ChangedAlias, Diff};
+pub use diff::{ChangedAlias, DefaultChange, Diff};
 pub use domain::{
     Command, DomainError, PublishSource, RegistryAggregate, VersionOrigin, VersionRecord,
 };

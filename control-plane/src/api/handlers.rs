@@ -12,10 +12,14 @@ use axum::Json;
 use mana_llm_shared::events::RegistryEvent;
 use mana_llm_shared::DocumentFormat;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::extract::{AdminPath, AdminQuery};
 use super::{AdminError, AdminState};
+use crate::contract::{
+    body, AliasView, AuditEvent, AuditPage, AuditRollout, DiffView, Published, Reach, RolloutPlace,
+    VersionSummary, VersionView, VersionsPage, Written,
+};
 use crate::domain::{Command, PublishSource, VersionOrigin, VersionRecord};
 use crate::reload::{outcome, reload_file, ReloadOutcome};
 use crate::service::{Executed, ServiceError};
@@ -77,15 +81,18 @@ pub(super) async fn fail(state: &AdminState, e: ServiceError) -> AdminError {
     }
 }
 
-/// How many live workers already serve `version` (`{"live", "serving"}`), when there is a
-/// fleet to ask: a write's answer says how far it has reached.
-async fn reach(state: &AdminState, version: u64) -> Option<Value> {
+/// How many live workers already serve `version`, when there is a fleet to ask: a write's
+/// answer says how far it has reached.
+async fn reach(state: &AdminState, version: u64) -> Option<Reach> {
     let workers = state.fleet.as_ref()?.list().await?;
     let serving = workers
         .iter()
         .filter(|w| w.registry_version >= version)
         .count();
-    Some(json!({"live": workers.len(), "serving": serving}))
+    Some(Reach {
+        live: workers.len() as u64,
+        serving: serving as u64,
+    })
 }
 
 /// A write's answer with the fleet's reach of the current version added (`"workers"`).
@@ -93,37 +100,33 @@ async fn written_reaching(
     state: &AdminState,
     executed: &Executed,
     hash: Option<String>,
-) -> Response {
-    let reach = reach(state, executed.current_version).await;
-    match answer_body(outcome(executed), hash) {
-        Ok((status, mut body)) => {
-            body["workers"] = reach.unwrap_or(Value::Null);
-            (status, Json(body)).into_response()
-        }
-        Err(e) => e.into_response(),
-    }
+) -> Result<Response, AdminError> {
+    let workers = reach(state, executed.current_version).await;
+    let (status, published) = published(outcome(executed), hash)?;
+    Ok((status, body(&Written { published, workers })?).into_response())
 }
 
 /// The answer to anything that may write a version: 201 new, 200 unchanged, 400 rejected.
-fn answer(outcome: ReloadOutcome, current_hash: Option<String>) -> Response {
-    match answer_body(outcome, current_hash) {
-        Ok((status, body)) => (status, Json(body)).into_response(),
-        Err(e) => e.into_response(),
-    }
-}
-
-fn answer_body(
+fn published(
     outcome: ReloadOutcome,
     current_hash: Option<String>,
-) -> Result<(StatusCode, Value), AdminError> {
+) -> Result<(StatusCode, Published), AdminError> {
     match outcome {
         ReloadOutcome::Published { version, hash } => Ok((
             StatusCode::CREATED,
-            json!({"version": version, "hash": hash, "changed": true}),
+            Published {
+                version,
+                hash: Some(hash),
+                changed: true,
+            },
         )),
         ReloadOutcome::Unchanged { version } => Ok((
             StatusCode::OK,
-            json!({"version": version, "hash": current_hash, "changed": false}),
+            Published {
+                version,
+                hash: current_hash,
+                changed: false,
+            },
         )),
         ReloadOutcome::Rejected { errors } => Err(AdminError::Invalid(errors)),
     }
@@ -205,7 +208,7 @@ pub async fn push(
         Err(e) => return Err(fail(&state, e).await),
     };
     let hash = state.service.current().await.map(|c| c.hash);
-    Ok(written_reaching(&state, &executed, hash).await)
+    written_reaching(&state, &executed, hash).await
 }
 
 #[derive(Deserialize)]
@@ -234,7 +237,7 @@ pub async fn rollback(
         Err(e) => return Err(fail(&state, e).await),
     };
     let hash = state.service.current().await.map(|c| c.hash);
-    Ok(written_reaching(&state, &executed, hash).await)
+    written_reaching(&state, &executed, hash).await
 }
 
 pub async fn reload(State(state): State<Arc<AdminState>>) -> Result<Response, AdminError> {
@@ -248,7 +251,8 @@ pub async fn reload(State(state): State<Arc<AdminState>>) -> Result<Response, Ad
         Err(e) => return Err(fail(&state, e).await),
     };
     let hash = state.service.current().await.map(|c| c.hash);
-    Ok(answer(result, hash))
+    let (status, published) = published(result, hash)?;
+    Ok((status, body(&published)?).into_response())
 }
 
 /// Who made each version and when, from the log.
@@ -283,36 +287,43 @@ fn source(record: &VersionRecord) -> (String, Option<u64>) {
 }
 
 /// A rollout candidate's place next to stable, for the version views.
-fn rollout_of(record: &VersionRecord) -> Value {
+fn rollout_of(record: &VersionRecord) -> Option<RolloutPlace> {
     match &record.origin {
         VersionOrigin::Rollout {
             stable_version,
             outcome,
-        } => json!({"stable_version": stable_version, "outcome": outcome}),
-        _ => Value::Null,
+        } => Some(RolloutPlace {
+            stable_version: *stable_version,
+            outcome: *outcome,
+        }),
+        _ => None,
     }
 }
 
-fn view(record: &VersionRecord, meta: Option<&(String, String)>) -> Value {
+fn view(record: &VersionRecord, meta: Option<&(String, String)>) -> VersionView {
     let (source, rolled_back_to) = source(record);
-    let aliases: Vec<Value> = record
+    let aliases = record
         .document
         .aliases
         .values()
-        .map(|a| json!({"name": a.name, "description": a.description, "chain": a.chain.iter().map(|e| e.target.to_string()).collect::<Vec<_>>()}))
+        .map(|a| AliasView {
+            name: a.name.to_string(),
+            description: Some(a.description.clone()),
+            chain: a.chain.iter().map(|e| e.target.to_string()).collect(),
+        })
         .collect();
-    json!({
-        "version": record.version,
-        "hash": record.hash,
-        "source": source,
-        "rolled_back_to": rolled_back_to,
-        "rollout": rollout_of(record),
-        "actor": meta.map(|m| m.0.as_str()),
-        "recorded_at": meta.map(|m| m.1.as_str()),
-        "default": record.document.default,
-        "aliases": aliases,
-        "document": record.document,
-    })
+    VersionView {
+        version: record.version,
+        hash: record.hash.clone(),
+        source: Some(source),
+        actor: meta.map(|m| m.0.clone()),
+        recorded_at: meta.map(|m| m.1.clone()),
+        rolled_back_to,
+        rollout: rollout_of(record),
+        default: record.document.default.as_ref().map(|d| d.to_string()),
+        aliases,
+        document: Some(record.document.clone()),
+    }
 }
 
 pub async fn current(State(state): State<Arc<AdminState>>) -> Result<Json<Value>, AdminError> {
@@ -322,7 +333,7 @@ pub async fn current(State(state): State<Arc<AdminState>>) -> Result<Json<Value>
         .await
         .ok_or(AdminError::NoRegistry)?;
     let meta = provenance(&state, record.version, record.version).await;
-    Ok(Json(view(&record, meta.get(&record.version))))
+    body(&view(&record, meta.get(&record.version)))
 }
 
 pub async fn version(
@@ -335,7 +346,7 @@ pub async fn version(
         .await
         .ok_or(AdminError::UnknownVersion(v))?;
     let meta = provenance(&state, v, v).await;
-    Ok(Json(view(&record, meta.get(&v))))
+    body(&view(&record, meta.get(&v)))
 }
 
 pub async fn versions(
@@ -349,25 +360,26 @@ pub async fn versions(
         records.last().map_or(0, |r| r.version),
     );
     let meta = provenance(&state, first, last).await;
-    let versions: Vec<Value> = records
+    let versions = records
         .iter()
         .map(|r| {
             let m = meta.get(&r.version);
-            json!({
-                "version": r.version,
-                "hash": r.hash,
-                "source": source(r).0,
-                "rollout": rollout_of(r),
-                "actor": m.map(|m| m.0.as_str()),
-                "recorded_at": m.map(|m| m.1.as_str()),
-                "alias_count": r.document.aliases.len(),
-            })
+            VersionSummary {
+                version: r.version,
+                hash: r.hash.clone(),
+                source: Some(source(r).0),
+                rollout: rollout_of(r),
+                actor: m.map(|m| m.0.clone()),
+                recorded_at: m.map(|m| m.1.clone()),
+                alias_count: Some(r.document.aliases.len() as u64),
+            }
         })
         .collect();
     let next_after = (records.len() as u32 == limit).then_some(last);
-    Ok(Json(
-        json!({"versions": versions, "next_after": next_after}),
-    ))
+    body(&VersionsPage {
+        versions,
+        next_after,
+    })
 }
 
 #[derive(Deserialize)]
@@ -384,14 +396,11 @@ pub async fn diff(
         Ok(d) => d,
         Err(e) => return Err(fail(&state, e).await),
     };
-    let mut body = serde_json::to_value(&diff).map_err(|e| AdminError::Internal(e.to_string()))?;
-    body["from"] = json!(q.from);
-    body["to"] = json!(q.to);
-    // A default change reads better as an object than as a pair.
-    if let Some(Value::Array(pair)) = body.get("default_changed").cloned() {
-        body["default_changed"] = json!({"from": pair.first(), "to": pair.get(1)});
-    }
-    Ok(Json(body))
+    body(&DiffView {
+        from: q.from,
+        to: q.to,
+        diff,
+    })
 }
 
 pub async fn audit(
@@ -404,7 +413,7 @@ pub async fn audit(
         Ok(e) => e,
         Err(e) => return Err(fail(&state, e).await),
     };
-    let rows: Vec<Value> = events
+    let rows = events
         .iter()
         .map(|e| {
             let (source, to_version, errors) = match &e.event {
@@ -421,30 +430,30 @@ pub async fn audit(
                 | RegistryEvent::RolloutPromoted { .. }
                 | RegistryEvent::RolloutAborted { .. } => (Some("rollout".to_owned()), None, None),
             };
-            let mut row = json!({
-                "sequence": e.sequence,
-                "type": e.event.kind(),
-                "registry_version": e.registry_version,
-                "hash": e.content_hash,
-                "actor": e.actor,
-                "recorded_at": e.recorded_at,
-                "source": source,
-                "to_version": to_version,
-                "errors": errors,
-            });
-            if let Some(rollout) = rollout_detail(&e.event) {
-                row["rollout"] = rollout;
+            AuditEvent {
+                sequence: e.sequence,
+                kind: e.event.kind().to_owned(),
+                registry_version: e.registry_version,
+                hash: e.content_hash.clone(),
+                actor: Some(e.actor.clone()),
+                recorded_at: Some(e.recorded_at.clone()),
+                source,
+                to_version,
+                errors,
+                rollout: rollout_detail(&e.event),
             }
-            row
         })
         .collect();
     let next_after =
         (events.len() as u32 == limit).then(|| events.last().map_or(after, |e| e.sequence));
-    Ok(Json(json!({"events": rows, "next_after": next_after})))
+    body(&AuditPage {
+        events: rows,
+        next_after,
+    })
 }
 
 /// What an audit row shows of a rollout event: its rule, or the decision with its figures.
-fn rollout_detail(event: &RegistryEvent) -> Option<Value> {
+fn rollout_detail(event: &RegistryEvent) -> Option<AuditRollout> {
     match event {
         RegistryEvent::RolloutStarted {
             stable_version,
@@ -452,33 +461,39 @@ fn rollout_detail(event: &RegistryEvent) -> Option<Value> {
             cohort,
             judge,
             ..
-        } => Some(json!({
-            "stable_version": stable_version,
-            "share": share.to_string(),
-            "cohort": cohort,
-            "judge": judge,
-        })),
+        } => Some(AuditRollout {
+            stable_version: Some(*stable_version),
+            share: Some(share.to_string()),
+            cohort: Some(cohort.clone()),
+            judge: Some(*judge),
+            ..AuditRollout::default()
+        }),
         RegistryEvent::RolloutPromoted {
             decided_by,
             reason,
             figures,
             ..
-        } => Some(
-            json!({"outcome": "promoted", "decided_by": decided_by, "reason": reason, "figures": figures}),
-        ),
+        } => Some(AuditRollout {
+            outcome: Some("promoted".to_owned()),
+            decided_by: Some(decided_by.clone()),
+            reason: Some(reason.clone()),
+            figures: Some(*figures),
+            ..AuditRollout::default()
+        }),
         RegistryEvent::RolloutAborted {
             stable_version,
             decided_by,
             reason,
             figures,
             ..
-        } => Some(json!({
-            "outcome": "aborted",
-            "stable_version": stable_version,
-            "decided_by": decided_by,
-            "reason": reason,
-            "figures": figures,
-        })),
+        } => Some(AuditRollout {
+            outcome: Some("aborted".to_owned()),
+            stable_version: Some(*stable_version),
+            decided_by: Some(decided_by.clone()),
+            reason: Some(reason.clone()),
+            figures: Some(*figures),
+            ..AuditRollout::default()
+        }),
         _ => None,
     }
 }

@@ -5,12 +5,12 @@
 use mana_llm_shared::events::RegistryEvent;
 use mana_llm_shared::rollout::{pick_cohort, CanaryShare, Cohorts, JudgeSettings};
 use mana_llm_shared::{DocumentFormat, Registry, RegistryVersion};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{DomainError, RegistryAggregate, VersionOrigin};
 
 /// Where a rollout's candidate stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RolloutOutcome {
     Running,

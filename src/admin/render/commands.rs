@@ -9,7 +9,7 @@ use super::{
 
 /// push / rollback / reload. `restored` is the version a rollback asked for.
 pub fn published(answer: &Published, restored: Option<u64>) -> String {
-    let hash = short_hash(&answer.hash);
+    let hash = short_hash(answer.hash.as_deref().unwrap_or_default());
     match (answer.changed, restored) {
         (true, Some(old)) => format!(
             "published version {} (hash {hash}) with the content of version {old}\n",

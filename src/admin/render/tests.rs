@@ -1,4 +1,4 @@
-use super::answers::{AliasView, ChangedAlias, DefaultChange, VersionSummary};
+use super::answers::{AliasView, ChangedAlias, DefaultChange, Diff, VersionSummary};
 use super::*;
 
 fn strings(items: &[&str]) -> Vec<String> {
@@ -45,6 +45,7 @@ fn list_shows_short_hashes_and_tidy_times() {
             actor: Some("admin".to_string()),
             recorded_at: Some("2026-04-01T12:34:56.789Z".to_string()),
             alias_count: Some(5),
+            ..VersionSummary::default()
         }],
         next_after: None,
     };
@@ -70,6 +71,7 @@ fn show_lists_each_alias_with_its_chain() {
             description: Some("Fast text".to_string()),
             chain: strings(&["ollama/a", "groq/b"]),
         }],
+        ..VersionView::default()
     };
     assert_eq!(
         version(&view),
@@ -121,26 +123,29 @@ fn sample_diff() -> DiffView {
     DiffView {
         from: 3,
         to: 5,
-        added: strings(&["mana/new"]),
-        removed: strings(&["mana/old"]),
-        changed: vec![
-            ChangedAlias {
-                name: "mana/x".to_string(),
-                from_chain: strings(&["a", "b"]),
-                to_chain: strings(&["a", "c"]),
-                description_changed: false,
-            },
-            ChangedAlias {
-                name: "mana/y".to_string(),
-                from_chain: strings(&["a"]),
-                to_chain: strings(&["a"]),
-                description_changed: true,
-            },
-        ],
-        default_changed: Some(DefaultChange {
-            from: Some("mana/x".to_string()),
-            to: None,
-        }),
+        diff: Diff {
+            added: strings(&["mana/new"]),
+            removed: strings(&["mana/old"]),
+            changed: vec![
+                ChangedAlias {
+                    name: "mana/x".to_string(),
+                    from_chain: strings(&["a", "b"]),
+                    to_chain: strings(&["a", "c"]),
+                    description_changed: false,
+                },
+                ChangedAlias {
+                    name: "mana/y".to_string(),
+                    from_chain: strings(&["a"]),
+                    to_chain: strings(&["a"]),
+                    description_changed: true,
+                },
+            ],
+            default_changed: Some(DefaultChange {
+                from: Some("mana/x".to_string()),
+                to: None,
+            }),
+            providers_changed: false,
+        },
     }
 }
 
@@ -159,6 +164,7 @@ fn diff_without_colour() {
             description: None,
             chain: strings(&["a", "b"]),
         }],
+        ..VersionView::default()
     };
     assert_eq!(
         diff(&sample_diff(), Some(&target), Style { colour: false }),
@@ -192,10 +198,13 @@ fn an_empty_diff_says_so() {
     let empty = DiffView {
         from: 1,
         to: 2,
-        added: vec![],
-        removed: vec![],
-        changed: vec![],
-        default_changed: None,
+        diff: Diff {
+            added: vec![],
+            removed: vec![],
+            changed: vec![],
+            default_changed: None,
+            providers_changed: false,
+        },
     };
     assert_eq!(
         diff(&empty, None, Style::default()),
@@ -207,7 +216,7 @@ fn an_empty_diff_says_so() {
 fn publish_messages() {
     let answer = |changed| Published {
         version: 4,
-        hash: "3fa2c1d9e0ab4f5e".to_string(),
+        hash: Some("3fa2c1d9e0ab4f5e".to_string()),
         changed,
     };
     assert_eq!(

@@ -1,0 +1,203 @@
+//! The admin answers through the real router, without a socket: each reads back into its
+//! contract type, and each carries exactly the keys (null or absent) the CLI, the console and
+//! scripts have always seen.
+
+use axum::http::StatusCode;
+use mana_llm_shared::rollout::{CanaryShare, JudgeSettings};
+use mana_llm_shared::DocumentFormat;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::tests::{admin, call, local};
+use crate::contract::{AuditPage, DiffView, Published, VersionView, VersionsPage, Written};
+use crate::domain::tests::{FAST, LONG};
+use crate::domain::Command;
+use crate::service::RegistryService;
+use crate::testutil::TempDir;
+
+async fn get(app: &axum::Router, uri: &str) -> Value {
+    let (status, body) = call(app, local("GET", uri, &[], "")).await;
+    assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+    body
+}
+
+fn keys(value: &Value) -> Vec<&str> {
+    value
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default()
+}
+
+fn read<T: DeserializeOwned>(body: &Value) -> T {
+    serde_json::from_value(body.clone()).unwrap()
+}
+
+#[tokio::test]
+async fn a_push_answers_written_with_a_null_reach_without_a_fleet() {
+    let dir = TempDir::new();
+    let app = admin(&dir, None).await;
+    let (status, body) = call(&app, local("POST", "/admin/v1/registry", &[], LONG)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(keys(&body), ["changed", "hash", "version", "workers"]);
+    assert_eq!(body["workers"], Value::Null);
+    let written: Written = read(&body);
+    assert_eq!(written.published.version, 2);
+    assert!(written.published.changed);
+
+    let (status, body) = call(&app, local("POST", "/admin/v1/registry", &[], LONG)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let unchanged: Published = read(&body);
+    assert_eq!((unchanged.version, unchanged.changed), (2, false));
+    assert_eq!(unchanged.hash, written.published.hash);
+}
+
+#[tokio::test]
+async fn a_version_view_has_every_key_and_reads_back() {
+    let dir = TempDir::new();
+    let app = admin(&dir, None).await;
+    let body = get(&app, "/admin/v1/registry").await;
+    assert_eq!(
+        keys(&body),
+        [
+            "actor",
+            "aliases",
+            "default",
+            "document",
+            "hash",
+            "recorded_at",
+            "rolled_back_to",
+            "rollout",
+            "source",
+            "version"
+        ]
+    );
+    assert_eq!(body["rollout"], Value::Null);
+    assert_eq!(body["rolled_back_to"], Value::Null);
+    assert_eq!(keys(&body["aliases"][0]), ["chain", "description", "name"]);
+    let view: VersionView = read(&body);
+    assert_eq!(view.default.as_deref(), Some("mana/fast"));
+    assert_eq!(view.aliases[0].chain.len(), 2);
+    assert!(view.document.is_some());
+
+    let page = get(&app, "/admin/v1/registry/versions").await;
+    assert_eq!(keys(&page), ["next_after", "versions"]);
+    assert_eq!(
+        keys(&page["versions"][0]),
+        [
+            "actor",
+            "alias_count",
+            "hash",
+            "recorded_at",
+            "rollout",
+            "source",
+            "version"
+        ]
+    );
+    let page: VersionsPage = read(&page);
+    assert_eq!(page.versions[0].alias_count, Some(1));
+}
+
+#[tokio::test]
+async fn a_diff_names_the_default_change_as_an_object() {
+    let dir = TempDir::new();
+    let app = admin(&dir, None).await;
+    call(&app, local("POST", "/admin/v1/registry", &[], LONG)).await;
+    let body = get(&app, "/admin/v1/registry/diff?from=1&to=2").await;
+    assert_eq!(
+        keys(&body),
+        [
+            "added",
+            "changed",
+            "default_changed",
+            "from",
+            "providers_changed",
+            "removed",
+            "to"
+        ]
+    );
+    assert_eq!(
+        body["default_changed"],
+        serde_json::json!({"from": "mana/fast", "to": null})
+    );
+    let view: DiffView = read(&body);
+    assert_eq!((view.from, view.to), (1, 2));
+    assert_eq!(view.diff.added, ["mana/long"]);
+}
+
+async fn rolled_out(service: &RegistryService, promote: bool) {
+    let start = Command::StartRollout {
+        text: LONG.to_owned(),
+        format: DocumentFormat::Yaml,
+        origin: "admin API".to_owned(),
+        expected_version: None,
+        share: CanaryShare::Percent(50),
+        live_workers: vec!["w1".to_owned(), "w2".to_owned()],
+        judge: JudgeSettings::default(),
+    };
+    service.execute(start, "admin").await.unwrap();
+    let end = Command::EndRollout {
+        candidate: None,
+        promote,
+        decided_by: "admin".to_owned(),
+        reason: "checked by hand".to_owned(),
+        figures: None,
+    };
+    service.execute(end, "admin").await.unwrap();
+}
+
+#[tokio::test]
+async fn audit_rows_carry_each_rollout_kind_s_own_keys() {
+    for (promote, decision_keys) in [
+        (true, vec!["decided_by", "figures", "outcome", "reason"]),
+        (
+            false,
+            vec![
+                "decided_by",
+                "figures",
+                "outcome",
+                "reason",
+                "stable_version",
+            ],
+        ),
+    ] {
+        let dir = TempDir::new();
+        let service = RegistryService::open(dir.store().await).await.unwrap();
+        service.seed_if_empty(FAST, "test").await.unwrap();
+        rolled_out(&service, promote).await;
+        let app = super::router(std::sync::Arc::new(super::AdminState {
+            service,
+            token: None,
+            aliases_path: None,
+            fleet: None,
+            rollouts: crate::rollout::Watch::new(Default::default()),
+        }));
+        let body = get(&app, "/admin/v1/audit").await;
+        let events = body["events"].as_array().unwrap();
+        assert_eq!(events.len(), 3, "{body}");
+        assert_eq!(
+            keys(&events[0]),
+            [
+                "actor",
+                "errors",
+                "hash",
+                "recorded_at",
+                "registry_version",
+                "sequence",
+                "source",
+                "to_version",
+                "type"
+            ],
+            "no rollout key on a publish"
+        );
+        assert_eq!(
+            keys(&events[1]["rollout"]),
+            ["cohort", "judge", "share", "stable_version"]
+        );
+        assert_eq!(keys(&events[2]["rollout"]), decision_keys);
+        assert_eq!(events[2]["rollout"]["figures"], Value::Null);
+        let page: AuditPage = read(&body);
+        let decision = page.events[2].rollout.clone().unwrap();
+        assert_eq!(decision.figures, Some(None), "a null stays present");
+        assert_eq!(decision.reason.as_deref(), Some("checked by hand"));
+    }
+}
