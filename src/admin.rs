@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use mana_llm_control_plane::contract::{EndBody, RollbackBody};
 use reqwest::header::{CONTENT_TYPE, IF_MATCH};
 use serde::de::DeserializeOwned;
 
@@ -280,14 +281,14 @@ async fn execute(
             version,
             expected_version,
         } => {
-            let mut body = serde_json::json!({ "to_version": version });
-            if let Some(v) = expected_version {
-                body["expected_version"] = v.into();
-            }
+            let body = RollbackBody {
+                expected_version,
+                to_version: version,
+            };
             let request = client
                 .post("/registry/rollback")
                 .header(CONTENT_TYPE, "application/json")
-                .body(body.to_string());
+                .body(to_json(&body)?);
             let text = client.send(request, expected_version).await?;
             output::<Published>(&text, json, |p| render::published(p, Some(version)))
         }
@@ -311,11 +312,14 @@ async fn end_rollout(
     how: &str,
     reason: Option<String>,
 ) -> Result<String, Failure> {
-    let body = serde_json::json!({ "reason": reason });
+    let body = EndBody {
+        reason,
+        candidate_version: None,
+    };
     let request = client
         .post(&format!("/rollout/{how}"))
         .header(CONTENT_TYPE, "application/json")
-        .body(body.to_string());
+        .body(to_json(&body)?);
     let text = client.send(request, None).await?;
     output::<rollout::Ended>(&text, json, rollout::render_ended)
 }
@@ -340,6 +344,11 @@ fn pretty(text: &str) -> Result<String, Failure> {
             s
         })
         .ok_or_else(|| Failure::unreadable(PRETTY_UNREADABLE))
+}
+
+fn to_json<T: serde::Serialize>(body: &T) -> Result<String, Failure> {
+    serde_json::to_string(body)
+        .map_err(|e| Failure::local(format!("cannot encode the request: {e}")))
 }
 
 fn parse<T: DeserializeOwned>(text: &str) -> Result<T, Failure> {

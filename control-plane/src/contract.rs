@@ -1,5 +1,6 @@
-//! The admin API's contract for the registry and its audit log: each answer as one type that
-//! the handlers ([`crate::api`]) write and the CLI (`mana-llm aliases …`) reads.
+//! The admin API's contract: each request and answer as one type that the handlers
+//! ([`crate::api`]) read or write and the CLI (`mana-llm aliases …`, `mana-llm fleet …`) writes
+//! or reads. The registry and its audit log here; [`fleet`] and [`rollout`] beside.
 //!
 //! Reading is lenient on purpose: missing optional fields default and unknown ones are
 //! ignored, so a CLI reads a newer control plane. Answers go out through [`body`], which keeps
@@ -10,6 +11,15 @@ use mana_llm_shared::rollout::{Cohorts, JudgeSettings};
 use mana_llm_shared::RegistryDocument;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
+
+mod fleet;
+mod rollout;
+
+pub use fleet::{BreakerCounts, FleetView, Progress, ProgressWorker, RolloutRule, WorkerView};
+pub use rollout::{
+    Active, CohortsView, EndBody, Ended, FiguresPair, FiguresView, Finished, Member, Started,
+    Status,
+};
 
 use crate::api::AdminError;
 use crate::diff::Diff;
@@ -54,6 +64,15 @@ pub struct Reach {
 pub struct RolloutPlace {
     pub stable_version: u64,
     pub outcome: RolloutOutcome,
+}
+
+/// `POST /registry/rollback`. (The names of request types appear in the messages of a body
+/// that is not even an object: keep them.)
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollbackBody {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_version: Option<u64>,
+    pub to_version: u64,
 }
 
 /// `GET /registry/versions`: one page, oldest first.

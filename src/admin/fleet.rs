@@ -4,8 +4,6 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
-
 use super::client::Client;
 use super::failure::Failure;
 
@@ -13,40 +11,9 @@ use super::failure::Failure;
 /// version.
 pub const EXIT_WAIT_TIMEOUT: u8 = 8;
 
-#[derive(Debug, Deserialize)]
-pub struct FleetView {
-    pub current_version: u64,
-    pub live: usize,
-    pub serving_current: usize,
-    pub workers: Vec<WorkerView>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct WorkerView {
-    pub worker_id: String,
-    pub listen: String,
-    pub registry_version: u64,
-    pub in_flight: u64,
-    pub lagging: bool,
-    #[serde(default)]
-    pub lag_seconds: Option<f64>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct Progress {
-    pub version: u64,
-    pub live: usize,
-    pub serving: usize,
-    pub complete: bool,
-    pub workers: Vec<ProgressWorker>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct ProgressWorker {
-    pub worker_id: String,
-    pub registry_version: u64,
-    pub serving: bool,
-}
+pub use mana_llm_control_plane::contract::{FleetView, Progress};
+#[cfg(test)]
+use mana_llm_control_plane::contract::{ProgressWorker, WorkerView};
 
 /// The fleet as a table.
 pub fn render_status(view: &FleetView) -> String {
@@ -210,6 +177,7 @@ mod tests {
                     in_flight: 0,
                     lagging: false,
                     lag_seconds: Some(0.0),
+                    ..WorkerView::default()
                 },
                 WorkerView {
                     worker_id: "b".into(),
@@ -218,8 +186,10 @@ mod tests {
                     in_flight: 3,
                     lagging: true,
                     lag_seconds: Some(12.4),
+                    ..WorkerView::default()
                 },
             ],
+            ..FleetView::default()
         };
         let text = render_status(&view);
         assert!(

@@ -1,15 +1,19 @@
 //! The fleet view: every live worker as its heartbeat describes it, and how far a version has
 //! reached.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::Json;
 use mana_llm_shared::fleet::Beat;
 use mana_llm_shared::rollout::in_candidate_cohort;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::{AdminError, AdminState};
+use crate::contract::{
+    body, BreakerCounts, FleetView, Progress, ProgressWorker, RolloutRule, WorkerView,
+};
 
 /// Unix seconds now.
 fn unix_now() -> f64 {
@@ -67,49 +71,44 @@ impl Expected<'_> {
 }
 
 /// One worker as the fleet view shows it.
-fn worker_view(beat: &Beat, expected: &Expected<'_>, now: f64) -> Value {
+fn worker_view(beat: &Beat, expected: &Expected<'_>, now: f64) -> WorkerView {
     let (should_serve, lag_since, cohort) = expected.of(&beat.worker_id);
     let lagging = beat.registry_version != should_serve;
-    json!({
-        "worker_id": beat.worker_id,
-        "listen": beat.listen,
-        "binary_version": beat.binary_version,
-        "registry_version": beat.registry_version,
-        "started_at": beat.started_at,
-        "last_beat_at": beat.beat_at,
-        "in_flight": beat.in_flight,
-        "expected_version": should_serve,
-        "cohort": cohort,
-        "lagging": lagging,
-        "lag_seconds": if lagging { lag_since.map(|t| (now - t).max(0.0)) } else { Some(0.0) },
-        "windows": beat.windows,
-        "breakers": beat.breakers,
-    })
+    WorkerView {
+        worker_id: beat.worker_id.clone(),
+        listen: beat.listen.clone(),
+        binary_version: beat.binary_version.clone(),
+        registry_version: beat.registry_version,
+        started_at: beat.started_at,
+        last_beat_at: beat.beat_at,
+        in_flight: beat.in_flight,
+        expected_version: should_serve,
+        cohort: cohort.map(str::to_owned),
+        lagging,
+        lag_seconds: if lagging {
+            lag_since.map(|t| (now - t).max(0.0))
+        } else {
+            Some(0.0)
+        },
+        windows: beat.windows.clone(),
+        breakers: beat.breakers.clone(),
+    }
 }
 
 /// Per provider, how many live workers see its breaker healthy, half-open or open.
-fn breakers_across(workers: &[Beat]) -> Value {
-    let mut providers: std::collections::BTreeMap<&str, [usize; 3]> = Default::default();
+fn breakers_across(workers: &[Beat]) -> BTreeMap<String, BreakerCounts> {
+    let mut providers: BTreeMap<String, BreakerCounts> = BTreeMap::new();
     for beat in workers {
         for (provider, state) in &beat.breakers {
-            let counts = providers.entry(provider).or_default();
+            let counts = providers.entry(provider.clone()).or_default();
             match state.as_str() {
-                "healthy" => counts[0] += 1,
-                "half_open" => counts[1] += 1,
-                _ => counts[2] += 1,
+                "healthy" => counts.healthy += 1,
+                "half_open" => counts.half_open += 1,
+                _ => counts.open += 1,
             }
         }
     }
     providers
-        .into_iter()
-        .map(|(p, [healthy, half_open, open])| {
-            (
-                p.to_owned(),
-                json!({"healthy": healthy, "half_open": half_open, "open": open}),
-            )
-        })
-        .collect::<serde_json::Map<String, Value>>()
-        .into()
 }
 
 /// `GET /admin/v1/fleet`.
@@ -126,48 +125,44 @@ pub async fn fleet(State(state): State<Arc<AdminState>>) -> Result<Json<Value>, 
         rollout_since: state.service.rollout_started_at().await,
     };
     let now = unix_now();
-    let views: Vec<Value> = workers
-        .iter()
-        .map(|b| worker_view(b, &expected, now))
-        .collect();
     let serving = workers
         .iter()
         .filter(|b| b.registry_version == current)
         .count();
-    Ok(Json(json!({
-        "current_version": current,
-        "live": workers.len(),
-        "serving_current": serving,
-        "providers": breakers_across(&workers),
-        "rollout": rollout.as_ref().map(|r| json!({
-            "candidate_version": r.candidate_version,
-            "stable_version": r.stable_version,
-            "share": r.share.to_string(),
-        })),
-        "workers": views,
-    })))
+    body(&FleetView {
+        current_version: current,
+        live: workers.len() as u64,
+        serving_current: serving as u64,
+        providers: breakers_across(&workers),
+        rollout: rollout.as_ref().map(|r| RolloutRule {
+            candidate_version: r.candidate_version,
+            stable_version: r.stable_version,
+            share: r.share.to_string(),
+        }),
+        workers: workers
+            .iter()
+            .map(|b| worker_view(b, &expected, now))
+            .collect(),
+    })
 }
 
 /// How far version `v` has reached: who serves it, who does not yet.
-pub(super) fn progress(workers: &[Beat], v: u64) -> Value {
+pub(super) fn progress(workers: &[Beat], v: u64) -> Progress {
     let serving = workers.iter().filter(|b| b.registry_version >= v).count();
-    let per_worker: Vec<Value> = workers
-        .iter()
-        .map(|b| {
-            json!({
-                "worker_id": b.worker_id,
-                "registry_version": b.registry_version,
-                "serving": b.registry_version >= v,
+    Progress {
+        version: v,
+        live: workers.len() as u64,
+        serving: serving as u64,
+        complete: serving == workers.len(),
+        workers: workers
+            .iter()
+            .map(|b| ProgressWorker {
+                worker_id: b.worker_id.clone(),
+                registry_version: b.registry_version,
+                serving: b.registry_version >= v,
             })
-        })
-        .collect();
-    json!({
-        "version": v,
-        "live": workers.len(),
-        "serving": serving,
-        "complete": serving == workers.len(),
-        "workers": per_worker,
-    })
+            .collect(),
+    }
 }
 
 /// `GET /admin/v1/registry/versions/{v}/rollout`.
@@ -182,5 +177,5 @@ pub async fn rollout(
         return Err(AdminError::UnknownVersion(v));
     }
     let workers = live_workers(&state).await?;
-    Ok(Json(progress(&workers, v)))
+    body(&progress(&workers, v))
 }

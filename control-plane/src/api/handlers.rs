@@ -17,8 +17,8 @@ use serde_json::Value;
 use super::extract::{AdminPath, AdminQuery};
 use super::{AdminError, AdminState};
 use crate::contract::{
-    body, AliasView, AuditEvent, AuditPage, AuditRollout, DiffView, Published, Reach, RolloutPlace,
-    VersionSummary, VersionView, VersionsPage, Written,
+    body, AliasView, AuditEvent, AuditPage, AuditRollout, DiffView, Published, Reach, RollbackBody,
+    RolloutPlace, VersionSummary, VersionView, VersionsPage, Written,
 };
 use crate::domain::{Command, PublishSource, VersionOrigin, VersionRecord};
 use crate::reload::{outcome, reload_file, ReloadOutcome};
@@ -209,12 +209,6 @@ pub async fn push(
     };
     let hash = state.service.current().await.map(|c| c.hash);
     written_reaching(&state, &executed, hash).await
-}
-
-#[derive(Deserialize)]
-pub struct RollbackBody {
-    to_version: u64,
-    expected_version: Option<u64>,
 }
 
 pub async fn rollback(

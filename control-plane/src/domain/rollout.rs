@@ -18,6 +18,17 @@ pub enum RolloutOutcome {
     Aborted,
 }
 
+impl RolloutOutcome {
+    /// The name as stored and answered.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Promoted => "promoted",
+            Self::Aborted => "aborted",
+        }
+    }
+}
+
 /// The rollout in progress, as its first event described it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ActiveRollout {
