@@ -201,3 +201,131 @@ async fn audit_rows_carry_each_rollout_kind_s_own_keys() {
         assert_eq!(decision.reason.as_deref(), Some("checked by hand"));
     }
 }
+
+/// A router over a log holding one version and a fleet of two live workers, `w1` on the
+/// current version and `w2` behind with an open breaker.
+async fn with_fleet(dir: &TempDir) -> (axum::Router, RegistryService) {
+    use mana_llm_shared::fleet::{Beat, Beats, MemoryBeats};
+    let service = RegistryService::open(dir.store().await).await.unwrap();
+    service.seed_if_empty(FAST, "test").await.unwrap();
+    let beats = std::sync::Arc::new(MemoryBeats::default());
+    for (id, version, breaker) in [("w1", 1, "healthy"), ("w2", 0, "open")] {
+        let beat = Beat {
+            worker_id: id.to_owned(),
+            listen: "127.0.0.1:1".to_owned(),
+            binary_version: "test".to_owned(),
+            registry_version: version,
+            started_at: 1.0,
+            beat_at: 2.0,
+            ttl: 60.0,
+            in_flight: 0,
+            windows: Default::default(),
+            breakers: [("ollama".to_owned(), breaker.to_owned())].into(),
+        };
+        beats.write(&beat, std::time::Duration::from_secs(60)).await;
+    }
+    let app = super::router(std::sync::Arc::new(super::AdminState {
+        service: service.clone(),
+        token: None,
+        aliases_path: None,
+        fleet: Some(beats),
+        rollouts: crate::rollout::Watch::new(Default::default()),
+    }));
+    (app, service)
+}
+
+#[tokio::test]
+async fn the_fleet_view_and_a_version_s_progress_read_back() {
+    use crate::contract::{FleetView, Progress};
+    let dir = TempDir::new();
+    let (app, _) = with_fleet(&dir).await;
+    let body = get(&app, "/admin/v1/fleet").await;
+    assert_eq!(
+        keys(&body),
+        [
+            "current_version",
+            "live",
+            "providers",
+            "rollout",
+            "serving_current",
+            "workers"
+        ]
+    );
+    assert_eq!(
+        body["providers"]["ollama"],
+        serde_json::json!({"healthy": 1, "half_open": 0, "open": 1})
+    );
+    assert_eq!(body["workers"][0]["cohort"], Value::Null);
+    assert_eq!(keys(&body["workers"][0]).len(), 13, "{body}");
+    let view: FleetView = read(&body);
+    assert_eq!((view.live, view.serving_current), (2, 1));
+    assert!(view.workers[1].lagging);
+
+    let body = get(&app, "/admin/v1/registry/versions/1/rollout").await;
+    assert_eq!(
+        keys(&body),
+        ["complete", "live", "serving", "version", "workers"]
+    );
+    let progress: Progress = read(&body);
+    assert!(!progress.complete);
+    assert_eq!(progress.workers[1].worker_id, "w2");
+}
+
+#[tokio::test]
+async fn a_rollout_reads_back_from_start_to_abort() {
+    use crate::contract::{Ended, Started, Status};
+    let dir = TempDir::new();
+    let (app, _) = with_fleet(&dir).await;
+    let (status, body) = call(
+        &app,
+        local("POST", "/admin/v1/registry?canary=50%25", &[], LONG),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        keys(&body),
+        ["changed", "hash", "rollout", "stable_version", "version"]
+    );
+    assert_eq!(keys(&body["rollout"]).len(), 15, "{body}");
+    assert_eq!(
+        keys(&body["rollout"]["figures"]["candidate"]).len(),
+        8,
+        "{body}"
+    );
+    let started: Started = read(&body);
+    assert_eq!((started.version, started.stable_version), (2, 1));
+
+    let status_body = get(&app, "/admin/v1/rollout").await;
+    let status: Status = read(&status_body);
+    assert_eq!(status.active.map(|a| a.candidate_version), Some(2));
+
+    let (code, body) = call(
+        &app,
+        local(
+            "POST",
+            "/admin/v1/rollout/abort",
+            &[],
+            r#"{"reason": "no"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(
+        keys(&body["rollout"]),
+        [
+            "at",
+            "candidate_version",
+            "decided_by",
+            "figures",
+            "outcome",
+            "reason",
+            "stable_version"
+        ]
+    );
+    let ended: Ended = read(&body);
+    let last = ended.rollout.unwrap();
+    assert_eq!(
+        (last.outcome.as_str(), last.reason.as_str()),
+        ("aborted", "no")
+    );
+}
