@@ -1,4 +1,5 @@
-//! `mana-llm admin …`: the command-line client for the control plane's admin API.
+//! `mana-llm aliases …` and `mana-llm fleet …`: the command-line client for the control
+//! plane's admin API.
 //!
 //! The HTTP part is deliberately thin (one request, or two, per command); what the user sees —
 //! tables, diff lines, error lines, exit codes — is built by pure functions in [`render`] and
@@ -181,7 +182,7 @@ fn colour_allowed(no_color: Option<std::ffi::OsString>) -> bool {
     no_color.is_none_or(|v| v.is_empty())
 }
 
-/// Writes to stdout, ignoring a closed pipe (`mana-llm admin list | head` must not panic).
+/// Writes to stdout, ignoring a closed pipe (`mana-llm aliases list | head` must not panic).
 fn print_stdout(text: &str) {
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());

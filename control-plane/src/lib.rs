@@ -11,7 +11,6 @@
 //!   optimistic concurrency per stream.
 //! - [`projection`]: replaying the log from empty, and the read queries on the aggregate.
 //! - [`diff`]: what changed between two registry documents.
-//! - [`clock`]: RFC 3339 timestamps for stored rows.
 //! - [`ops`]: `/health`, `/ready` and `/metrics` of a standalone control plane.
 //! - [`api`]: the admin API under `/admin/v1` (bearer token, or loopback only).
 //! - [`console`]: the admin web console under `/admin/` (sign-in, sessions, embedded assets).
@@ -26,7 +25,6 @@
 //! The schema lives in the workspace's `migrations/` folder.
 
 pub mod api;
-pub mod clock;
 pub mod console;
 pub mod contract;
 pub mod diff;

@@ -274,7 +274,7 @@ impl RegistryService {
         .fetch_optional(self.inner.store.pool())
         .await
         .ok()?;
-        crate::clock::parse_rfc3339(&row?.0)
+        mana_llm_shared::clock::parse_rfc3339(&row?.0)
     }
 
     /// What changed from version `from` to version `to`.

@@ -18,7 +18,7 @@ use mana_llm_shared::events::{RegistryEvent, EVENT_SCHEMA_VERSION};
 use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
-use crate::clock;
+use mana_llm_shared::clock;
 use rows::{EventRow, OutboxDbRow};
 
 /// How long a writer waits for another connection's write lock before giving up.

@@ -39,6 +39,7 @@ pub enum DocumentFormat {
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
 )]
+#[serde(transparent)]
 pub struct RegistryVersion(pub u64);
 
 impl RegistryVersion {

@@ -45,7 +45,7 @@ pub async fn committed_at(service: &crate::service::RegistryService, v: u64) -> 
     .fetch_optional(service.store().pool())
     .await
     .ok()?;
-    crate::clock::parse_rfc3339(&row?.0)
+    mana_llm_shared::clock::parse_rfc3339(&row?.0)
 }
 
 /// What a worker should serve: the candidate when a rollout puts it in the candidate
