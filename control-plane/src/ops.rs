@@ -7,6 +7,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
+use mana_llm_shared::clock::unix_now;
 use mana_llm_shared::fleet::{Beat, Beats};
 use prometheus::{
     Encoder, Gauge, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
@@ -126,12 +127,6 @@ async fn observe_fleet(ops: &Ops, workers: &[Beat]) {
         0.0
     };
     ops.fleet_max_lag.set(lag);
-}
-
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 async fn health(State(ops): State<Arc<Ops>>) -> Json<serde_json::Value> {

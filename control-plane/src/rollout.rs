@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use mana_llm_shared::clock::unix_now;
 use mana_llm_shared::fleet::{Beat, Beats, Window};
 use mana_llm_shared::rollout::{
     in_candidate_cohort, judge, Cohorts, Figures, JudgeSettings, Verdict,
@@ -228,13 +229,6 @@ pub fn defaults_from(lookup: impl Fn(&str) -> Option<String>) -> Result<JudgeSet
         judge.latency_factor_pct = factor;
     }
     Ok(judge)
-}
-
-/// Unix seconds now.
-pub fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Runs until `cancel`: every tick, adds the latest heartbeats to the running rollout's

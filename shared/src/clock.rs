@@ -25,6 +25,13 @@ pub fn rfc3339(time: SystemTime) -> String {
     )
 }
 
+/// Unix seconds now (the heartbeats' and the judge's clock).
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 /// A timestamp of ours back to Unix seconds; `None` if it is not RFC 3339.
 pub fn parse_rfc3339(text: &str) -> Option<f64> {
     unix_time(text).map(|d| d.as_secs_f64())

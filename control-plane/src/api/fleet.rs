@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::Json;
+use mana_llm_shared::clock::unix_now;
 use mana_llm_shared::fleet::Beat;
 use mana_llm_shared::rollout::in_candidate_cohort;
 use serde_json::Value;
@@ -14,13 +15,6 @@ use super::{AdminError, AdminState};
 use crate::contract::{
     body, BreakerCounts, FleetView, Progress, ProgressWorker, RolloutRule, WorkerView,
 };
-
-/// Unix seconds now.
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
 
 /// The live workers, or a 503 naming why they cannot be listed.
 pub(super) async fn live_workers(state: &AdminState) -> Result<Vec<Beat>, AdminError> {
