@@ -17,6 +17,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use mana_llm_control_plane::contract::{EndBody, RollbackBody};
+use mana_llm_shared::RegistryVersion;
 use reqwest::header::{CONTENT_TYPE, IF_MATCH};
 use serde::de::DeserializeOwned;
 
@@ -237,6 +238,7 @@ async fn execute(
             let after = match client.send(client.get("/registry"), None).await {
                 Ok(text) => parse::<VersionView>(&text)?
                     .version
+                    .0
                     .saturating_sub(u64::from(limit)),
                 Err(f) if f.exit == failure::EXIT_NOT_FOUND => 0,
                 Err(f) => return Err(f),
@@ -283,8 +285,8 @@ async fn execute(
             expected_version,
         } => {
             let body = RollbackBody {
-                expected_version,
-                to_version: version,
+                expected_version: expected_version.map(RegistryVersion),
+                to_version: RegistryVersion(version),
             };
             let request = client
                 .post("/registry/rollback")

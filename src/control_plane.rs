@@ -113,7 +113,7 @@ pub async fn control_plane(args: ControlPlaneArgs) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     println!("listening on http://{local}");
-    tracing::info!(%local, registry_version = version, db = %args.db.display(), redis = args.redis.is_some(), "control plane serving");
+    tracing::info!(%local, registry_version = version.0, db = %args.db.display(), redis = args.redis.is_some(), "control plane serving");
     if exposure == Exposure::LoopbackOnly {
         tracing::info!(
             "admin API: no MANA_LLM_ADMIN_TOKEN set, answering loopback clients only (never through a proxy)"

@@ -8,7 +8,7 @@
 
 use axum::Json;
 use mana_llm_shared::rollout::{Cohorts, JudgeSettings};
-use mana_llm_shared::RegistryDocument;
+use mana_llm_shared::{RegistryDocument, RegistryVersion};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
@@ -35,7 +35,7 @@ pub fn body<T: Serialize>(answer: &T) -> Result<Json<Value>, AdminError> {
 /// The answer to push, rollback and reload: 201 with a new version, 200 unchanged.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Published {
-    pub version: u64,
+    pub version: RegistryVersion,
     #[serde(default)]
     pub hash: Option<String>,
     pub changed: bool,
@@ -62,7 +62,7 @@ pub struct Reach {
 /// A rollout candidate's place next to stable, in the version views.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RolloutPlace {
-    pub stable_version: u64,
+    pub stable_version: RegistryVersion,
     pub outcome: RolloutOutcome,
 }
 
@@ -71,8 +71,8 @@ pub struct RolloutPlace {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RollbackBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expected_version: Option<u64>,
-    pub to_version: u64,
+    pub expected_version: Option<RegistryVersion>,
+    pub to_version: RegistryVersion,
 }
 
 /// `GET /registry/versions`: one page, oldest first.
@@ -81,12 +81,12 @@ pub struct VersionsPage {
     pub versions: Vec<VersionSummary>,
     /// Where the next page starts; `null` on the last.
     #[serde(default)]
-    pub next_after: Option<u64>,
+    pub next_after: Option<RegistryVersion>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct VersionSummary {
-    pub version: u64,
+    pub version: RegistryVersion,
     #[serde(default)]
     pub hash: String,
     #[serde(default)]
@@ -104,7 +104,7 @@ pub struct VersionSummary {
 /// `GET /registry` and `GET /registry/versions/{v}`: one version in full.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct VersionView {
-    pub version: u64,
+    pub version: RegistryVersion,
     #[serde(default)]
     pub hash: String,
     #[serde(default)]
@@ -115,7 +115,7 @@ pub struct VersionView {
     pub recorded_at: Option<String>,
     /// For a rollback, the version whose content it restored.
     #[serde(default)]
-    pub rolled_back_to: Option<u64>,
+    pub rolled_back_to: Option<RegistryVersion>,
     #[serde(default)]
     pub rollout: Option<RolloutPlace>,
     #[serde(default)]
@@ -140,8 +140,8 @@ pub struct AliasView {
 /// `GET /registry/diff?from&to`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DiffView {
-    pub from: u64,
-    pub to: u64,
+    pub from: RegistryVersion,
+    pub to: RegistryVersion,
     #[serde(flatten)]
     pub diff: Diff,
 }
@@ -160,7 +160,7 @@ pub struct AuditEvent {
     #[serde(rename = "type")]
     pub kind: String,
     #[serde(default)]
-    pub registry_version: Option<u64>,
+    pub registry_version: Option<RegistryVersion>,
     #[serde(default)]
     pub hash: Option<String>,
     #[serde(default)]
@@ -170,7 +170,7 @@ pub struct AuditEvent {
     #[serde(default)]
     pub source: Option<String>,
     #[serde(default)]
-    pub to_version: Option<u64>,
+    pub to_version: Option<RegistryVersion>,
     #[serde(default)]
     pub errors: Option<Vec<String>>,
     /// A rollout event's rule or decision; absent for the other events.
@@ -183,7 +183,7 @@ pub struct AuditEvent {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AuditRollout {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stable_version: Option<u64>,
+    pub stable_version: Option<RegistryVersion>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub share: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

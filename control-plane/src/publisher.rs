@@ -22,7 +22,7 @@ const IDLE_POLL: Duration = Duration::from_secs(2);
 /// Publishes every unsent row; returns whether all went out.
 pub async fn drain_once(service: &RegistryService, bus: &dyn Publish) -> bool {
     let store = service.store();
-    let head = service.current_version().await;
+    let head = service.current_version().await.0;
     let rows = match store.unsent_outbox(100).await {
         Ok(rows) => rows,
         Err(e) => {
@@ -82,7 +82,7 @@ pub async fn reconcile_once(service: &RegistryService, bus: &dyn Publish) -> boo
     let Some(head) = service.current().await else {
         return true;
     };
-    let head = PublishedVersion::new(head.version, head.hash, head.document);
+    let head = PublishedVersion::new(head.version.0, head.hash, head.document);
     if let Err(e) = bus.reconcile(&head).await {
         tracing::warn!(version = head.version, error = %e, "cannot check the published version; will retry");
         return false;

@@ -35,7 +35,7 @@ pub enum LogError {
     Empty,
     #[error("registry version {version} breaks the current rules ({errors}); push a fixed version with `mana-llm aliases push` from another process, or change the policy settings")]
     BreaksPolicy {
-        version: u64,
+        version: RegistryVersion,
         errors: RegistryErrors,
     },
 }
@@ -56,7 +56,7 @@ pub async fn open(
     let service = RegistryService::open_with_policy(store, policy.clone())
         .await
         .map_err(LogError::Read)?;
-    if service.current_version().await > 0 {
+    if service.current_version().await > RegistryVersion(0) {
         return Ok(service);
     }
     let (text, origin) = if aliases == Path::new(DEFAULT_ALIASES) && !aliases.exists() {
@@ -92,11 +92,11 @@ pub async fn open(
 pub async fn reload(service: &RegistryService, aliases: &Path) -> &'static str {
     match reload_file(service, aliases).await {
         Ok(ReloadOutcome::Published { version, .. }) => {
-            tracing::info!(version, path = %aliases.display(), "alias registry reloaded: new version");
+            tracing::info!(version = version.0, path = %aliases.display(), "alias registry reloaded: new version");
             "applied"
         }
         Ok(ReloadOutcome::Unchanged { version }) => {
-            tracing::info!(version, "alias registry unchanged");
+            tracing::info!(version = version.0, "alias registry unchanged");
             "unchanged"
         }
         Ok(ReloadOutcome::Rejected { errors }) => {
@@ -120,14 +120,10 @@ pub async fn current(
     policy: &RegistryPolicy,
 ) -> Result<Registry, LogError> {
     let current = service.current().await.ok_or(LogError::Empty)?;
-    Registry::verified(
-        current.document,
-        RegistryVersion(current.version),
-        &current.hash,
-        policy,
-    )
-    .map_err(|errors| LogError::BreaksPolicy {
-        version: current.version,
-        errors,
+    Registry::verified(current.document, current.version, &current.hash, policy).map_err(|errors| {
+        LogError::BreaksPolicy {
+            version: current.version,
+            errors,
+        }
     })
 }

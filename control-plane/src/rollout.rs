@@ -16,6 +16,7 @@ use mana_llm_shared::fleet::{Beat, Beats, Window};
 use mana_llm_shared::rollout::{
     in_candidate_cohort, judge, Cohorts, Figures, JudgeSettings, Verdict,
 };
+use mana_llm_shared::RegistryVersion;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::{ActiveRollout, Command, DomainError};
@@ -69,7 +70,7 @@ impl Sums {
 #[derive(Debug, Default)]
 struct State {
     /// The candidate these sums belong to (0: none yet).
-    candidate: u64,
+    candidate: RegistryVersion,
     candidate_sums: Sums,
     stable_sums: Sums,
     /// Each worker's last beat already counted.
@@ -133,7 +134,11 @@ impl Watch {
             Some(beats) => {
                 state.paused = None;
                 state.stable_workers = beats.iter().any(|b| {
-                    !in_candidate_cohort(rollout.candidate_version, rollout.threshold, &b.worker_id)
+                    !in_candidate_cohort(
+                        rollout.candidate_version.0,
+                        rollout.threshold,
+                        &b.worker_id,
+                    )
                 });
                 for beat in beats {
                     let counted = state.counted.get(&beat.worker_id).copied();
@@ -141,10 +146,10 @@ impl Watch {
                         continue;
                     }
                     state.counted.insert(beat.worker_id.clone(), beat.beat_at);
-                    if let Some(w) = beat.windows.get(&rollout.candidate_version) {
+                    if let Some(w) = beat.windows.get(&rollout.candidate_version.0) {
                         state.candidate_sums.add(w);
                     }
-                    if let Some(w) = beat.windows.get(&rollout.stable_version) {
+                    if let Some(w) = beat.windows.get(&rollout.stable_version.0) {
                         state.stable_sums.add(w);
                     }
                 }
@@ -156,7 +161,7 @@ impl Watch {
     }
 
     /// The figures so far of `candidate`'s rollout (empty if the watch has not seen it yet).
-    pub fn seen(&self, candidate: u64) -> Seen {
+    pub fn seen(&self, candidate: RegistryVersion) -> Seen {
         let state = self.lock();
         if state.candidate != candidate {
             return Seen {
@@ -271,8 +276,8 @@ pub async fn judge_loop(
         };
         match service.execute(command, JUDGE_ACTOR).await {
             Ok(_) => tracing::warn!(
-                candidate = rollout.candidate_version,
-                stable = rollout.stable_version,
+                candidate = rollout.candidate_version.0,
+                stable = rollout.stable_version.0,
                 outcome = if promote { "promoted" } else { "aborted" },
                 %reason,
                 "rollout decided by the judge"
@@ -299,8 +304,8 @@ mod tests {
         let live: Vec<String> = (0..4).map(|i| format!("w{i}")).collect();
         let (threshold, cohort) = pick_cohort(3, &live, CanaryShare::Percent(50));
         ActiveRollout {
-            candidate_version: 3,
-            stable_version: 2,
+            candidate_version: RegistryVersion(3),
+            stable_version: RegistryVersion(2),
             share: CanaryShare::Percent(50),
             threshold,
             cohort,
@@ -435,7 +440,7 @@ mod tests {
             "figures are kept while paused"
         );
         let next = ActiveRollout {
-            candidate_version: 4,
+            candidate_version: RegistryVersion(4),
             ..r
         };
         let seen = watch.observe(&next, Some(&[beat("w0", 1.0, 4, 1, 0)]));

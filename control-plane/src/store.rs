@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use mana_llm_shared::bus::PublishedVersion;
 use mana_llm_shared::events::{RegistryEvent, EVENT_SCHEMA_VERSION};
+use mana_llm_shared::RegistryVersion;
 use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
@@ -36,7 +37,7 @@ pub struct StoredEvent {
     /// Null for events that carry no document (rejected reloads).
     pub content_hash: Option<String>,
     /// The registry version the event made, if it made one.
-    pub registry_version: Option<u64>,
+    pub registry_version: Option<RegistryVersion>,
     pub actor: String,
     /// RFC 3339, UTC.
     pub recorded_at: String,
@@ -317,7 +318,7 @@ async fn append_on(
         .bind(i64::from(EVENT_SCHEMA_VERSION))
         .bind(&payload)
         .bind(event.content_hash())
-        .bind(event.registry_version().map(int).transpose()?)
+        .bind(event.registry_version().map(|v| int(v.0)).transpose()?)
         .bind(actor)
         .bind(&recorded_at)
         .fetch_one(&mut *tx)
@@ -330,7 +331,7 @@ async fn append_on(
             }
         })?;
         if let Some((version, hash, document)) = version {
-            let published = PublishedVersion::new(version, hash.to_owned(), document.clone());
+            let published = PublishedVersion::new(version.0, hash.to_owned(), document.clone());
             let json =
                 serde_json::to_string(&published).map_err(|e| StoreError::Encode(e.to_string()))?;
             sqlx::query(
@@ -338,7 +339,7 @@ async fn append_on(
                  VALUES (?, ?, ?, ?, ?)",
             )
             .bind(sequence)
-            .bind(int(version)?)
+            .bind(int(version.0)?)
             .bind(hash)
             .bind(json)
             .bind(&recorded_at)

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::registry::RegistryDocument;
+use crate::registry::{RegistryDocument, RegistryVersion};
 use crate::rollout::{CanaryShare, Cohorts, JudgeSettings};
 
 /// The schema version written with every event payload today.
@@ -20,7 +20,7 @@ pub const REGISTRY_STREAM: &str = "registry";
 pub enum RegistryEvent {
     /// A new registry version: the full validated document and its hash.
     RegistryVersionPublished {
-        version: u64,
+        version: RegistryVersion,
         hash: String,
         document: RegistryDocument,
         /// Where it came from: `push`, `reload` or `seed`.
@@ -28,8 +28,8 @@ pub enum RegistryEvent {
     },
     /// A new version whose content is that of an earlier one.
     RegistryRolledBack {
-        version: u64,
-        to_version: u64,
+        version: RegistryVersion,
+        to_version: RegistryVersion,
         hash: String,
         document: RegistryDocument,
     },
@@ -38,8 +38,8 @@ pub enum RegistryEvent {
     /// A candidate version went to part of the fleet; `stable_version` stays current for
     /// the rest until the rollout is promoted or aborted.
     RolloutStarted {
-        version: u64,
-        stable_version: u64,
+        version: RegistryVersion,
+        stable_version: RegistryVersion,
         hash: String,
         document: RegistryDocument,
         share: CanaryShare,
@@ -51,7 +51,7 @@ pub enum RegistryEvent {
     },
     /// The candidate became the current version for every worker.
     RolloutPromoted {
-        version: u64,
+        version: RegistryVersion,
         hash: String,
         document: RegistryDocument,
         /// `admin` or `judge`.
@@ -61,8 +61,8 @@ pub enum RegistryEvent {
     },
     /// The candidate was withdrawn: every worker serves `stable_version` again.
     RolloutAborted {
-        version: u64,
-        stable_version: u64,
+        version: RegistryVersion,
+        stable_version: RegistryVersion,
         decided_by: String,
         reason: String,
         figures: Option<Cohorts>,
@@ -72,7 +72,7 @@ pub enum RegistryEvent {
 impl RegistryEvent {
     /// The registry version this event is about: the one it made, the candidate of a
     /// rollout, or none (a rejected reload).
-    pub fn registry_version(&self) -> Option<u64> {
+    pub fn registry_version(&self) -> Option<RegistryVersion> {
         match self {
             RegistryEvent::RolloutStarted { version, .. }
             | RegistryEvent::RolloutAborted { version, .. } => Some(*version),
@@ -102,7 +102,7 @@ impl RegistryEvent {
 
     /// The registry version this event made current for the whole fleet, if it made one
     /// (what the outbox publishes).
-    pub fn new_version(&self) -> Option<(u64, &str, &RegistryDocument)> {
+    pub fn new_version(&self) -> Option<(RegistryVersion, &str, &RegistryDocument)> {
         match self {
             RegistryEvent::RegistryVersionPublished {
                 version,

@@ -48,9 +48,10 @@ impl RegistryVersion {
     }
 }
 
+/// As the bare number, widths and alignment included (the CLI's tables pad it).
 impl fmt::Display for RegistryVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
+        fmt::Display::fmt(&self.0, f)
     }
 }
 

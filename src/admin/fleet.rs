@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::client::Client;
 use super::failure::Failure;
+use mana_llm_shared::RegistryVersion;
 
 /// Exit code of `push --wait` when the deadline passed before every live worker served the
 /// version.
@@ -75,7 +76,11 @@ pub fn parse_timeout(text: &str) -> Result<Duration, String> {
 }
 
 /// Polls the rollout of `version` until every live worker serves it or `timeout` passes.
-pub async fn wait(client: &Client, version: u64, timeout: Duration) -> Result<String, Failure> {
+pub async fn wait(
+    client: &Client,
+    version: RegistryVersion,
+    timeout: Duration,
+) -> Result<String, Failure> {
     let started = Instant::now();
     let path = format!("/registry/versions/{version}/rollout");
     loop {
@@ -133,24 +138,24 @@ mod tests {
     #[test]
     fn a_timeout_names_the_laggards_and_exits_8() {
         let progress = Progress {
-            version: 4,
+            version: RegistryVersion(4),
             live: 3,
             serving: 2,
             complete: false,
             workers: vec![
                 ProgressWorker {
                     worker_id: "w1".into(),
-                    registry_version: 4,
+                    registry_version: RegistryVersion(4),
                     serving: true,
                 },
                 ProgressWorker {
                     worker_id: "w2".into(),
-                    registry_version: 3,
+                    registry_version: RegistryVersion(3),
                     serving: false,
                 },
                 ProgressWorker {
                     worker_id: "w3".into(),
-                    registry_version: 4,
+                    registry_version: RegistryVersion(4),
                     serving: true,
                 },
             ],
@@ -166,14 +171,14 @@ mod tests {
     #[test]
     fn the_status_table_marks_laggards() {
         let view = FleetView {
-            current_version: 5,
+            current_version: RegistryVersion(5),
             live: 2,
             serving_current: 1,
             workers: vec![
                 WorkerView {
                     worker_id: "a".into(),
                     listen: "127.0.0.1:1".into(),
-                    registry_version: 5,
+                    registry_version: RegistryVersion(5),
                     in_flight: 0,
                     lagging: false,
                     lag_seconds: Some(0.0),
@@ -182,7 +187,7 @@ mod tests {
                 WorkerView {
                     worker_id: "b".into(),
                     listen: "127.0.0.1:2".into(),
-                    registry_version: 4,
+                    registry_version: RegistryVersion(4),
                     in_flight: 3,
                     lagging: true,
                     lag_seconds: Some(12.4),

@@ -102,6 +102,8 @@ pub fn render_ended(e: &Ended) -> String {
 
 #[cfg(test)]
 mod tests {
+    use mana_llm_shared::RegistryVersion;
+
     use super::*;
 
     fn active(auto: bool, paused: Option<&str>) -> Active {
@@ -114,8 +116,8 @@ mod tests {
             ..FiguresView::default()
         };
         Active {
-            candidate_version: 5,
-            stable_version: 4,
+            candidate_version: RegistryVersion(5),
+            stable_version: RegistryVersion(4),
             share: "50%".into(),
             auto,
             soak_seconds: 30,
@@ -123,7 +125,7 @@ mod tests {
             cohorts: CohortsView {
                 candidate: vec![Member {
                     worker_id: "w1".into(),
-                    registry_version: 5,
+                    registry_version: RegistryVersion(5),
                 }],
                 stable: vec![],
             },
@@ -174,8 +176,8 @@ mod tests {
         let text = render_status(&Status {
             active: None,
             last: Some(Finished {
-                candidate_version: 5,
-                stable_version: 4,
+                candidate_version: RegistryVersion(5),
+                stable_version: RegistryVersion(4),
                 outcome: "aborted".into(),
                 decided_by: "judge".into(),
                 reason: "worse".into(),

@@ -4,7 +4,7 @@
 
 use axum::http::StatusCode;
 use mana_llm_shared::rollout::{CanaryShare, JudgeSettings};
-use mana_llm_shared::DocumentFormat;
+use mana_llm_shared::{DocumentFormat, RegistryVersion};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -41,13 +41,16 @@ async fn a_push_answers_written_with_a_null_reach_without_a_fleet() {
     assert_eq!(keys(&body), ["changed", "hash", "version", "workers"]);
     assert_eq!(body["workers"], Value::Null);
     let written: Written = read(&body);
-    assert_eq!(written.published.version, 2);
+    assert_eq!(written.published.version, RegistryVersion(2));
     assert!(written.published.changed);
 
     let (status, body) = call(&app, local("POST", "/admin/v1/registry", &[], LONG)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let unchanged: Published = read(&body);
-    assert_eq!((unchanged.version, unchanged.changed), (2, false));
+    assert_eq!(
+        (unchanged.version, unchanged.changed),
+        (RegistryVersion(2), false)
+    );
     assert_eq!(unchanged.hash, written.published.hash);
 }
 
@@ -120,7 +123,10 @@ async fn a_diff_names_the_default_change_as_an_object() {
         serde_json::json!({"from": "mana/fast", "to": null})
     );
     let view: DiffView = read(&body);
-    assert_eq!((view.from, view.to), (1, 2));
+    assert_eq!(
+        (view.from, view.to),
+        (RegistryVersion(1), RegistryVersion(2))
+    );
     assert_eq!(view.diff.added, ["mana/long"]);
 }
 
@@ -293,11 +299,17 @@ async fn a_rollout_reads_back_from_start_to_abort() {
         "{body}"
     );
     let started: Started = read(&body);
-    assert_eq!((started.version, started.stable_version), (2, 1));
+    assert_eq!(
+        (started.version, started.stable_version),
+        (RegistryVersion(2), RegistryVersion(1))
+    );
 
     let status_body = get(&app, "/admin/v1/rollout").await;
     let status: Status = read(&status_body);
-    assert_eq!(status.active.map(|a| a.candidate_version), Some(2));
+    assert_eq!(
+        status.active.map(|a| a.candidate_version),
+        Some(RegistryVersion(2))
+    );
 
     let (code, body) = call(
         &app,

@@ -9,6 +9,7 @@ use axum::Json;
 use mana_llm_shared::clock::unix_now;
 use mana_llm_shared::fleet::Beat;
 use mana_llm_shared::rollout::in_candidate_cohort;
+use mana_llm_shared::RegistryVersion;
 use serde_json::Value;
 
 use super::{AdminError, AdminState};
@@ -30,12 +31,15 @@ pub(super) async fn live_workers(state: &AdminState) -> Result<Vec<Beat>, AdminE
 
 /// When version `v` became current, as Unix seconds, from the log (a rollout's candidate
 /// becomes current when it is promoted, not when it starts).
-pub async fn committed_at(service: &crate::service::RegistryService, v: u64) -> Option<f64> {
+pub async fn committed_at(
+    service: &crate::service::RegistryService,
+    v: RegistryVersion,
+) -> Option<f64> {
     let row: Option<(String,)> = sqlx::query_as(
         "SELECT recorded_at FROM events WHERE registry_version = ?1 \
          AND event_type NOT IN ('RolloutStarted', 'RolloutAborted') ORDER BY sequence LIMIT 1",
     )
-    .bind(i64::try_from(v).ok()?)
+    .bind(i64::try_from(v.0).ok()?)
     .fetch_optional(service.store().pool())
     .await
     .ok()?;
@@ -45,7 +49,7 @@ pub async fn committed_at(service: &crate::service::RegistryService, v: u64) -> 
 /// What a worker should serve: the candidate when a rollout puts it in the candidate
 /// cohort, else the current version.
 struct Expected<'a> {
-    current: u64,
+    current: RegistryVersion,
     current_since: Option<f64>,
     rollout: Option<&'a crate::domain::ActiveRollout>,
     rollout_since: Option<f64>,
@@ -53,9 +57,9 @@ struct Expected<'a> {
 
 impl Expected<'_> {
     /// The version `worker_id` should serve, since when, and its cohort during a rollout.
-    fn of(&self, worker_id: &str) -> (u64, Option<f64>, Option<&'static str>) {
+    fn of(&self, worker_id: &str) -> (RegistryVersion, Option<f64>, Option<&'static str>) {
         match self.rollout {
-            Some(r) if in_candidate_cohort(r.candidate_version, r.threshold, worker_id) => {
+            Some(r) if in_candidate_cohort(r.candidate_version.0, r.threshold, worker_id) => {
                 (r.candidate_version, self.rollout_since, Some("candidate"))
             }
             Some(_) => (self.current, self.current_since, Some("stable")),
@@ -67,12 +71,12 @@ impl Expected<'_> {
 /// One worker as the fleet view shows it.
 fn worker_view(beat: &Beat, expected: &Expected<'_>, now: f64) -> WorkerView {
     let (should_serve, lag_since, cohort) = expected.of(&beat.worker_id);
-    let lagging = beat.registry_version != should_serve;
+    let lagging = beat.registry_version != should_serve.0;
     WorkerView {
         worker_id: beat.worker_id.clone(),
         listen: beat.listen.clone(),
         binary_version: beat.binary_version.clone(),
-        registry_version: beat.registry_version,
+        registry_version: RegistryVersion(beat.registry_version),
         started_at: beat.started_at,
         last_beat_at: beat.beat_at,
         in_flight: beat.in_flight,
@@ -121,7 +125,7 @@ pub async fn fleet(State(state): State<Arc<AdminState>>) -> Result<Json<Value>, 
     let now = unix_now();
     let serving = workers
         .iter()
-        .filter(|b| b.registry_version == current)
+        .filter(|b| b.registry_version == current.0)
         .count();
     body(&FleetView {
         current_version: current,
@@ -141,8 +145,8 @@ pub async fn fleet(State(state): State<Arc<AdminState>>) -> Result<Json<Value>, 
 }
 
 /// How far version `v` has reached: who serves it, who does not yet.
-pub(super) fn progress(workers: &[Beat], v: u64) -> Progress {
-    let serving = workers.iter().filter(|b| b.registry_version >= v).count();
+pub(super) fn progress(workers: &[Beat], v: RegistryVersion) -> Progress {
+    let serving = workers.iter().filter(|b| b.registry_version >= v.0).count();
     Progress {
         version: v,
         live: workers.len() as u64,
@@ -152,8 +156,8 @@ pub(super) fn progress(workers: &[Beat], v: u64) -> Progress {
             .iter()
             .map(|b| ProgressWorker {
                 worker_id: b.worker_id.clone(),
-                registry_version: b.registry_version,
-                serving: b.registry_version >= v,
+                registry_version: RegistryVersion(b.registry_version),
+                serving: b.registry_version >= v.0,
             })
             .collect(),
     }
@@ -164,9 +168,11 @@ pub async fn rollout(
     State(state): State<Arc<AdminState>>,
     Path(version): Path<String>,
 ) -> Result<Json<Value>, AdminError> {
-    let v: u64 = version
-        .parse()
-        .map_err(|_| AdminError::BadRequest(format!("'{version}' is not a version number")))?;
+    let v = RegistryVersion(
+        version
+            .parse()
+            .map_err(|_| AdminError::BadRequest(format!("'{version}' is not a version number")))?,
+    );
     if state.service.version(v).await.is_none() {
         return Err(AdminError::UnknownVersion(v));
     }

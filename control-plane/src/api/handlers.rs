@@ -10,7 +10,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use mana_llm_shared::events::RegistryEvent;
-use mana_llm_shared::DocumentFormat;
+use mana_llm_shared::{DocumentFormat, RegistryVersion};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -75,7 +75,7 @@ pub(super) async fn fail(state: &AdminState, e: ServiceError) -> AdminError {
     match AdminError::from(e) {
         AdminError::Conflict {
             message,
-            current_version: 0,
+            current_version: RegistryVersion(0),
         } => AdminError::conflict(state.service.current_version().await, message),
         other => other,
     }
@@ -83,11 +83,11 @@ pub(super) async fn fail(state: &AdminState, e: ServiceError) -> AdminError {
 
 /// How many live workers already serve `version`, when there is a fleet to ask: a write's
 /// answer says how far it has reached.
-async fn reach(state: &AdminState, version: u64) -> Option<Reach> {
+async fn reach(state: &AdminState, version: RegistryVersion) -> Option<Reach> {
     let workers = state.fleet.as_ref()?.list().await?;
     let serving = workers
         .iter()
-        .filter(|w| w.registry_version >= version)
+        .filter(|w| w.registry_version >= version.0)
         .count();
     Some(Reach {
         live: workers.len() as u64,
@@ -133,7 +133,7 @@ fn published(
 }
 
 /// `If-Match: 3` (quotes and `W/` tolerated) or `?expected_version=3`.
-fn expected_from_headers(headers: &HeaderMap) -> Result<Option<u64>, AdminError> {
+fn expected_from_headers(headers: &HeaderMap) -> Result<Option<RegistryVersion>, AdminError> {
     let Some(raw) = headers.get(header::IF_MATCH) else {
         return Ok(None);
     };
@@ -143,7 +143,7 @@ fn expected_from_headers(headers: &HeaderMap) -> Result<Option<u64>, AdminError>
         .trim()
         .trim_start_matches("W/")
         .trim_matches('"');
-    text.parse().map(Some).map_err(|_| {
+    text.parse().map(|v| Some(RegistryVersion(v))).map_err(|_| {
         AdminError::BadRequest(format!("If-Match must be a version number, got '{text}'"))
     })
 }
@@ -170,9 +170,9 @@ pub async fn push(
         .is_some_and(|v| v.to_ascii_lowercase().contains("json"));
     let mut expected = expected_from_headers(&headers)?;
     if let Some(v) = query.get("expected_version") {
-        expected = Some(v.parse().map_err(|_| {
+        expected = Some(RegistryVersion(v.parse().map_err(|_| {
             AdminError::BadRequest(format!("expected_version must be a number, got '{v}'"))
-        })?);
+        })?));
     }
     // A JSON document may carry `expected_version` beside the registry keys. A body that is
     // JSON is read as JSON (declared so, or an object that parses as one); anything else is
@@ -186,7 +186,7 @@ pub async fn push(
                 let v = v.as_u64().ok_or_else(|| {
                     AdminError::BadRequest("expected_version must be a number".to_owned())
                 })?;
-                expected = expected.or(Some(v));
+                expected = expected.or(Some(RegistryVersion(v)));
                 text = Value::Object(doc).to_string();
             }
         } else if declared_json {
@@ -250,20 +250,24 @@ pub async fn reload(State(state): State<Arc<AdminState>>) -> Result<Response, Ad
 }
 
 /// Who made each version and when, from the log.
-async fn provenance(state: &AdminState, from: u64, to: u64) -> HashMap<u64, (String, String)> {
+async fn provenance(
+    state: &AdminState,
+    from: RegistryVersion,
+    to: RegistryVersion,
+) -> HashMap<RegistryVersion, (String, String)> {
     let rows: Result<Vec<(i64, String, String)>, _> = sqlx::query_as(
         // Newest first, so the first event about a version (its making) is the one kept.
         "SELECT registry_version, actor, recorded_at FROM events \
          WHERE registry_version BETWEEN ?1 AND ?2 ORDER BY sequence DESC",
     )
-    .bind(i64::try_from(from).unwrap_or(i64::MAX))
-    .bind(i64::try_from(to).unwrap_or(i64::MAX))
+    .bind(i64::try_from(from.0).unwrap_or(i64::MAX))
+    .bind(i64::try_from(to.0).unwrap_or(i64::MAX))
     .fetch_all(state.service.store().pool())
     .await;
     match rows {
         Ok(rows) => rows
             .into_iter()
-            .map(|(v, a, t)| (u64::try_from(v).unwrap_or(0), (a, t)))
+            .map(|(v, a, t)| (RegistryVersion(u64::try_from(v).unwrap_or(0)), (a, t)))
             .collect(),
         Err(e) => {
             tracing::warn!(error = %e, "cannot read version provenance");
@@ -272,7 +276,7 @@ async fn provenance(state: &AdminState, from: u64, to: u64) -> HashMap<u64, (Str
     }
 }
 
-fn source(record: &VersionRecord) -> (String, Option<u64>) {
+fn source(record: &VersionRecord) -> (String, Option<RegistryVersion>) {
     match &record.origin {
         VersionOrigin::Published { source } => (source.clone(), None),
         VersionOrigin::RolledBack { to_version } => ("rollback".to_owned(), Some(*to_version)),
@@ -334,6 +338,7 @@ pub async fn version(
     State(state): State<Arc<AdminState>>,
     AdminPath(v): AdminPath<u64>,
 ) -> Result<Json<Value>, AdminError> {
+    let v = RegistryVersion(v);
     let record = state
         .service
         .version(v)
@@ -348,10 +353,11 @@ pub async fn versions(
     AdminQuery(page): AdminQuery<Page>,
 ) -> Result<Json<Value>, AdminError> {
     let limit = page.limit();
-    let records = state.service.versions(page.after()?, limit as usize).await;
+    let after = RegistryVersion(page.after()?);
+    let records = state.service.versions(after, limit as usize).await;
     let (first, last) = (
-        records.first().map_or(0, |r| r.version),
-        records.last().map_or(0, |r| r.version),
+        records.first().map_or(RegistryVersion(0), |r| r.version),
+        records.last().map_or(RegistryVersion(0), |r| r.version),
     );
     let meta = provenance(&state, first, last).await;
     let versions = records
@@ -386,15 +392,12 @@ pub async fn diff(
     State(state): State<Arc<AdminState>>,
     AdminQuery(q): AdminQuery<DiffQuery>,
 ) -> Result<Json<Value>, AdminError> {
-    let diff = match state.service.diff(q.from, q.to).await {
+    let (from, to) = (RegistryVersion(q.from), RegistryVersion(q.to));
+    let diff = match state.service.diff(from, to).await {
         Ok(d) => d,
         Err(e) => return Err(fail(&state, e).await),
     };
-    body(&DiffView {
-        from: q.from,
-        to: q.to,
-        diff,
-    })
+    body(&DiffView { from, to, diff })
 }
 
 pub async fn audit(

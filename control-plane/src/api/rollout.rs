@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use mana_llm_shared::fleet::Beat;
 use mana_llm_shared::rollout::{parse_seconds, CanaryShare, Cohorts, Figures, JudgeSettings};
-use mana_llm_shared::DocumentFormat;
+use mana_llm_shared::{DocumentFormat, RegistryVersion};
 use serde_json::Value;
 
 use super::fleet::live_workers;
@@ -67,7 +67,7 @@ pub(super) async fn start(
     headers: &HeaderMap,
     text: String,
     format: DocumentFormat,
-    expected_version: Option<u64>,
+    expected_version: Option<RegistryVersion>,
     query: &HashMap<String, String>,
 ) -> Result<Response, AdminError> {
     let share: CanaryShare = query
@@ -143,7 +143,7 @@ async fn active_view(state: &AdminState, r: &ActiveRollout, live: Option<&[Beat]
     for beat in live.unwrap_or_default() {
         let id = beat.worker_id.as_str();
         let cohort = if mana_llm_shared::rollout::in_candidate_cohort(
-            r.candidate_version,
+            r.candidate_version.0,
             r.threshold,
             id,
         ) {
@@ -153,7 +153,7 @@ async fn active_view(state: &AdminState, r: &ActiveRollout, live: Option<&[Beat]
         };
         cohort.push(Member {
             worker_id: id.to_owned(),
-            registry_version: beat.registry_version,
+            registry_version: RegistryVersion(beat.registry_version),
         });
     }
     Active {

@@ -4,11 +4,12 @@
 use std::collections::BTreeMap;
 
 use mana_llm_shared::fleet::Window;
+use mana_llm_shared::RegistryVersion;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FleetView {
-    pub current_version: u64,
+    pub current_version: RegistryVersion,
     pub live: u64,
     pub serving_current: u64,
     /// Per provider, how many live workers see its breaker in each state.
@@ -29,8 +30,8 @@ pub struct BreakerCounts {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RolloutRule {
-    pub candidate_version: u64,
-    pub stable_version: u64,
+    pub candidate_version: RegistryVersion,
+    pub stable_version: RegistryVersion,
     pub share: String,
 }
 
@@ -41,7 +42,7 @@ pub struct WorkerView {
     pub listen: String,
     #[serde(default)]
     pub binary_version: String,
-    pub registry_version: u64,
+    pub registry_version: RegistryVersion,
     #[serde(default)]
     pub started_at: f64,
     #[serde(default)]
@@ -49,7 +50,7 @@ pub struct WorkerView {
     pub in_flight: u64,
     /// The candidate during a rollout for the candidate cohort, else the current version.
     #[serde(default)]
-    pub expected_version: u64,
+    pub expected_version: RegistryVersion,
     /// `candidate` or `stable` during a rollout.
     #[serde(default)]
     pub cohort: Option<String>,
@@ -65,7 +66,7 @@ pub struct WorkerView {
 /// How far a version has reached: who serves it, who does not yet.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Progress {
-    pub version: u64,
+    pub version: RegistryVersion,
     pub live: u64,
     pub serving: u64,
     pub complete: bool,
@@ -75,6 +76,6 @@ pub struct Progress {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProgressWorker {
     pub worker_id: String,
-    pub registry_version: u64,
+    pub registry_version: RegistryVersion,
     pub serving: bool,
 }

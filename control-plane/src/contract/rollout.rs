@@ -1,16 +1,17 @@
 //! `/rollout`: a staged rollout started (a push with `?canary=`), watched, promoted or aborted.
 
+use mana_llm_shared::RegistryVersion;
 use serde::{Deserialize, Serialize};
 
 /// The answer of a push that started a rollout.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Started {
-    pub version: u64,
+    pub version: RegistryVersion,
     #[serde(default)]
     pub hash: Option<String>,
     #[serde(default)]
     pub changed: bool,
-    pub stable_version: u64,
+    pub stable_version: RegistryVersion,
     pub rollout: Active,
 }
 
@@ -27,8 +28,8 @@ pub struct Status {
 /// and what the judge makes of them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Active {
-    pub candidate_version: u64,
-    pub stable_version: u64,
+    pub candidate_version: RegistryVersion,
+    pub stable_version: RegistryVersion,
     pub share: String,
     pub auto: bool,
     pub soak_seconds: u64,
@@ -62,7 +63,7 @@ pub struct CohortsView {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
     pub worker_id: String,
-    pub registry_version: u64,
+    pub registry_version: RegistryVersion,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -92,8 +93,8 @@ pub struct Finished {
     /// Unix seconds, from the log.
     #[serde(default)]
     pub at: Option<f64>,
-    pub candidate_version: u64,
-    pub stable_version: u64,
+    pub candidate_version: RegistryVersion,
+    pub stable_version: RegistryVersion,
     /// `promoted` or `aborted`.
     pub outcome: String,
     pub decided_by: String,
@@ -105,7 +106,7 @@ pub struct Finished {
 /// The answer of promote or abort.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Ended {
-    pub version: u64,
+    pub version: RegistryVersion,
     #[serde(default)]
     pub rollout: Option<Finished>,
 }
@@ -116,5 +117,5 @@ pub struct EndBody {
     pub reason: Option<String>,
     /// The candidate the caller means; refused if another rollout runs now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub candidate_version: Option<u64>,
+    pub candidate_version: Option<RegistryVersion>,
 }

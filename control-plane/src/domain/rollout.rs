@@ -32,8 +32,8 @@ impl RolloutOutcome {
 /// The rollout in progress, as its first event described it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ActiveRollout {
-    pub candidate_version: u64,
-    pub stable_version: u64,
+    pub candidate_version: RegistryVersion,
+    pub stable_version: RegistryVersion,
     pub share: CanaryShare,
     pub threshold: u64,
     /// The workers the rule put on the candidate when it started.
@@ -44,8 +44,8 @@ pub struct ActiveRollout {
 /// How the last rollout ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FinishedRollout {
-    pub candidate_version: u64,
-    pub stable_version: u64,
+    pub candidate_version: RegistryVersion,
+    pub stable_version: RegistryVersion,
     pub outcome: RolloutOutcome,
     pub decided_by: String,
     pub reason: String,
@@ -56,7 +56,7 @@ impl RegistryAggregate {
     /// Ends the rollout of `version` with `outcome` (state only; see [`Self::apply`]).
     pub(super) fn finish(
         &mut self,
-        version: u64,
+        version: RegistryVersion,
         outcome: RolloutOutcome,
         decided_by: &str,
         reason: &str,
@@ -101,9 +101,8 @@ impl RegistryAggregate {
         judge: JudgeSettings,
     ) -> Result<Vec<RegistryEvent>, DomainError> {
         let next = self.next_version();
-        let registry =
-            Registry::parse_with(text, format, origin, RegistryVersion(next), &self.policy)
-                .map_err(|errors| DomainError::Invalid(errors.0))?;
+        let registry = Registry::parse_with(text, format, origin, next, &self.policy)
+            .map_err(|errors| DomainError::Invalid(errors.0))?;
         if self.current_hash() == Some(registry.hash()) {
             return Err(DomainError::Invalid(vec![format!(
                 "the candidate is the current version {}: nothing to roll out",
@@ -113,7 +112,7 @@ impl RegistryAggregate {
         if live_workers.is_empty() {
             return Err(DomainError::NoLiveWorkers);
         }
-        let (threshold, cohort) = pick_cohort(next, live_workers, share);
+        let (threshold, cohort) = pick_cohort(next.0, live_workers, share);
         Ok(vec![RegistryEvent::RolloutStarted {
             version: next,
             stable_version: self.current,
@@ -128,7 +127,7 @@ impl RegistryAggregate {
 
     pub(super) fn end_rollout(
         &self,
-        candidate: Option<u64>,
+        candidate: Option<RegistryVersion>,
         promote: bool,
         decided_by: String,
         reason: String,

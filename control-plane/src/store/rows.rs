@@ -5,6 +5,7 @@
 //! [`StoreError::Corrupt`] naming the row's sequence.
 
 use mana_llm_shared::events::{RegistryEvent, EVENT_SCHEMA_VERSION};
+use mana_llm_shared::RegistryVersion;
 
 use super::{OutboxRow, StoreError, StoredEvent};
 
@@ -69,7 +70,7 @@ impl EventRow {
             content_hash: self.content_hash,
             registry_version: self
                 .registry_version
-                .map(|v| uint(v, sequence))
+                .map(|v| uint(v, sequence).map(RegistryVersion))
                 .transpose()?,
             actor: self.actor,
             recorded_at: self.recorded_at,

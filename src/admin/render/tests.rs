@@ -1,3 +1,5 @@
+use mana_llm_shared::RegistryVersion;
+
 use super::answers::{AliasView, ChangedAlias, DefaultChange, Diff, VersionSummary};
 use super::*;
 
@@ -39,7 +41,7 @@ fn table_with_only_a_header() {
 fn list_shows_short_hashes_and_tidy_times() {
     let page = VersionsPage {
         versions: vec![VersionSummary {
-            version: 3,
+            version: RegistryVersion(3),
             hash: "3fa2c1d9e0ab4f5e6d7c8b9a".to_string(),
             source: Some("push".to_string()),
             actor: Some("admin".to_string()),
@@ -59,12 +61,12 @@ fn list_shows_short_hashes_and_tidy_times() {
 #[test]
 fn show_lists_each_alias_with_its_chain() {
     let view = VersionView {
-        version: 4,
+        version: RegistryVersion(4),
         hash: "abc".to_string(),
         source: Some("rollback".to_string()),
         actor: Some("admin".to_string()),
         recorded_at: Some("2026-04-01T12:00:00Z".to_string()),
-        rolled_back_to: Some(2),
+        rolled_back_to: Some(RegistryVersion(2)),
         default: Some("mana/fast".to_string()),
         aliases: vec![AliasView {
             name: "mana/fast".to_string(),
@@ -91,12 +93,12 @@ fn history_is_one_line_per_event() {
     let event = |sequence, kind: &str| AuditEvent {
         sequence,
         kind: kind.to_string(),
-        registry_version: Some(2),
+        registry_version: Some(RegistryVersion(2)),
         hash: Some("0123456789abcdef".to_string()),
         actor: Some("admin".to_string()),
         recorded_at: Some("2026-04-01T12:00:00Z".to_string()),
         source: Some("push".to_string()),
-        to_version: Some(1),
+        to_version: Some(RegistryVersion(1)),
         errors: None,
         rollout: None,
     };
@@ -121,8 +123,8 @@ fn history_is_one_line_per_event() {
 
 fn sample_diff() -> DiffView {
     DiffView {
-        from: 3,
-        to: 5,
+        from: RegistryVersion(3),
+        to: RegistryVersion(5),
         diff: Diff {
             added: strings(&["mana/new"]),
             removed: strings(&["mana/old"]),
@@ -152,7 +154,7 @@ fn sample_diff() -> DiffView {
 #[test]
 fn diff_without_colour() {
     let target = VersionView {
-        version: 5,
+        version: RegistryVersion(5),
         hash: String::new(),
         source: None,
         actor: None,
@@ -196,8 +198,8 @@ fn diff_colours_only_when_asked() {
 #[test]
 fn an_empty_diff_says_so() {
     let empty = DiffView {
-        from: 1,
-        to: 2,
+        from: RegistryVersion(1),
+        to: RegistryVersion(2),
         diff: Diff {
             added: vec![],
             removed: vec![],
@@ -215,7 +217,7 @@ fn an_empty_diff_says_so() {
 #[test]
 fn publish_messages() {
     let answer = |changed| Published {
-        version: 4,
+        version: RegistryVersion(4),
         hash: Some("3fa2c1d9e0ab4f5e".to_string()),
         changed,
     };
