@@ -8,7 +8,7 @@
 
 use axum::Json;
 use mana_llm_shared::rollout::{Cohorts, JudgeSettings};
-use mana_llm_shared::{RegistryDocument, RegistryVersion};
+use mana_llm_shared::{ContentHash, RegistryDocument, RegistryVersion};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
@@ -37,7 +37,7 @@ pub fn body<T: Serialize>(answer: &T) -> Result<Json<Value>, AdminError> {
 pub struct Published {
     pub version: RegistryVersion,
     #[serde(default)]
-    pub hash: Option<String>,
+    pub hash: Option<ContentHash>,
     pub changed: bool,
 }
 
@@ -88,7 +88,7 @@ pub struct VersionsPage {
 pub struct VersionSummary {
     pub version: RegistryVersion,
     #[serde(default)]
-    pub hash: String,
+    pub hash: ContentHash,
     #[serde(default)]
     pub source: Option<String>,
     #[serde(default)]
@@ -106,7 +106,7 @@ pub struct VersionSummary {
 pub struct VersionView {
     pub version: RegistryVersion,
     #[serde(default)]
-    pub hash: String,
+    pub hash: ContentHash,
     #[serde(default)]
     pub source: Option<String>,
     #[serde(default)]
@@ -162,7 +162,7 @@ pub struct AuditEvent {
     #[serde(default)]
     pub registry_version: Option<RegistryVersion>,
     #[serde(default)]
-    pub hash: Option<String>,
+    pub hash: Option<ContentHash>,
     #[serde(default)]
     pub actor: Option<String>,
     #[serde(default)]

@@ -15,7 +15,7 @@ use std::fmt;
 use mana_llm_shared::events::RegistryEvent;
 use mana_llm_shared::rollout::{CanaryShare, Cohorts, JudgeSettings};
 use mana_llm_shared::{
-    DocumentFormat, Registry, RegistryDocument, RegistryPolicy, RegistryVersion,
+    ContentHash, DocumentFormat, Registry, RegistryDocument, RegistryPolicy, RegistryVersion,
 };
 use serde::Serialize;
 
@@ -138,7 +138,7 @@ pub enum VersionOrigin {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VersionRecord {
     pub version: RegistryVersion,
-    pub hash: String,
+    pub hash: ContentHash,
     pub origin: VersionOrigin,
     pub document: RegistryDocument,
 }
@@ -369,7 +369,7 @@ impl RegistryAggregate {
         }
         Ok(vec![RegistryEvent::RegistryVersionPublished {
             version: next,
-            hash: registry.hash().to_owned(),
+            hash: ContentHash::from(registry.hash().to_owned()),
             document: registry.document().clone(),
             source: source.as_str().to_owned(),
         }])

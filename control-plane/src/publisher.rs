@@ -82,7 +82,7 @@ pub async fn reconcile_once(service: &RegistryService, bus: &dyn Publish) -> boo
     let Some(head) = service.current().await else {
         return true;
     };
-    let head = PublishedVersion::new(head.version.0, head.hash, head.document);
+    let head = PublishedVersion::new(head.version.0, head.hash.into(), head.document);
     if let Err(e) = bus.reconcile(&head).await {
         tracing::warn!(version = head.version, error = %e, "cannot check the published version; will retry");
         return false;

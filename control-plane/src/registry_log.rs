@@ -120,10 +120,14 @@ pub async fn current(
     policy: &RegistryPolicy,
 ) -> Result<Registry, LogError> {
     let current = service.current().await.ok_or(LogError::Empty)?;
-    Registry::verified(current.document, current.version, &current.hash, policy).map_err(|errors| {
-        LogError::BreaksPolicy {
-            version: current.version,
-            errors,
-        }
+    Registry::verified(
+        current.document,
+        current.version,
+        current.hash.as_str(),
+        policy,
+    )
+    .map_err(|errors| LogError::BreaksPolicy {
+        version: current.version,
+        errors,
     })
 }

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use mana_llm_shared::events::RegistryEvent;
-use mana_llm_shared::{DocumentFormat, RegistryVersion};
+use mana_llm_shared::{ContentHash, DocumentFormat, RegistryVersion};
 
 use crate::domain::{Command, PublishSource};
 use crate::service::{Executed, RegistryService, ServiceError};
@@ -17,7 +17,7 @@ pub enum ReloadOutcome {
     /// The file had new content: this version now.
     Published {
         version: RegistryVersion,
-        hash: String,
+        hash: ContentHash,
     },
     /// The file holds what is already current.
     Unchanged { version: RegistryVersion },

@@ -251,7 +251,7 @@ impl RegistryService {
             rollout.threshold,
             PublishedVersion::new(
                 candidate.version.0,
-                candidate.hash.clone(),
+                candidate.hash.to_string(),
                 candidate.document.clone(),
             ),
         ))

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use mana_llm_shared::bus::PublishedVersion;
 use mana_llm_shared::events::{RegistryEvent, EVENT_SCHEMA_VERSION};
-use mana_llm_shared::RegistryVersion;
+use mana_llm_shared::{ContentHash, RegistryVersion};
 use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
@@ -35,7 +35,7 @@ pub struct StoredEvent {
     pub event: RegistryEvent,
     pub schema_version: u32,
     /// Null for events that carry no document (rejected reloads).
-    pub content_hash: Option<String>,
+    pub content_hash: Option<ContentHash>,
     /// The registry version the event made, if it made one.
     pub registry_version: Option<RegistryVersion>,
     pub actor: String,
@@ -317,7 +317,7 @@ async fn append_on(
         .bind(event.kind())
         .bind(i64::from(EVENT_SCHEMA_VERSION))
         .bind(&payload)
-        .bind(event.content_hash())
+        .bind(event.content_hash().map(ContentHash::as_str))
         .bind(event.registry_version().map(|v| int(v.0)).transpose()?)
         .bind(actor)
         .bind(&recorded_at)
@@ -331,7 +331,7 @@ async fn append_on(
             }
         })?;
         if let Some((version, hash, document)) = version {
-            let published = PublishedVersion::new(version.0, hash.to_owned(), document.clone());
+            let published = PublishedVersion::new(version.0, hash.to_string(), document.clone());
             let json =
                 serde_json::to_string(&published).map_err(|e| StoreError::Encode(e.to_string()))?;
             sqlx::query(
@@ -340,7 +340,7 @@ async fn append_on(
             )
             .bind(sequence)
             .bind(int(version.0)?)
-            .bind(hash)
+            .bind(hash.as_str())
             .bind(json)
             .bind(&recorded_at)
             .execute(&mut *tx)
@@ -351,7 +351,7 @@ async fn append_on(
             stream_sequence,
             event: event.clone(),
             schema_version: EVENT_SCHEMA_VERSION,
-            content_hash: event.content_hash().map(str::to_owned),
+            content_hash: event.content_hash().cloned(),
             registry_version: event.registry_version(),
             actor: actor.to_owned(),
             recorded_at,

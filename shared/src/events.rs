@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::registry::{RegistryDocument, RegistryVersion};
+use crate::registry::{ContentHash, RegistryDocument, RegistryVersion};
 use crate::rollout::{CanaryShare, Cohorts, JudgeSettings};
 
 /// The schema version written with every event payload today.
@@ -21,7 +21,7 @@ pub enum RegistryEvent {
     /// A new registry version: the full validated document and its hash.
     RegistryVersionPublished {
         version: RegistryVersion,
-        hash: String,
+        hash: ContentHash,
         document: RegistryDocument,
         /// Where it came from: `push`, `reload` or `seed`.
         source: String,
@@ -30,7 +30,7 @@ pub enum RegistryEvent {
     RegistryRolledBack {
         version: RegistryVersion,
         to_version: RegistryVersion,
-        hash: String,
+        hash: ContentHash,
         document: RegistryDocument,
     },
     /// A reload from a file that did not validate; nothing changed.
@@ -40,7 +40,7 @@ pub enum RegistryEvent {
     RolloutStarted {
         version: RegistryVersion,
         stable_version: RegistryVersion,
-        hash: String,
+        hash: ContentHash,
         document: RegistryDocument,
         share: CanaryShare,
         /// The cohort rule's threshold (see [`crate::rollout`]).
@@ -52,7 +52,7 @@ pub enum RegistryEvent {
     /// The candidate became the current version for every worker.
     RolloutPromoted {
         version: RegistryVersion,
-        hash: String,
+        hash: ContentHash,
         document: RegistryDocument,
         /// `admin` or `judge`.
         decided_by: String,
@@ -81,7 +81,7 @@ impl RegistryEvent {
     }
 
     /// The content hash of the version this event is about, when it carries one.
-    pub fn content_hash(&self) -> Option<&str> {
+    pub fn content_hash(&self) -> Option<&ContentHash> {
         match self {
             RegistryEvent::RolloutStarted { hash, .. } => Some(hash),
             other => other.new_version().map(|(_, h, _)| h),
@@ -102,7 +102,7 @@ impl RegistryEvent {
 
     /// The registry version this event made current for the whole fleet, if it made one
     /// (what the outbox publishes).
-    pub fn new_version(&self) -> Option<(RegistryVersion, &str, &RegistryDocument)> {
+    pub fn new_version(&self) -> Option<(RegistryVersion, &ContentHash, &RegistryDocument)> {
         match self {
             RegistryEvent::RegistryVersionPublished {
                 version,

@@ -27,7 +27,7 @@ pub mod rollout;
 pub mod target;
 
 pub use registry::{
-    Alias, AliasName, ChainEntry, DocumentFormat, DocumentLimits, Registry, RegistryDocument,
-    RegistryErrors, RegistryPolicy, RegistryVersion, UnknownAlias,
+    Alias, AliasName, ChainEntry, ContentHash, DocumentFormat, DocumentLimits, Registry,
+    RegistryDocument, RegistryErrors, RegistryPolicy, RegistryVersion, UnknownAlias,
 };
 pub use target::{ModelRef, ProviderId, Target, ALIAS_PREFIX, BUILTIN_PROVIDERS, DEFAULT_PROVIDER};

@@ -55,6 +55,36 @@ impl fmt::Display for RegistryVersion {
     }
 }
 
+/// A document's content hash: SHA-256 over its canonical JSON, lowercase hex (see
+/// [`RegistryDocument::content_hash`]). Stored and sent as the bare string.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ContentHash(String);
+
+impl ContentHash {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for ContentHash {
+    fn from(hex: String) -> Self {
+        Self(hex)
+    }
+}
+
+impl From<ContentHash> for String {
+    fn from(hash: ContentHash) -> Self {
+        hash.0
+    }
+}
+
+impl fmt::Display for ContentHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
 /// An alias name in the `mana/` namespace, e.g. `mana/fast-text`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct AliasName(String);

@@ -10,7 +10,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use mana_llm_shared::events::RegistryEvent;
-use mana_llm_shared::{DocumentFormat, RegistryVersion};
+use mana_llm_shared::{ContentHash, DocumentFormat, RegistryVersion};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -99,7 +99,7 @@ async fn reach(state: &AdminState, version: RegistryVersion) -> Option<Reach> {
 async fn written_reaching(
     state: &AdminState,
     executed: &Executed,
-    hash: Option<String>,
+    hash: Option<ContentHash>,
 ) -> Result<Response, AdminError> {
     let workers = reach(state, executed.current_version).await;
     let (status, published) = published(outcome(executed), hash)?;
@@ -109,7 +109,7 @@ async fn written_reaching(
 /// The answer to anything that may write a version: 201 new, 200 unchanged, 400 rejected.
 fn published(
     outcome: ReloadOutcome,
-    current_hash: Option<String>,
+    current_hash: Option<ContentHash>,
 ) -> Result<(StatusCode, Published), AdminError> {
     match outcome {
         ReloadOutcome::Published { version, hash } => Ok((

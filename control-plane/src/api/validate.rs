@@ -37,7 +37,7 @@ pub async fn validate(
     Ok(Json(json!({
         "valid": true,
         "hash": registry.hash(),
-        "unchanged": current.is_some_and(|c| c.hash == registry.hash()),
+        "unchanged": current.is_some_and(|c| c.hash.as_str() == registry.hash()),
         "default": document.default,
         "aliases": document.aliases.keys().collect::<Vec<_>>(),
     })))

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 pub struct Started {
     pub version: RegistryVersion,
     #[serde(default)]
-    pub hash: Option<String>,
+    pub hash: Option<mana_llm_shared::ContentHash>,
     #[serde(default)]
     pub changed: bool,
     pub stable_version: RegistryVersion,

@@ -4,7 +4,7 @@
 
 use mana_llm_shared::events::RegistryEvent;
 use mana_llm_shared::rollout::{pick_cohort, CanaryShare, Cohorts, JudgeSettings};
-use mana_llm_shared::{DocumentFormat, Registry, RegistryVersion};
+use mana_llm_shared::{ContentHash, DocumentFormat, Registry, RegistryVersion};
 use serde::{Deserialize, Serialize};
 
 use super::{DomainError, RegistryAggregate, VersionOrigin};
@@ -116,7 +116,7 @@ impl RegistryAggregate {
         Ok(vec![RegistryEvent::RolloutStarted {
             version: next,
             stable_version: self.current,
-            hash: registry.hash().to_owned(),
+            hash: ContentHash::from(registry.hash().to_owned()),
             document: registry.document().clone(),
             share,
             threshold,

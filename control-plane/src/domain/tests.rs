@@ -3,7 +3,7 @@
 
 use mana_llm_shared::events::RegistryEvent;
 use mana_llm_shared::{
-    DocumentFormat, Registry, RegistryDocument, RegistryPolicy, RegistryVersion,
+    ContentHash, DocumentFormat, Registry, RegistryDocument, RegistryPolicy, RegistryVersion,
 };
 
 use super::{Command, DomainError, PublishSource, RegistryAggregate};
@@ -12,9 +12,12 @@ pub(crate) const FAST: &str = "aliases:\n  mana/fast:\n    chain: [ollama/qwen2.
 pub(crate) const LONG: &str = "aliases:\n  mana/fast:\n    chain: [ollama/qwen2.5:7b]\n  mana/long:\n    description: prose\n    chain: [ollama/gemma3:12b]\n";
 const BROKEN: &str = "aliases:\n  fast:\n    chain: []\n";
 
-pub(crate) fn document(text: &str) -> (String, RegistryDocument) {
+pub(crate) fn document(text: &str) -> (ContentHash, RegistryDocument) {
     let registry = Registry::parse(text, "test", RegistryVersion(1)).unwrap();
-    (registry.hash().to_owned(), registry.document().clone())
+    (
+        ContentHash::from(registry.hash().to_owned()),
+        registry.document().clone(),
+    )
 }
 
 pub(crate) fn published(version: u64, text: &str, source: &str) -> RegistryEvent {

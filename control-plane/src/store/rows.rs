@@ -5,7 +5,7 @@
 //! [`StoreError::Corrupt`] naming the row's sequence.
 
 use mana_llm_shared::events::{RegistryEvent, EVENT_SCHEMA_VERSION};
-use mana_llm_shared::RegistryVersion;
+use mana_llm_shared::{ContentHash, RegistryVersion};
 
 use super::{OutboxRow, StoreError, StoredEvent};
 
@@ -67,7 +67,7 @@ impl EventRow {
             stream_sequence: uint(self.stream_sequence, sequence)?,
             event,
             schema_version,
-            content_hash: self.content_hash,
+            content_hash: self.content_hash.map(ContentHash::from),
             registry_version: self
                 .registry_version
                 .map(|v| uint(v, sequence).map(RegistryVersion))

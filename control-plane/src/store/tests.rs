@@ -1,7 +1,7 @@
 //! Event store tests, each against a real SQLite file in its own temporary directory.
 
 use mana_llm_shared::events::{RegistryEvent, EVENT_SCHEMA_VERSION, REGISTRY_STREAM};
-use mana_llm_shared::RegistryVersion;
+use mana_llm_shared::{ContentHash, RegistryVersion};
 
 use super::{is_stream_conflict, StorageFault, StoreError};
 use crate::domain::tests::{published, FAST, LONG};
@@ -207,7 +207,10 @@ async fn version_events_get_outbox_rows_and_rejections_do_not() {
     assert_eq!(outbox[1].event_sequence, stored[2].sequence);
     let first = outbox[0].published().unwrap();
     assert_eq!(first.version, 1);
-    assert_eq!(Some(first.hash.clone()), stored[0].content_hash);
+    assert_eq!(
+        Some(first.hash.as_str()),
+        stored[0].content_hash.as_ref().map(ContentHash::as_str)
+    );
     assert_eq!(outbox[0].hash, first.hash);
     assert_eq!(outbox[1].version, 2);
     assert_eq!(

@@ -2,6 +2,8 @@
 
 use std::fmt::Write as _;
 
+use mana_llm_shared::ContentHash;
+
 use super::{
     chain, or_dash, short_hash, table, tidy_time, AuditEvent, AuditPage, Published, VersionView,
     VersionsPage,
@@ -9,7 +11,7 @@ use super::{
 
 /// push / rollback / reload. `restored` is the version a rollback asked for.
 pub fn published(answer: &Published, restored: Option<u64>) -> String {
-    let hash = short_hash(answer.hash.as_deref().unwrap_or_default());
+    let hash = short_hash(answer.hash.as_ref().map_or("", ContentHash::as_str));
     match (answer.changed, restored) {
         (true, Some(old)) => format!(
             "published version {} (hash {hash}) with the content of version {old}\n",
@@ -37,7 +39,7 @@ pub fn versions(page: &VersionsPage) -> String {
                 or_dash(v.actor.as_deref()),
                 or_dash(v.recorded_at.as_deref().map(tidy_time).as_deref()),
                 v.alias_count.map_or("-".to_string(), |n| n.to_string()),
-                short_hash(&v.hash).to_string(),
+                short_hash(v.hash.as_str()).to_string(),
             ]
         })
         .collect();
@@ -61,7 +63,7 @@ pub fn versions(page: &VersionsPage) -> String {
 pub fn version(view: &VersionView) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "version   {}", view.version);
-    let _ = writeln!(out, "hash      {}", or_dash(Some(&view.hash)));
+    let _ = writeln!(out, "hash      {}", or_dash(Some(view.hash.as_str())));
     let _ = write!(
         out,
         "recorded  {} by {} ({})",
@@ -128,7 +130,8 @@ fn event_text(e: &AuditEvent) -> String {
         .map_or("?".to_string(), |v| v.to_string());
     let hash = e
         .hash
-        .as_deref()
+        .as_ref()
+        .map(ContentHash::as_str)
         .map(|h| format!(", hash {}", short_hash(h)))
         .unwrap_or_default();
     match e.kind.as_str() {

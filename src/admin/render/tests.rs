@@ -1,4 +1,4 @@
-use mana_llm_shared::RegistryVersion;
+use mana_llm_shared::{ContentHash, RegistryVersion};
 
 use super::answers::{AliasView, ChangedAlias, DefaultChange, Diff, VersionSummary};
 use super::*;
@@ -42,7 +42,7 @@ fn list_shows_short_hashes_and_tidy_times() {
     let page = VersionsPage {
         versions: vec![VersionSummary {
             version: RegistryVersion(3),
-            hash: "3fa2c1d9e0ab4f5e6d7c8b9a".to_string(),
+            hash: ContentHash::from("3fa2c1d9e0ab4f5e6d7c8b9a".to_string()),
             source: Some("push".to_string()),
             actor: Some("admin".to_string()),
             recorded_at: Some("2026-04-01T12:34:56.789Z".to_string()),
@@ -62,7 +62,7 @@ fn list_shows_short_hashes_and_tidy_times() {
 fn show_lists_each_alias_with_its_chain() {
     let view = VersionView {
         version: RegistryVersion(4),
-        hash: "abc".to_string(),
+        hash: ContentHash::from("abc".to_string()),
         source: Some("rollback".to_string()),
         actor: Some("admin".to_string()),
         recorded_at: Some("2026-04-01T12:00:00Z".to_string()),
@@ -94,7 +94,7 @@ fn history_is_one_line_per_event() {
         sequence,
         kind: kind.to_string(),
         registry_version: Some(RegistryVersion(2)),
-        hash: Some("0123456789abcdef".to_string()),
+        hash: Some(ContentHash::from("0123456789abcdef".to_string())),
         actor: Some("admin".to_string()),
         recorded_at: Some("2026-04-01T12:00:00Z".to_string()),
         source: Some("push".to_string()),
@@ -155,7 +155,7 @@ fn sample_diff() -> DiffView {
 fn diff_without_colour() {
     let target = VersionView {
         version: RegistryVersion(5),
-        hash: String::new(),
+        hash: ContentHash::default(),
         source: None,
         actor: None,
         recorded_at: None,
@@ -218,7 +218,7 @@ fn an_empty_diff_says_so() {
 fn publish_messages() {
     let answer = |changed| Published {
         version: RegistryVersion(4),
-        hash: Some("3fa2c1d9e0ab4f5e".to_string()),
+        hash: Some(ContentHash::from("3fa2c1d9e0ab4f5e".to_string())),
         changed,
     };
     assert_eq!(
