@@ -7,6 +7,7 @@
 //! their keys sorted as they have always been (scripts and the console compare them).
 
 use axum::Json;
+use mana_llm_shared::fleet::WorkerId;
 use mana_llm_shared::rollout::{Cohorts, JudgeSettings};
 use mana_llm_shared::{ContentHash, RegistryDocument, RegistryVersion};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -187,7 +188,7 @@ pub struct AuditRollout {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub share: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cohort: Option<Vec<String>>,
+    pub cohort: Option<Vec<WorkerId>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub judge: Option<JudgeSettings>,
     /// `promoted` or `aborted`.

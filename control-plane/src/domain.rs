@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use mana_llm_shared::events::RegistryEvent;
+use mana_llm_shared::fleet::WorkerId;
 use mana_llm_shared::rollout::{CanaryShare, Cohorts, JudgeSettings};
 use mana_llm_shared::{
     ContentHash, DocumentFormat, Registry, RegistryDocument, RegistryPolicy, RegistryVersion,
@@ -79,7 +80,7 @@ pub enum Command {
         origin: String,
         expected_version: Option<RegistryVersion>,
         share: CanaryShare,
-        live_workers: Vec<String>,
+        live_workers: Vec<WorkerId>,
         judge: JudgeSettings,
     },
     /// End the running rollout. `candidate`, when given, must be the running one (a judge

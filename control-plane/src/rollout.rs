@@ -295,13 +295,13 @@ pub async fn judge_loop(
 mod tests {
     use std::collections::BTreeMap;
 
-    use mana_llm_shared::fleet::Latency;
+    use mana_llm_shared::fleet::{Latency, WorkerId};
     use mana_llm_shared::rollout::{pick_cohort, CanaryShare};
 
     use super::*;
 
     fn rollout(auto: bool) -> ActiveRollout {
-        let live: Vec<String> = (0..4).map(|i| format!("w{i}")).collect();
+        let live: Vec<WorkerId> = (0..4).map(|i| WorkerId::from(format!("w{i}"))).collect();
         let (threshold, cohort) = pick_cohort(3, &live, CanaryShare::Percent(50));
         ActiveRollout {
             candidate_version: RegistryVersion(3),

@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::fleet::WorkerId;
 use crate::registry::{ContentHash, RegistryDocument, RegistryVersion};
 use crate::rollout::{CanaryShare, Cohorts, JudgeSettings};
 
@@ -46,7 +47,7 @@ pub enum RegistryEvent {
         /// The cohort rule's threshold (see [`crate::rollout`]).
         threshold: u64,
         /// The live workers the rule put on the candidate when it started.
-        cohort: Vec<String>,
+        cohort: Vec<WorkerId>,
         judge: JudgeSettings,
     },
     /// The candidate became the current version for every worker.

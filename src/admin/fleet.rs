@@ -29,7 +29,7 @@ pub fn render_status(view: &FleetView) -> String {
     let id_width = view
         .workers
         .iter()
-        .map(|w| w.worker_id.len())
+        .map(|w| w.worker_id.as_str().len())
         .max()
         .unwrap_or(0)
         .max("WORKER".len());

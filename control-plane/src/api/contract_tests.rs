@@ -137,7 +137,7 @@ async fn rolled_out(service: &RegistryService, promote: bool) {
         origin: "admin API".to_owned(),
         expected_version: None,
         share: CanaryShare::Percent(50),
-        live_workers: vec!["w1".to_owned(), "w2".to_owned()],
+        live_workers: vec!["w1".into(), "w2".into()],
         judge: JudgeSettings::default(),
     };
     service.execute(start, "admin").await.unwrap();
@@ -274,7 +274,7 @@ async fn the_fleet_view_and_a_version_s_progress_read_back() {
     );
     let progress: Progress = read(&body);
     assert!(!progress.complete);
-    assert_eq!(progress.workers[1].worker_id, "w2");
+    assert_eq!(progress.workers[1].worker_id.as_str(), "w2");
 }
 
 #[tokio::test]

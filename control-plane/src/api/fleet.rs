@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::Json;
 use mana_llm_shared::clock::unix_now;
-use mana_llm_shared::fleet::Beat;
+use mana_llm_shared::fleet::{Beat, WorkerId};
 use mana_llm_shared::rollout::in_candidate_cohort;
 use mana_llm_shared::RegistryVersion;
 use serde_json::Value;
@@ -73,7 +73,7 @@ fn worker_view(beat: &Beat, expected: &Expected<'_>, now: f64) -> WorkerView {
     let (should_serve, lag_since, cohort) = expected.of(&beat.worker_id);
     let lagging = beat.registry_version != should_serve.0;
     WorkerView {
-        worker_id: beat.worker_id.clone(),
+        worker_id: WorkerId::from(beat.worker_id.as_str()),
         listen: beat.listen.clone(),
         binary_version: beat.binary_version.clone(),
         registry_version: RegistryVersion(beat.registry_version),
@@ -155,7 +155,7 @@ pub(super) fn progress(workers: &[Beat], v: RegistryVersion) -> Progress {
         workers: workers
             .iter()
             .map(|b| ProgressWorker {
-                worker_id: b.worker_id.clone(),
+                worker_id: WorkerId::from(b.worker_id.as_str()),
                 registry_version: RegistryVersion(b.registry_version),
                 serving: b.registry_version >= v.0,
             })

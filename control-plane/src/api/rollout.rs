@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use mana_llm_shared::fleet::Beat;
+use mana_llm_shared::fleet::{Beat, WorkerId};
 use mana_llm_shared::rollout::{parse_seconds, CanaryShare, Cohorts, Figures, JudgeSettings};
 use mana_llm_shared::{DocumentFormat, RegistryVersion};
 use serde_json::Value;
@@ -84,7 +84,10 @@ pub(super) async fn start(
         origin: "admin API".to_owned(),
         expected_version,
         share,
-        live_workers: live.iter().map(|b| b.worker_id.clone()).collect(),
+        live_workers: live
+            .iter()
+            .map(|b| WorkerId::from(b.worker_id.as_str()))
+            .collect(),
         judge,
     };
     if let Err(e) = state.service.execute(command, &actor(headers)).await {
@@ -152,7 +155,7 @@ async fn active_view(state: &AdminState, r: &ActiveRollout, live: Option<&[Beat]
             &mut members.stable
         };
         cohort.push(Member {
-            worker_id: id.to_owned(),
+            worker_id: WorkerId::from(id),
             registry_version: RegistryVersion(beat.registry_version),
         });
     }

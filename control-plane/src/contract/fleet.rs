@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use mana_llm_shared::fleet::Window;
+use mana_llm_shared::fleet::{Window, WorkerId};
 use mana_llm_shared::RegistryVersion;
 use serde::{Deserialize, Serialize};
 
@@ -38,7 +38,7 @@ pub struct RolloutRule {
 /// One worker: its heartbeat and what it should serve.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WorkerView {
-    pub worker_id: String,
+    pub worker_id: WorkerId,
     pub listen: String,
     #[serde(default)]
     pub binary_version: String,
@@ -75,7 +75,7 @@ pub struct Progress {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProgressWorker {
-    pub worker_id: String,
+    pub worker_id: WorkerId,
     pub registry_version: RegistryVersion,
     pub serving: bool,
 }

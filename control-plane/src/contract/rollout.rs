@@ -1,5 +1,6 @@
 //! `/rollout`: a staged rollout started (a push with `?canary=`), watched, promoted or aborted.
 
+use mana_llm_shared::fleet::WorkerId;
 use mana_llm_shared::RegistryVersion;
 use serde::{Deserialize, Serialize};
 
@@ -45,7 +46,7 @@ pub struct Active {
     pub soak_ends_at: Option<f64>,
     /// The live workers the rule put on the candidate when it started.
     #[serde(default)]
-    pub initial_cohort: Vec<String>,
+    pub initial_cohort: Vec<WorkerId>,
     pub cohorts: CohortsView,
     pub figures: FiguresPair,
     #[serde(default)]
@@ -62,7 +63,7 @@ pub struct CohortsView {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
-    pub worker_id: String,
+    pub worker_id: WorkerId,
     pub registry_version: RegistryVersion,
 }
 

@@ -3,6 +3,7 @@
 //! leaves the stable version current (abort).
 
 use mana_llm_shared::events::RegistryEvent;
+use mana_llm_shared::fleet::WorkerId;
 use mana_llm_shared::rollout::{pick_cohort, CanaryShare, Cohorts, JudgeSettings};
 use mana_llm_shared::{ContentHash, DocumentFormat, Registry, RegistryVersion};
 use serde::{Deserialize, Serialize};
@@ -37,7 +38,7 @@ pub struct ActiveRollout {
     pub share: CanaryShare,
     pub threshold: u64,
     /// The workers the rule put on the candidate when it started.
-    pub cohort: Vec<String>,
+    pub cohort: Vec<WorkerId>,
     pub judge: JudgeSettings,
 }
 
@@ -97,7 +98,7 @@ impl RegistryAggregate {
         format: DocumentFormat,
         origin: &str,
         share: CanaryShare,
-        live_workers: &[String],
+        live_workers: &[WorkerId],
         judge: JudgeSettings,
     ) -> Result<Vec<RegistryEvent>, DomainError> {
         let next = self.next_version();

@@ -2,6 +2,7 @@
 //! events happen (or this error).
 
 use mana_llm_shared::events::RegistryEvent;
+use mana_llm_shared::fleet::WorkerId;
 use mana_llm_shared::{
     ContentHash, DocumentFormat, Registry, RegistryDocument, RegistryPolicy, RegistryVersion,
 };
@@ -332,15 +333,19 @@ mod rollouts {
     use super::*;
     use crate::domain::RolloutOutcome;
 
-    fn live() -> Vec<String> {
-        (0..4).map(|i| format!("w{i}")).collect()
+    fn live() -> Vec<WorkerId> {
+        (0..4).map(|i| WorkerId::from(format!("w{i}"))).collect()
     }
 
     fn start(text: &str) -> Command {
         start_with(text, live(), None)
     }
 
-    fn start_with(text: &str, live_workers: Vec<String>, expected_version: Option<u64>) -> Command {
+    fn start_with(
+        text: &str,
+        live_workers: Vec<WorkerId>,
+        expected_version: Option<u64>,
+    ) -> Command {
         Command::StartRollout {
             text: text.to_owned(),
             format: DocumentFormat::Yaml,

@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use mana_llm_shared::fleet::WorkerId;
 use mana_llm_shared::ContentHash;
 
 use super::{
@@ -165,7 +166,12 @@ fn event_text(e: &AuditEvent) -> String {
             let share = r.and_then(|r| r.share.as_deref()).unwrap_or("?");
             let cohort = r
                 .and_then(|r| r.cohort.as_ref())
-                .map(|c| c.join(", "))
+                .map(|c| {
+                    c.iter()
+                        .map(WorkerId::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
                 .unwrap_or_default();
             format!("rollout of version {version} started beside stable {stable}: {share} ({cohort}){hash}")
         }
