@@ -237,6 +237,7 @@ async fn execute(
             // `limit` are the ones after `current - limit`.
             let after = match client.send(client.get("/registry"), None).await {
                 Ok(text) => parse::<VersionView>(&text)?
+                    .made
                     .version
                     .0
                     .saturating_sub(u64::from(limit)),

@@ -85,11 +85,14 @@ pub struct VersionsPage {
     pub next_after: Option<RegistryVersion>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct VersionSummary {
+/// How a version was made, in both the list and the full view: which, by whom, when, from
+/// where, and its place in a rollout.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Made {
     pub version: RegistryVersion,
     #[serde(default)]
     pub hash: ContentHash,
+    /// `push`, `reload`, `seed`, `rollback` or `rollout`.
     #[serde(default)]
     pub source: Option<String>,
     #[serde(default)]
@@ -98,6 +101,12 @@ pub struct VersionSummary {
     pub actor: Option<String>,
     #[serde(default)]
     pub recorded_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VersionSummary {
+    #[serde(flatten)]
+    pub made: Made,
     #[serde(default)]
     pub alias_count: Option<u64>,
 }
@@ -105,20 +114,11 @@ pub struct VersionSummary {
 /// `GET /registry` and `GET /registry/versions/{v}`: one version in full.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct VersionView {
-    pub version: RegistryVersion,
-    #[serde(default)]
-    pub hash: ContentHash,
-    #[serde(default)]
-    pub source: Option<String>,
-    #[serde(default)]
-    pub actor: Option<String>,
-    #[serde(default)]
-    pub recorded_at: Option<String>,
+    #[serde(flatten)]
+    pub made: Made,
     /// For a rollback, the version whose content it restored.
     #[serde(default)]
     pub rolled_back_to: Option<RegistryVersion>,
-    #[serde(default)]
-    pub rollout: Option<RolloutPlace>,
     #[serde(default)]
     pub default: Option<String>,
     #[serde(default)]

@@ -17,8 +17,8 @@ use serde_json::Value;
 use super::extract::{AdminPath, AdminQuery};
 use super::{AdminError, AdminState};
 use crate::contract::{
-    body, AliasView, AuditEvent, AuditPage, AuditRollout, DiffView, Published, Reach, RollbackBody,
-    RolloutPlace, VersionSummary, VersionView, VersionsPage, Written,
+    body, AliasView, AuditEvent, AuditPage, AuditRollout, DiffView, Made, Published, Reach,
+    RollbackBody, RolloutPlace, VersionSummary, VersionView, VersionsPage, Written,
 };
 use crate::domain::{Command, PublishSource, VersionOrigin, VersionRecord};
 use crate::reload::{outcome, reload_file, ReloadOutcome};
@@ -298,8 +298,20 @@ fn rollout_of(record: &VersionRecord) -> Option<RolloutPlace> {
     }
 }
 
+/// How `record` was made, with who and when from the log (`meta`).
+fn made(record: &VersionRecord, meta: Option<&(String, String)>) -> Made {
+    Made {
+        version: record.version,
+        hash: record.hash.clone(),
+        source: Some(source(record).0),
+        rollout: rollout_of(record),
+        actor: meta.map(|m| m.0.clone()),
+        recorded_at: meta.map(|m| m.1.clone()),
+    }
+}
+
 fn view(record: &VersionRecord, meta: Option<&(String, String)>) -> VersionView {
-    let (source, rolled_back_to) = source(record);
+    let (_, rolled_back_to) = source(record);
     let aliases = record
         .document
         .aliases
@@ -311,13 +323,8 @@ fn view(record: &VersionRecord, meta: Option<&(String, String)>) -> VersionView 
         })
         .collect();
     VersionView {
-        version: record.version,
-        hash: record.hash.clone(),
-        source: Some(source),
-        actor: meta.map(|m| m.0.clone()),
-        recorded_at: meta.map(|m| m.1.clone()),
+        made: made(record, meta),
         rolled_back_to,
-        rollout: rollout_of(record),
         default: record.document.default.as_ref().map(|d| d.to_string()),
         aliases,
         document: Some(record.document.clone()),
@@ -362,17 +369,9 @@ pub async fn versions(
     let meta = provenance(&state, first, last).await;
     let versions = records
         .iter()
-        .map(|r| {
-            let m = meta.get(&r.version);
-            VersionSummary {
-                version: r.version,
-                hash: r.hash.clone(),
-                source: Some(source(r).0),
-                rollout: rollout_of(r),
-                actor: m.map(|m| m.0.clone()),
-                recorded_at: m.map(|m| m.1.clone()),
-                alias_count: Some(r.document.aliases.len() as u64),
-            }
+        .map(|r| VersionSummary {
+            made: made(r, meta.get(&r.version)),
+            alias_count: Some(r.document.aliases.len() as u64),
         })
         .collect();
     let next_after = (records.len() as u32 == limit).then_some(last);

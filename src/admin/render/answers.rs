@@ -2,7 +2,7 @@
 //! lenient on purpose (missing optional fields default, unknown ones are ignored).
 
 #[cfg(test)]
-pub use mana_llm_control_plane::contract::{AliasView, VersionSummary};
+pub use mana_llm_control_plane::contract::{AliasView, Made, VersionSummary};
 pub use mana_llm_control_plane::contract::{
     AuditEvent, AuditPage, DiffView, Published, VersionView, VersionsPage,
 };

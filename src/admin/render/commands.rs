@@ -35,12 +35,12 @@ pub fn versions(page: &VersionsPage) -> String {
         .iter()
         .map(|v| {
             vec![
-                v.version.to_string(),
-                or_dash(v.source.as_deref()),
-                or_dash(v.actor.as_deref()),
-                or_dash(v.recorded_at.as_deref().map(tidy_time).as_deref()),
+                v.made.version.to_string(),
+                or_dash(v.made.source.as_deref()),
+                or_dash(v.made.actor.as_deref()),
+                or_dash(v.made.recorded_at.as_deref().map(tidy_time).as_deref()),
                 v.alias_count.map_or("-".to_string(), |n| n.to_string()),
-                short_hash(v.hash.as_str()).to_string(),
+                short_hash(v.made.hash.as_str()).to_string(),
             ]
         })
         .collect();
@@ -63,14 +63,14 @@ pub fn versions(page: &VersionsPage) -> String {
 
 pub fn version(view: &VersionView) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "version   {}", view.version);
-    let _ = writeln!(out, "hash      {}", or_dash(Some(view.hash.as_str())));
+    let _ = writeln!(out, "version   {}", view.made.version);
+    let _ = writeln!(out, "hash      {}", or_dash(Some(view.made.hash.as_str())));
     let _ = write!(
         out,
         "recorded  {} by {} ({})",
-        or_dash(view.recorded_at.as_deref().map(tidy_time).as_deref()),
-        or_dash(view.actor.as_deref()),
-        or_dash(view.source.as_deref()),
+        or_dash(view.made.recorded_at.as_deref().map(tidy_time).as_deref()),
+        or_dash(view.made.actor.as_deref()),
+        or_dash(view.made.source.as_deref()),
     );
     match view.rolled_back_to {
         Some(old) => {

@@ -1,6 +1,6 @@
 use mana_llm_shared::{ContentHash, RegistryVersion};
 
-use super::answers::{AliasView, ChangedAlias, DefaultChange, Diff, VersionSummary};
+use super::answers::{AliasView, ChangedAlias, DefaultChange, Diff, Made, VersionSummary};
 use super::*;
 
 fn strings(items: &[&str]) -> Vec<String> {
@@ -41,11 +41,14 @@ fn table_with_only_a_header() {
 fn list_shows_short_hashes_and_tidy_times() {
     let page = VersionsPage {
         versions: vec![VersionSummary {
-            version: RegistryVersion(3),
-            hash: ContentHash::from("3fa2c1d9e0ab4f5e6d7c8b9a".to_string()),
-            source: Some("push".to_string()),
-            actor: Some("admin".to_string()),
-            recorded_at: Some("2026-04-01T12:34:56.789Z".to_string()),
+            made: Made {
+                version: RegistryVersion(3),
+                hash: ContentHash::from("3fa2c1d9e0ab4f5e6d7c8b9a".to_string()),
+                source: Some("push".to_string()),
+                actor: Some("admin".to_string()),
+                recorded_at: Some("2026-04-01T12:34:56.789Z".to_string()),
+                ..Made::default()
+            },
             alias_count: Some(5),
             ..VersionSummary::default()
         }],
@@ -61,11 +64,14 @@ fn list_shows_short_hashes_and_tidy_times() {
 #[test]
 fn show_lists_each_alias_with_its_chain() {
     let view = VersionView {
-        version: RegistryVersion(4),
-        hash: ContentHash::from("abc".to_string()),
-        source: Some("rollback".to_string()),
-        actor: Some("admin".to_string()),
-        recorded_at: Some("2026-04-01T12:00:00Z".to_string()),
+        made: Made {
+            version: RegistryVersion(4),
+            hash: ContentHash::from("abc".to_string()),
+            source: Some("rollback".to_string()),
+            actor: Some("admin".to_string()),
+            recorded_at: Some("2026-04-01T12:00:00Z".to_string()),
+            ..Made::default()
+        },
         rolled_back_to: Some(RegistryVersion(2)),
         default: Some("mana/fast".to_string()),
         aliases: vec![AliasView {
@@ -154,11 +160,14 @@ fn sample_diff() -> DiffView {
 #[test]
 fn diff_without_colour() {
     let target = VersionView {
-        version: RegistryVersion(5),
-        hash: ContentHash::default(),
-        source: None,
-        actor: None,
-        recorded_at: None,
+        made: Made {
+            version: RegistryVersion(5),
+            hash: ContentHash::default(),
+            source: None,
+            actor: None,
+            recorded_at: None,
+            ..Made::default()
+        },
         rolled_back_to: None,
         default: None,
         aliases: vec![AliasView {
