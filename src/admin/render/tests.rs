@@ -50,7 +50,6 @@ fn list_shows_short_hashes_and_tidy_times() {
                 ..Made::default()
             },
             alias_count: Some(5),
-            ..VersionSummary::default()
         }],
         next_after: None,
     };
