@@ -43,8 +43,8 @@ pub enum PlaneError {
     #[error(transparent)]
     Log(#[from] LogError),
     /// An operator setting that does not parse (the message names the key).
-    #[error("{0}")]
-    Setting(String),
+    #[error(transparent)]
+    Setting(#[from] rollout::SettingError),
     #[error("{0}")]
     Redis(String),
 }
@@ -99,7 +99,7 @@ impl Settings {
     ) -> Result<Self, PlaneError> {
         Ok(Self {
             token: admin_token(&lookup),
-            judge: rollout::defaults_from(&lookup).map_err(PlaneError::Setting)?,
+            judge: rollout::defaults_from(&lookup)?,
             db,
             aliases,
             policy,

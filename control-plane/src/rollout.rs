@@ -203,20 +203,38 @@ fn decision(rollout: &ActiveRollout, verdict: &Verdict, soak_over: bool) -> Opti
     }
 }
 
+/// A judge setting that does not parse; the message names the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingError {
+    #[error("{key} must be a whole number, got '{value}'")]
+    NotANumber { key: &'static str, value: String },
+    #[error("{key}: {reason}")]
+    NotADuration { key: &'static str, reason: String },
+    #[error("MANA_LLM_ROLLOUT_LATENCY_FACTOR is a percentage of the stable p99 of at least 100, got {0}")]
+    LatencyFactorBelow100(u32),
+}
+
 /// The judge's defaults from the operator's settings: `MANA_LLM_ROLLOUT_SOAK` (90, 90s, 5m),
 /// `MANA_LLM_ROLLOUT_MIN_REQUESTS`, `MANA_LLM_ROLLOUT_RATIO_MARGIN` (percentage points) and
 /// `MANA_LLM_ROLLOUT_LATENCY_FACTOR` (percent of the stable p99).
-pub fn defaults_from(lookup: impl Fn(&str) -> Option<String>) -> Result<JudgeSettings, String> {
+pub fn defaults_from(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<JudgeSettings, SettingError> {
     let mut judge = JudgeSettings::default();
     let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-    let number = |name: &str, v: String| {
-        v.trim()
+    let number = |key: &'static str, value: String| {
+        value
+            .trim()
             .parse::<u32>()
-            .map_err(|_| format!("{name} must be a whole number, got '{v}'"))
+            .map_err(|_| SettingError::NotANumber { key, value })
     };
     if let Some(v) = get("MANA_LLM_ROLLOUT_SOAK") {
-        judge.soak_seconds = mana_llm_shared::rollout::parse_seconds(&v)
-            .map_err(|e| format!("MANA_LLM_ROLLOUT_SOAK: {e}"))?;
+        judge.soak_seconds = mana_llm_shared::rollout::parse_seconds(&v).map_err(|reason| {
+            SettingError::NotADuration {
+                key: "MANA_LLM_ROLLOUT_SOAK",
+                reason,
+            }
+        })?;
     }
     if let Some(v) = get("MANA_LLM_ROLLOUT_MIN_REQUESTS") {
         judge.min_requests = u64::from(number("MANA_LLM_ROLLOUT_MIN_REQUESTS", v)?);
@@ -227,9 +245,7 @@ pub fn defaults_from(lookup: impl Fn(&str) -> Option<String>) -> Result<JudgeSet
     if let Some(v) = get("MANA_LLM_ROLLOUT_LATENCY_FACTOR") {
         let factor = number("MANA_LLM_ROLLOUT_LATENCY_FACTOR", v)?;
         if factor < 100 {
-            return Err(format!(
-                "MANA_LLM_ROLLOUT_LATENCY_FACTOR is a percentage of the stable p99 of at least 100, got {factor}"
-            ));
+            return Err(SettingError::LatencyFactorBelow100(factor));
         }
         judge.latency_factor_pct = factor;
     }
@@ -376,7 +392,7 @@ mod tests {
             &[("MANA_LLM_ROLLOUT_MIN_REQUESTS", "-1")],
             &[("MANA_LLM_ROLLOUT_LATENCY_FACTOR", "50")],
         ] {
-            let error = defaults_from(settings(bad)).unwrap_err();
+            let error = defaults_from(settings(bad)).unwrap_err().to_string();
             assert!(error.contains(bad[0].0), "{error}");
         }
     }
