@@ -1,4 +1,5 @@
-//! `mana-llm admin …`: the command-line client for the control plane's admin API.
+//! `mana-llm aliases …` and `mana-llm fleet …`: the command-line client for the control
+//! plane's admin API.
 //!
 //! The HTTP part is deliberately thin (one request, or two, per command); what the user sees —
 //! tables, diff lines, error lines, exit codes — is built by pure functions in [`render`] and
@@ -15,6 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use mana_llm_control_plane::contract::{EndBody, RollbackBody};
+use mana_llm_shared::RegistryVersion;
 use reqwest::header::{CONTENT_TYPE, IF_MATCH};
 use serde::de::DeserializeOwned;
 
@@ -180,7 +183,7 @@ fn colour_allowed(no_color: Option<std::ffi::OsString>) -> bool {
     no_color.is_none_or(|v| v.is_empty())
 }
 
-/// Writes to stdout, ignoring a closed pipe (`mana-llm admin list | head` must not panic).
+/// Writes to stdout, ignoring a closed pipe (`mana-llm aliases list | head` must not panic).
 fn print_stdout(text: &str) {
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
@@ -234,7 +237,9 @@ async fn execute(
             // `limit` are the ones after `current - limit`.
             let after = match client.send(client.get("/registry"), None).await {
                 Ok(text) => parse::<VersionView>(&text)?
+                    .made
                     .version
+                    .0
                     .saturating_sub(u64::from(limit)),
                 Err(f) if f.exit == failure::EXIT_NOT_FOUND => 0,
                 Err(f) => return Err(f),
@@ -265,7 +270,7 @@ async fn execute(
             let diff = parse::<DiffView>(&text)?;
             // The diff names added aliases only; their chains come from the newer version. That
             // is decoration, so failing to fetch it still prints the diff.
-            let target = if diff.added.is_empty() {
+            let target = if diff.diff.added.is_empty() {
                 None
             } else {
                 let path = format!("/registry/versions/{to}");
@@ -280,14 +285,14 @@ async fn execute(
             version,
             expected_version,
         } => {
-            let mut body = serde_json::json!({ "to_version": version });
-            if let Some(v) = expected_version {
-                body["expected_version"] = v.into();
-            }
+            let body = RollbackBody {
+                expected_version: expected_version.map(RegistryVersion),
+                to_version: RegistryVersion(version),
+            };
             let request = client
                 .post("/registry/rollback")
                 .header(CONTENT_TYPE, "application/json")
-                .body(body.to_string());
+                .body(to_json(&body)?);
             let text = client.send(request, expected_version).await?;
             output::<Published>(&text, json, |p| render::published(p, Some(version)))
         }
@@ -311,11 +316,14 @@ async fn end_rollout(
     how: &str,
     reason: Option<String>,
 ) -> Result<String, Failure> {
-    let body = serde_json::json!({ "reason": reason });
+    let body = EndBody {
+        reason,
+        candidate_version: None,
+    };
     let request = client
         .post(&format!("/rollout/{how}"))
         .header(CONTENT_TYPE, "application/json")
-        .body(body.to_string());
+        .body(to_json(&body)?);
     let text = client.send(request, None).await?;
     output::<rollout::Ended>(&text, json, rollout::render_ended)
 }
@@ -340,6 +348,11 @@ fn pretty(text: &str) -> Result<String, Failure> {
             s
         })
         .ok_or_else(|| Failure::unreadable(PRETTY_UNREADABLE))
+}
+
+fn to_json<T: serde::Serialize>(body: &T) -> Result<String, Failure> {
+    serde_json::to_string(body)
+        .map_err(|e| Failure::local(format!("cannot encode the request: {e}")))
 }
 
 fn parse<T: DeserializeOwned>(text: &str) -> Result<T, Failure> {

@@ -7,21 +7,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use mana_llm_control_plane::api::{is_loopback, router as admin_router, AdminState};
 use mana_llm_control_plane::ops::Ops;
-use mana_llm_control_plane::redis_bus::RedisBus;
-use mana_llm_control_plane::{publisher, rollout};
+use mana_llm_control_plane::plane::{self, ControlPlane, Exposure, Settings, Wiring};
+use mana_llm_control_plane::registry_log;
 use mana_llm_data_plane::conn::ConnLimits;
-use mana_llm_data_plane::{logging, Source};
-use mana_llm_shared::bus::BusNames;
+use mana_llm_data_plane::Source;
 use mana_llm_shared::fleet::{Beats, RedisBeats};
 use mana_llm_shared::fleet_key::{FleetKey, FLEET_KEY_ENV};
-use mana_llm_shared::redis_client;
 use mana_llm_shared::RegistryPolicy;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
-use crate::{registry_log, signals};
+use crate::{logging, signals};
 
 #[derive(Args)]
 pub struct ControlPlaneArgs {
@@ -60,93 +56,82 @@ pub struct ControlPlaneArgs {
 pub async fn control_plane(args: ControlPlaneArgs) -> Result<(), String> {
     logging::init(&args.log_level, &args.log_format)?;
     let shutdown = signals::shutdown();
-    let token = std::env::var("MANA_LLM_ADMIN_TOKEN")
-        .ok()
-        .filter(|t| !t.trim().is_empty());
-    if token.is_none() && !is_loopback(args.listen.ip()) {
+    let source = Source::from_env();
+    let lookup = |k: &str| source.get(k);
+    let token = plane::admin_token(lookup);
+    // Alone, the admin API is all this process serves: off would mean nothing to serve.
+    if Exposure::of(token.as_deref(), args.listen.ip()) == Exposure::Off {
         return Err(format!(
             "refusing to serve the admin API on {} without MANA_LLM_ADMIN_TOKEN: set a token or listen on 127.0.0.1",
             args.listen
         ));
     }
-    let policy =
-        RegistryPolicy::from_settings(|k| std::env::var(k).ok()).map_err(|e| e.to_string())?;
-    let fleet_key = FleetKey::from_setting(std::env::var(FLEET_KEY_ENV).ok().as_deref())
+    let policy = RegistryPolicy::from_settings(lookup).map_err(|e| e.to_string())?;
+    let fleet_key =
+        FleetKey::from_setting(lookup(FLEET_KEY_ENV).as_deref()).map_err(|e| e.to_string())?;
+    let settings = Settings::from_lookup(args.db.clone(), args.aliases.clone(), policy, lookup)
         .map_err(|e| e.to_string())?;
-    let service = registry_log::open(&args.db, &args.aliases, policy).await?;
+    let plane = ControlPlane::build(settings)
+        .await
+        .map_err(|e| e.to_string())?;
+    let service = plane.service().clone();
     let ops = Ops::new(service.clone()).map_err(|e| e.to_string())?;
-    let background = CancellationToken::new();
-    let mut fleet: Option<Arc<dyn Beats>> = None;
+    let mut wiring = Wiring {
+        publish: None,
+        fleet: None,
+        reloads: ops.reloads_total.clone(),
+    };
     match &args.redis {
         Some(url) => {
             if fleet_key.is_none() {
                 tracing::warn!("no MANA_LLM_FLEET_KEY: registry versions are published unsigned, so workers cannot tell them from versions planted in Redis by anyone who can write there. Set the same MANA_LLM_FLEET_KEY on the control plane and every worker");
             }
-            let client = redis_client::open(url, args.redis_ca_file.as_deref())
-                .map_err(|e| e.to_string())?;
-            let bus = RedisBus::new(
-                client,
-                BusNames::new(&args.redis_prefix),
-                Duration::from_secs(2),
+            let bus = plane::redis_bus(
+                url,
+                args.redis_ca_file.as_deref(),
+                &args.redis_prefix,
+                fleet_key,
             )
-            .map_err(|e| e.to_string())?
-            .with_fleet_key(fleet_key);
+            .map_err(|e| e.to_string())?;
             ops.register(Box::new(bus.repairs()))
                 .map_err(|e| e.to_string())?;
             let beats: Arc<dyn Beats> = Arc::new(RedisBeats::new(bus.redis()));
             ops.watch_fleet(beats.clone());
-            fleet = Some(beats);
-            publisher::spawn(service.clone(), Arc::new(bus), background.clone());
+            wiring.fleet = Some(beats);
+            wiring.publish = Some(Arc::new(bus));
         }
         None => tracing::warn!(
             "no --redis / REDIS_URL: versions are stored but not published to workers"
         ),
     }
-    let (hup_service, hup_ops, hup_path) = (service.clone(), ops.clone(), args.aliases.clone());
-    signals::on_hangup(move || {
-        let (service, ops, path) = (hup_service.clone(), hup_ops.clone(), hup_path.clone());
-        async move {
-            let result = registry_log::reload(&service, &path).await;
-            ops.reloads_total.with_label_values(&[result]).inc();
-        }
-    });
-
-    let rollouts = rollout::start(
-        service.clone(),
-        fleet.clone(),
-        |k| std::env::var(k).ok(),
-        background.clone(),
-    )?;
+    let admin = plane.start(wiring);
     let version = service.current_version().await;
-    let admin = AdminState {
-        service,
-        token: token.clone(),
-        aliases_path: Some(args.aliases.clone()),
-        fleet,
-        rollouts,
-    };
-    let router = admin_router(Arc::new(admin)).merge(ops.router());
+    let exposure = Exposure::of(plane.token(), args.listen.ip());
+    let router = ControlPlane::admin_router(admin, exposure).merge(ops.router());
     let listener = TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     println!("listening on http://{local}");
-    tracing::info!(%local, registry_version = version, db = %args.db.display(), redis = args.redis.is_some(), "control plane serving");
-    if token.is_none() {
+    tracing::info!(%local, registry_version = version.0, db = %args.db.display(), redis = args.redis.is_some(), "control plane serving");
+    if exposure == Exposure::LoopbackOnly {
         tracing::info!(
             "admin API: no MANA_LLM_ADMIN_TOKEN set, answering loopback clients only (never through a proxy)"
         );
     }
 
+    // Phases: stop the background tasks → refuse new connections and let in-flight requests
+    // finish → wait for the tasks and close the event log → exit, within 10 s in all.
     // The admin API is bounded like a worker (same settings): it is one more listener.
-    let limits = ConnLimits::from_source(&Source::from_env()).map_err(|e| e.to_string())?;
+    let limits = ConnLimits::from_source(&source).map_err(|e| e.to_string())?;
     signals::serve_until(
         listener,
         router,
         limits,
         shutdown,
         Duration::from_secs(10),
-        || background.cancel(),
+        || plane.stop(),
+        |deadline| plane.close(deadline),
     )
     .await
 }

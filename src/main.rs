@@ -3,7 +3,7 @@
 
 mod admin;
 mod control_plane;
-mod registry_log;
+mod logging;
 mod serve;
 mod signals;
 mod worker;

@@ -11,17 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use mana_llm_control_plane::api::{
-    disabled_router, is_loopback, router as admin_router, AdminState,
-};
-use mana_llm_control_plane::redis_bus::RedisBus;
-use mana_llm_control_plane::{publisher, rollout};
-use mana_llm_data_plane::{logging, sync, App, GatewayConfig, Source};
-use mana_llm_shared::bus::{BusNames, FanOut, LocalBus, Publish};
-use mana_llm_shared::redis_client;
+use mana_llm_control_plane::plane::{self, ControlPlane, Exposure, Settings, Wiring};
+use mana_llm_control_plane::registry_log;
+use mana_llm_data_plane::{sync, App, GatewayConfig, Source};
+use mana_llm_shared::bus::{FanOut, LocalBus, Publish};
 use tokio::net::TcpListener;
 
-use crate::{registry_log, signals};
+use crate::{logging, signals};
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -55,70 +51,54 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     let shutdown = signals::shutdown();
     let source = Source::from_env();
     let config = GatewayConfig::from_source(&source).map_err(|e| e.to_string())?;
-    let token = source
-        .get("MANA_LLM_ADMIN_TOKEN")
-        .filter(|t| !t.trim().is_empty());
-
-    let policy = config.registry_policy.clone();
+    let settings = Settings::from_lookup(
+        args.db.clone(),
+        args.aliases.clone(),
+        config.registry_policy.clone(),
+        |k| source.get(k),
+    )
+    .map_err(|e| e.to_string())?;
     let fleet_key = config.fleet_key.clone();
-    let service = registry_log::open(&args.db, &args.aliases, policy.clone()).await?;
-    let registry = registry_log::current(&service, &policy).await?;
+    let plane = ControlPlane::build(settings)
+        .await
+        .map_err(|e| e.to_string())?;
+    let registry = plane.current_registry().await.map_err(|e| e.to_string())?;
     let app = App::build(config, registry, source).map_err(|e| e.to_string())?;
 
     app.spawn_background();
-    let background = app.background();
     let bus = LocalBus::default();
     sync::follow_local(
         app.clone(),
         bus.subscribe(),
         bus.subscribe_canary(),
-        background.clone(),
+        app.background(),
     );
     // With REDIS_URL the embedded control plane also publishes for standalone workers.
+    let metrics = &app.state().metrics;
     let publish: Arc<dyn Publish> = match &app.state().config.redis {
         Some(r) => {
-            let client =
-                redis_client::open(&r.url, r.ca_file.as_deref()).map_err(|e| e.to_string())?;
-            let redis = RedisBus::new(client, BusNames::new(&r.prefix), Duration::from_secs(2))
-                .map_err(|e| e.to_string())?
-                .with_fleet_key(fleet_key);
-            app.state()
-                .metrics
+            let redis = plane::redis_bus(&r.url, r.ca_file.as_deref(), &r.prefix, fleet_key)
+                .map_err(|e| e.to_string())?;
+            metrics
                 .register(Box::new(redis.repairs()))
                 .map_err(|e| e.to_string())?;
             Arc::new(FanOut(vec![Arc::new(bus), Arc::new(redis)]))
         }
         None => Arc::new(bus),
     };
-    publisher::spawn(service.clone(), publish, background.clone());
-    let (hup_service, hup_app, hup_path) = (service.clone(), app.clone(), args.aliases.clone());
-    signals::on_hangup(move || {
-        let (service, app, path) = (hup_service.clone(), hup_app.clone(), hup_path.clone());
-        async move { app.count_reload(registry_log::reload(&service, &path).await) }
+    let admin = plane.start(Wiring {
+        publish: Some(publish),
+        fleet: Some(app.state().beats.clone()),
+        reloads: metrics.registry_reloads_total.clone(),
     });
 
-    // Without a token the peer address is the admin API's only check, which means nothing
-    // on a server other machines can reach: there the data plane still serves (the container
-    // image's default is `serve` on 0.0.0.0) and every admin path answers 403 instead.
-    let rollouts = rollout::start(
-        service.clone(),
-        Some(app.state().beats.clone()),
-        |k| std::env::var(k).ok(),
-        background.clone(),
-    )?;
-    let admin_on = token.is_some() || is_loopback(args.host);
-    let admin = if admin_on {
-        admin_router(Arc::new(AdminState {
-            service,
-            token: token.clone(),
-            aliases_path: Some(args.aliases.clone()),
-            fleet: Some(app.state().beats.clone()),
-            rollouts,
-        }))
-    } else {
-        disabled_router()
-    };
-    let router = app.router().merge(admin);
+    // Unlike a control plane alone, a server whose admin API is off still serves the data
+    // plane (the container image's default is `serve` on 0.0.0.0): every admin path answers
+    // 403 instead.
+    let exposure = Exposure::of(plane.token(), args.host);
+    let router = app
+        .router()
+        .merge(ControlPlane::admin_router(admin, exposure));
     let addr = SocketAddr::new(args.host, args.port);
     let listener = TcpListener::bind(addr)
         .await
@@ -135,26 +115,37 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         .collect();
     tracing::info!(%local, providers = %providers.join(","), auth = app.state().config.auth.enabled(),
         registry_version = snapshot.registry.version().0, db = %args.db.display(), "mana-llm serving");
-    if !admin_on {
-        tracing::warn!(
+    match exposure {
+        Exposure::Off => tracing::warn!(
             host = %args.host,
             "admin API OFF: listening beyond loopback without MANA_LLM_ADMIN_TOKEN, so /admin/v1 \
              answers 403; set MANA_LLM_ADMIN_TOKEN to push or roll back registries here"
-        );
-    } else if token.is_none() {
-        tracing::info!(
+        ),
+        Exposure::LoopbackOnly => tracing::info!(
             "admin API: no MANA_LLM_ADMIN_TOKEN set, so /admin/v1 answers loopback clients only \
              (never through a proxy)"
-        );
+        ),
+        Exposure::Token => {}
     }
 
     // Phases: stop being ready and stop background work → refuse new connections and let
-    // in-flight work finish → exit, at the latest when the drain deadline passes.
+    // in-flight work finish → wait for the control plane's tasks and close the event log,
+    // at the latest when the drain deadline passes → exit.
     let drain = Duration::from_secs(args.drain_seconds);
     let limits = app.state().config.connections.clone();
-    signals::serve_until(listener, router, limits, shutdown, drain, || {
+    let stop = || {
         app.start_draining();
         app.stop_background();
-    })
+        plane.stop();
+    };
+    signals::serve_until(
+        listener,
+        router,
+        limits,
+        shutdown,
+        drain,
+        stop,
+        |deadline| plane.close(deadline),
+    )
     .await
 }

@@ -12,12 +12,12 @@ use std::time::Duration;
 use clap::Args;
 use mana_llm_data_plane::server::Origin;
 use mana_llm_data_plane::sync::fetch_from_control_plane;
-use mana_llm_data_plane::{logging, App, GatewayConfig, Source};
+use mana_llm_data_plane::{App, GatewayConfig, Source};
 use mana_llm_shared::backoff::Backoff;
 use mana_llm_shared::Registry;
 use tokio::net::TcpListener;
 
-use crate::signals;
+use crate::{logging, signals};
 
 #[derive(Args)]
 pub struct WorkerArgs {
@@ -77,10 +77,19 @@ pub async fn worker(args: WorkerArgs) -> Result<(), String> {
     // in-flight work finish → exit, at the latest when the drain deadline passes.
     let drain = Duration::from_secs(args.drain_seconds);
     let limits = app.state().config.connections.clone();
-    signals::serve_until(listener, app.router(), limits, shutdown, drain, || {
+    let stop = || {
         app.start_draining();
         app.stop_background();
-    })
+    };
+    signals::serve_until(
+        listener,
+        app.router(),
+        limits,
+        shutdown,
+        drain,
+        stop,
+        |_| async {},
+    )
     .await
 }
 

@@ -11,6 +11,8 @@
 //! appears in any answer or log line.
 
 mod auth;
+#[cfg(test)]
+mod contract_tests;
 mod error;
 mod extract;
 mod fleet;

@@ -2,9 +2,12 @@
 //! the default — an explicit diff an admin can read before and after a push or rollback.
 
 use mana_llm_shared::{ChainEntry, RegistryDocument};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+/// Also the body of the admin API's diff answer ([`crate::contract::DiffView`]), read back by
+/// the CLI: every field defaults when absent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Diff {
     /// Alias names only in the newer document, sorted.
     pub added: Vec<String>,
@@ -12,18 +15,27 @@ pub struct Diff {
     pub removed: Vec<String>,
     /// Aliases in both whose chain or description differs, sorted by name.
     pub changed: Vec<ChangedAlias>,
-    /// `(from, to)` when the default alias differs.
-    pub default_changed: Option<(Option<String>, Option<String>)>,
+    /// When the default alias differs.
+    pub default_changed: Option<DefaultChange>,
     /// Whether the `providers:` section differs.
     pub providers_changed: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ChangedAlias {
     pub name: String,
     pub from_chain: Vec<String>,
     pub to_chain: Vec<String>,
     pub description_changed: bool,
+}
+
+/// The default alias before and after (`None`: no default).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DefaultChange {
+    pub from: Option<String>,
+    pub to: Option<String>,
 }
 
 impl Diff {
@@ -65,11 +77,9 @@ pub fn diff(from: &RegistryDocument, to: &RegistryDocument) -> Diff {
             })
         })
         .collect();
-    let default_changed = (from.default != to.default).then(|| {
-        (
-            from.default.as_ref().map(|d| d.to_string()),
-            to.default.as_ref().map(|d| d.to_string()),
-        )
+    let default_changed = (from.default != to.default).then(|| DefaultChange {
+        from: from.default.as_ref().map(|d| d.to_string()),
+        to: to.default.as_ref().map(|d| d.to_string()),
     });
     Diff {
         added,
@@ -123,7 +133,10 @@ mod tests {
         );
         assert_eq!(
             d.default_changed,
-            Some((Some("mana/a".to_owned()), Some("mana/c".to_owned())))
+            Some(DefaultChange {
+                from: Some("mana/a".to_owned()),
+                to: Some("mana/c".to_owned())
+            })
         );
         assert!(!d.providers_changed);
         assert!(!d.is_empty());

@@ -13,9 +13,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use mana_llm_shared::events::RegistryEvent;
+use mana_llm_shared::fleet::WorkerId;
 use mana_llm_shared::rollout::{CanaryShare, Cohorts, JudgeSettings};
 use mana_llm_shared::{
-    DocumentFormat, Registry, RegistryDocument, RegistryPolicy, RegistryVersion,
+    ContentHash, DocumentFormat, Registry, RegistryDocument, RegistryPolicy, RegistryVersion,
 };
 use serde::Serialize;
 
@@ -62,12 +63,12 @@ pub enum Command {
         /// A file path or "admin API": names the text in validation messages.
         origin: String,
         /// The version the caller believes is current (`If-Match`); `None` skips the check.
-        expected_version: Option<u64>,
+        expected_version: Option<RegistryVersion>,
     },
     /// Make a new version whose content is that of `to_version`.
     Rollback {
-        to_version: u64,
-        expected_version: Option<u64>,
+        to_version: RegistryVersion,
+        expected_version: Option<RegistryVersion>,
     },
     /// Record that a reload failed before it could even be parsed (e.g. unreadable file).
     RejectReload { origin: String, errors: Vec<String> },
@@ -77,15 +78,15 @@ pub enum Command {
         text: String,
         format: DocumentFormat,
         origin: String,
-        expected_version: Option<u64>,
+        expected_version: Option<RegistryVersion>,
         share: CanaryShare,
-        live_workers: Vec<String>,
+        live_workers: Vec<WorkerId>,
         judge: JudgeSettings,
     },
     /// End the running rollout. `candidate`, when given, must be the running one (a judge
     /// deciding about a rollout that already ended decides nothing).
     EndRollout {
-        candidate: Option<u64>,
+        candidate: Option<RegistryVersion>,
         promote: bool,
         decided_by: String,
         reason: String,
@@ -97,14 +98,20 @@ pub enum Command {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DomainError {
     #[error("expected version {expected} but the current version is {actual}")]
-    VersionConflict { expected: u64, actual: u64 },
+    VersionConflict {
+        expected: RegistryVersion,
+        actual: RegistryVersion,
+    },
     /// Every validation error of the text, verbatim.
     #[error("{}", .0.join("; "))]
     Invalid(Vec<String>),
     #[error("unknown version {0}")]
-    UnknownVersion(u64),
+    UnknownVersion(RegistryVersion),
     #[error("the rollout of version {candidate} is in progress (stable: version {stable}); promote or abort it first")]
-    RolloutInProgress { candidate: u64, stable: u64 },
+    RolloutInProgress {
+        candidate: RegistryVersion,
+        stable: RegistryVersion,
+    },
     #[error("no rollout is in progress")]
     NoRollout,
     #[error("no live workers to roll out to: a staged rollout needs the fleet's heartbeats")]
@@ -119,11 +126,11 @@ pub enum VersionOrigin {
         source: String,
     },
     RolledBack {
-        to_version: u64,
+        to_version: RegistryVersion,
     },
     /// A staged rollout's candidate, next to `stable_version`.
     Rollout {
-        stable_version: u64,
+        stable_version: RegistryVersion,
         outcome: RolloutOutcome,
     },
 }
@@ -131,8 +138,8 @@ pub enum VersionOrigin {
 /// One registry version as the log made it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VersionRecord {
-    pub version: u64,
-    pub hash: String,
+    pub version: RegistryVersion,
+    pub hash: ContentHash,
     pub origin: VersionOrigin,
     pub document: RegistryDocument,
 }
@@ -141,8 +148,8 @@ pub struct VersionRecord {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RegistryAggregate {
     /// 0 = no version yet.
-    pub(crate) current: u64,
-    pub(crate) versions: BTreeMap<u64, VersionRecord>,
+    pub(crate) current: RegistryVersion,
+    pub(crate) versions: BTreeMap<RegistryVersion, VersionRecord>,
     /// The staged rollout in progress, if any (at most one).
     pub(crate) rollout: Option<ActiveRollout>,
     pub(crate) last_rollout: Option<FinishedRollout>,
@@ -301,15 +308,15 @@ impl RegistryAggregate {
 
     /// The number the next version gets: above every version ever made, including a
     /// candidate that was aborted (numbers are never reused).
-    pub fn next_version(&self) -> u64 {
+    pub fn next_version(&self) -> RegistryVersion {
         self.versions
             .last_key_value()
             .map_or(self.current, |(v, _)| (*v).max(self.current))
-            + 1
+            .next()
     }
 
     /// The current version number (0 when none was made yet).
-    pub fn current_version(&self) -> u64 {
+    pub fn current_version(&self) -> RegistryVersion {
         self.current
     }
 
@@ -328,7 +335,7 @@ impl RegistryAggregate {
         }
     }
 
-    fn check_expected(&self, expected: Option<u64>) -> Result<(), DomainError> {
+    fn check_expected(&self, expected: Option<RegistryVersion>) -> Result<(), DomainError> {
         match expected {
             Some(expected) if expected != self.current => Err(DomainError::VersionConflict {
                 expected,
@@ -346,8 +353,7 @@ impl RegistryAggregate {
         origin: &str,
     ) -> Result<Vec<RegistryEvent>, DomainError> {
         let next = self.next_version();
-        let parsed =
-            Registry::parse_with(text, format, origin, RegistryVersion(next), &self.policy);
+        let parsed = Registry::parse_with(text, format, origin, next, &self.policy);
         let registry = match parsed {
             Ok(registry) => registry,
             // A bad file on disk is something that happened (and is audited), not a refusal.
@@ -364,13 +370,13 @@ impl RegistryAggregate {
         }
         Ok(vec![RegistryEvent::RegistryVersionPublished {
             version: next,
-            hash: registry.hash().to_owned(),
+            hash: ContentHash::from(registry.hash().to_owned()),
             document: registry.document().clone(),
             source: source.as_str().to_owned(),
         }])
     }
 
-    fn rollback(&self, to_version: u64) -> Result<Vec<RegistryEvent>, DomainError> {
+    fn rollback(&self, to_version: RegistryVersion) -> Result<Vec<RegistryEvent>, DomainError> {
         let target = self
             .versions
             .get(&to_version)

@@ -11,7 +11,6 @@
 //!   optimistic concurrency per stream.
 //! - [`projection`]: replaying the log from empty, and the read queries on the aggregate.
 //! - [`diff`]: what changed between two registry documents.
-//! - [`clock`]: RFC 3339 timestamps for stored rows.
 //! - [`ops`]: `/health`, `/ready` and `/metrics` of a standalone control plane.
 //! - [`api`]: the admin API under `/admin/v1` (bearer token, or loopback only).
 //! - [`console`]: the admin web console under `/admin/` (sign-in, sessions, embedded assets).
@@ -19,18 +18,23 @@
 //! - [`publisher`]: the outbox loop that publishes committed versions to the bus.
 //! - [`rollout`]: a staged rollout's figures from the heartbeats, and the judge's loop.
 //! - [`redis_bus`]: the Redis bus (`current` key + versions channel, one atomic script).
+//! - [`registry_log`]: opening the event log, seeding it from the aliases file.
+//! - [`plane`]: `ControlPlane` — build, start the background tasks, serve, stop, close: the
+//!   one lifecycle both `mana-llm serve` and `mana-llm control-plane` run.
 //!
 //! The schema lives in the workspace's `migrations/` folder.
 
 pub mod api;
-pub mod clock;
 pub mod console;
+pub mod contract;
 pub mod diff;
 pub mod domain;
 pub mod ops;
+pub mod plane;
 pub mod projection;
 pub mod publisher;
 pub mod redis_bus;
+pub mod registry_log;
 pub mod reload;
 pub mod rollout;
 pub mod service;
@@ -39,10 +43,11 @@ pub mod store;
 #[cfg(test)]
 mod testutil;
 
-pub use diff::{ChangedAlias, Diff};
+pub use diff::{ChangedAlias, DefaultChange, Diff};
 pub use domain::{
     Command, DomainError, PublishSource, RegistryAggregate, VersionOrigin, VersionRecord,
 };
+pub use plane::{ControlPlane, Exposure, PlaneError, Settings, Wiring};
 pub use projection::replay;
 pub use service::{Executed, RegistryService, ServiceError};
 pub use store::{EventStore, OutboxRow, StoreError, StoredEvent};

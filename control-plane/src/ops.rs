@@ -7,6 +7,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
+use mana_llm_shared::clock::unix_now;
 use mana_llm_shared::fleet::{Beat, Beats};
 use prometheus::{
     Encoder, Gauge, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
@@ -117,7 +118,7 @@ async fn observe_fleet(ops: &Ops, workers: &[Beat]) {
             .with_label_values(&[&version.to_string()])
             .set(n);
     }
-    let lagging = workers.iter().any(|w| w.registry_version < current);
+    let lagging = workers.iter().any(|w| w.registry_version < current.0);
     let lag = if lagging {
         crate::api::committed_at(&ops.service, current)
             .await
@@ -128,12 +129,6 @@ async fn observe_fleet(ops: &Ops, workers: &[Beat]) {
     ops.fleet_max_lag.set(lag);
 }
 
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
 async fn health(State(ops): State<Arc<Ops>>) -> Json<serde_json::Value> {
     Json(
         json!({"status": "healthy", "service": "mana-llm-control-plane", "registry_version": ops.service.current_version().await}),
@@ -142,7 +137,7 @@ async fn health(State(ops): State<Arc<Ops>>) -> Json<serde_json::Value> {
 
 async fn metrics(State(ops): State<Arc<Ops>>) -> impl IntoResponse {
     ops.registry_version
-        .set(i64::try_from(ops.service.current_version().await).unwrap_or(i64::MAX));
+        .set(i64::try_from(ops.service.current_version().await.0).unwrap_or(i64::MAX));
     if let Ok(rows) = ops.service.store().unsent_outbox(1000).await {
         ops.outbox_pending
             .set(i64::try_from(rows.len()).unwrap_or(i64::MAX));
@@ -151,7 +146,7 @@ async fn metrics(State(ops): State<Arc<Ops>>) -> impl IntoResponse {
         .service
         .rollout()
         .await
-        .map_or(0, |r| r.candidate_version);
+        .map_or(0, |r| r.candidate_version.0);
     ops.rollout_candidate
         .set(i64::try_from(candidate).unwrap_or(i64::MAX));
     if let Some(beats) = ops.fleet.get() {

@@ -1,6 +1,8 @@
 //! Read models over the registry aggregate: replaying the log, and the queries the admin
 //! API answers (current version, one version, the list, a diff).
 
+use mana_llm_shared::RegistryVersion;
+
 use crate::diff::{self, Diff};
 use crate::domain::{DomainError, RegistryAggregate, VersionRecord};
 use crate::store::StoredEvent;
@@ -21,7 +23,7 @@ impl RegistryAggregate {
     }
 
     /// Version `v`, if it exists.
-    pub fn version(&self, v: u64) -> Option<&VersionRecord> {
+    pub fn version(&self, v: RegistryVersion) -> Option<&VersionRecord> {
         self.versions.get(&v)
     }
 
@@ -31,7 +33,7 @@ impl RegistryAggregate {
     }
 
     /// What changed from version `from` to version `to`.
-    pub fn diff(&self, from: u64, to: u64) -> Result<Diff, DomainError> {
+    pub fn diff(&self, from: RegistryVersion, to: RegistryVersion) -> Result<Diff, DomainError> {
         let old = self
             .version(from)
             .ok_or(DomainError::UnknownVersion(from))?;

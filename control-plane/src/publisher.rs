@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use mana_llm_shared::backoff::Backoff;
 use mana_llm_shared::bus::{Publish, PublishedVersion};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::service::RegistryService;
@@ -23,7 +22,7 @@ const IDLE_POLL: Duration = Duration::from_secs(2);
 /// Publishes every unsent row; returns whether all went out.
 pub async fn drain_once(service: &RegistryService, bus: &dyn Publish) -> bool {
     let store = service.store();
-    let head = service.current_version().await;
+    let head = service.current_version().await.0;
     let rows = match store.unsent_outbox(100).await {
         Ok(rows) => rows,
         Err(e) => {
@@ -83,7 +82,7 @@ pub async fn reconcile_once(service: &RegistryService, bus: &dyn Publish) -> boo
     let Some(head) = service.current().await else {
         return true;
     };
-    let head = PublishedVersion::new(head.version, head.hash, head.document);
+    let head = PublishedVersion::new(head.version.0, head.hash.into(), head.document);
     if let Err(e) = bus.reconcile(&head).await {
         tracing::warn!(version = head.version, error = %e, "cannot check the published version; will retry");
         return false;
@@ -111,34 +110,28 @@ pub async fn reconcile_once(service: &RegistryService, bus: &dyn Publish) -> boo
 /// Runs until `cancel` fires: drains the outbox after every append, on a slow timer, and with
 /// backoff while the bus is failing; after each full drain, checks that the bus holds the
 /// current version.
-pub fn spawn(
-    service: RegistryService,
-    bus: Arc<dyn Publish>,
-    cancel: CancellationToken,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut changes = service.changes();
-        let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
-        loop {
-            let done = drain_once(&service, bus.as_ref()).await
-                && reconcile_once(&service, bus.as_ref()).await;
-            let wait = if done {
-                backoff.succeeded();
-                IDLE_POLL
-            } else {
-                backoff.failed()
-            };
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                changed = changes.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
+pub async fn run(service: RegistryService, bus: Arc<dyn Publish>, cancel: CancellationToken) {
+    let mut changes = service.changes();
+    let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
+    loop {
+        let done = drain_once(&service, bus.as_ref()).await
+            && reconcile_once(&service, bus.as_ref()).await;
+        let wait = if done {
+            backoff.succeeded();
+            IDLE_POLL
+        } else {
+            backoff.failed()
+        };
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
                 }
-                _ = tokio::time::sleep(wait) => {}
             }
+            _ = tokio::time::sleep(wait) => {}
         }
-    })
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use mana_llm_shared::events::RegistryEvent;
-use mana_llm_shared::DocumentFormat;
+use mana_llm_shared::{ContentHash, DocumentFormat, RegistryVersion};
 
 use crate::domain::{Command, PublishSource};
 use crate::service::{Executed, RegistryService, ServiceError};
@@ -15,9 +15,12 @@ pub const RELOAD_ACTOR: &str = "reload";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReloadOutcome {
     /// The file had new content: this version now.
-    Published { version: u64, hash: String },
+    Published {
+        version: RegistryVersion,
+        hash: ContentHash,
+    },
     /// The file holds what is already current.
-    Unchanged { version: u64 },
+    Unchanged { version: RegistryVersion },
     /// The file did not validate: recorded as a rejected event, nothing changed.
     Rejected { errors: Vec<String> },
 }

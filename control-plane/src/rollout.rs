@@ -11,11 +11,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use mana_llm_shared::clock::unix_now;
 use mana_llm_shared::fleet::{Beat, Beats, Window};
 use mana_llm_shared::rollout::{
     in_candidate_cohort, judge, Cohorts, Figures, JudgeSettings, Verdict,
 };
-use tokio::task::JoinHandle;
+use mana_llm_shared::RegistryVersion;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::{ActiveRollout, Command, DomainError};
@@ -69,7 +70,7 @@ impl Sums {
 #[derive(Debug, Default)]
 struct State {
     /// The candidate these sums belong to (0: none yet).
-    candidate: u64,
+    candidate: RegistryVersion,
     candidate_sums: Sums,
     stable_sums: Sums,
     /// Each worker's last beat already counted.
@@ -133,7 +134,11 @@ impl Watch {
             Some(beats) => {
                 state.paused = None;
                 state.stable_workers = beats.iter().any(|b| {
-                    !in_candidate_cohort(rollout.candidate_version, rollout.threshold, &b.worker_id)
+                    !in_candidate_cohort(
+                        rollout.candidate_version.0,
+                        rollout.threshold,
+                        &b.worker_id,
+                    )
                 });
                 for beat in beats {
                     let counted = state.counted.get(&beat.worker_id).copied();
@@ -141,10 +146,10 @@ impl Watch {
                         continue;
                     }
                     state.counted.insert(beat.worker_id.clone(), beat.beat_at);
-                    if let Some(w) = beat.windows.get(&rollout.candidate_version) {
+                    if let Some(w) = beat.windows.get(&rollout.candidate_version.0) {
                         state.candidate_sums.add(w);
                     }
-                    if let Some(w) = beat.windows.get(&rollout.stable_version) {
+                    if let Some(w) = beat.windows.get(&rollout.stable_version.0) {
                         state.stable_sums.add(w);
                     }
                 }
@@ -156,7 +161,7 @@ impl Watch {
     }
 
     /// The figures so far of `candidate`'s rollout (empty if the watch has not seen it yet).
-    pub fn seen(&self, candidate: u64) -> Seen {
+    pub fn seen(&self, candidate: RegistryVersion) -> Seen {
         let state = self.lock();
         if state.candidate != candidate {
             return Seen {
@@ -198,20 +203,38 @@ fn decision(rollout: &ActiveRollout, verdict: &Verdict, soak_over: bool) -> Opti
     }
 }
 
+/// A judge setting that does not parse; the message names the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingError {
+    #[error("{key} must be a whole number, got '{value}'")]
+    NotANumber { key: &'static str, value: String },
+    #[error("{key}: {reason}")]
+    NotADuration { key: &'static str, reason: String },
+    #[error("MANA_LLM_ROLLOUT_LATENCY_FACTOR is a percentage of the stable p99 of at least 100, got {0}")]
+    LatencyFactorBelow100(u32),
+}
+
 /// The judge's defaults from the operator's settings: `MANA_LLM_ROLLOUT_SOAK` (90, 90s, 5m),
 /// `MANA_LLM_ROLLOUT_MIN_REQUESTS`, `MANA_LLM_ROLLOUT_RATIO_MARGIN` (percentage points) and
 /// `MANA_LLM_ROLLOUT_LATENCY_FACTOR` (percent of the stable p99).
-pub fn defaults_from(lookup: impl Fn(&str) -> Option<String>) -> Result<JudgeSettings, String> {
+pub fn defaults_from(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<JudgeSettings, SettingError> {
     let mut judge = JudgeSettings::default();
     let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-    let number = |name: &str, v: String| {
-        v.trim()
+    let number = |key: &'static str, value: String| {
+        value
+            .trim()
             .parse::<u32>()
-            .map_err(|_| format!("{name} must be a whole number, got '{v}'"))
+            .map_err(|_| SettingError::NotANumber { key, value })
     };
     if let Some(v) = get("MANA_LLM_ROLLOUT_SOAK") {
-        judge.soak_seconds = mana_llm_shared::rollout::parse_seconds(&v)
-            .map_err(|e| format!("MANA_LLM_ROLLOUT_SOAK: {e}"))?;
+        judge.soak_seconds = mana_llm_shared::rollout::parse_seconds(&v).map_err(|reason| {
+            SettingError::NotADuration {
+                key: "MANA_LLM_ROLLOUT_SOAK",
+                reason,
+            }
+        })?;
     }
     if let Some(v) = get("MANA_LLM_ROLLOUT_MIN_REQUESTS") {
         judge.min_requests = u64::from(number("MANA_LLM_ROLLOUT_MIN_REQUESTS", v)?);
@@ -222,108 +245,83 @@ pub fn defaults_from(lookup: impl Fn(&str) -> Option<String>) -> Result<JudgeSet
     if let Some(v) = get("MANA_LLM_ROLLOUT_LATENCY_FACTOR") {
         let factor = number("MANA_LLM_ROLLOUT_LATENCY_FACTOR", v)?;
         if factor < 100 {
-            return Err(format!(
-                "MANA_LLM_ROLLOUT_LATENCY_FACTOR is a percentage of the stable p99 of at least 100, got {factor}"
-            ));
+            return Err(SettingError::LatencyFactorBelow100(factor));
         }
         judge.latency_factor_pct = factor;
     }
     Ok(judge)
 }
 
-/// The watch of a control plane: its defaults read from `lookup`, its judge loop running
-/// until `cancel`.
-pub fn start(
-    service: RegistryService,
-    beats: Option<Arc<dyn Beats>>,
-    lookup: impl Fn(&str) -> Option<String>,
-    cancel: CancellationToken,
-) -> Result<Arc<Watch>, String> {
-    let watch = Watch::new(defaults_from(lookup)?);
-    spawn(service, beats, watch.clone(), cancel);
-    Ok(watch)
-}
-
-/// Unix seconds now.
-pub fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
 /// Runs until `cancel`: every tick, adds the latest heartbeats to the running rollout's
 /// figures and, for an automatic rollout, promotes or aborts when the judge says so.
-pub fn spawn(
+pub async fn judge_loop(
     service: RegistryService,
     beats: Option<Arc<dyn Beats>>,
     watch: Arc<Watch>,
     cancel: CancellationToken,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            let Some(rollout) = service.rollout().await else {
-                continue;
-            };
-            let listed = match &beats {
-                Some(b) => b.list().await,
-                None => None,
-            };
-            let seen = watch.observe(&rollout, listed.as_deref());
-            let Some(verdict) = seen.verdict.filter(|_| seen.paused.is_none()) else {
-                continue;
-            };
-            let started = service.rollout_started_at().await.unwrap_or(0.0);
-            let soak_over = unix_now() >= started + rollout.judge.soak_seconds as f64;
-            let Some((promote, reason)) = decision(&rollout, &verdict, soak_over) else {
-                continue;
-            };
-            let command = Command::EndRollout {
-                candidate: Some(rollout.candidate_version),
-                promote,
-                decided_by: "judge".to_owned(),
-                reason: reason.clone(),
-                figures: Some(seen.cohorts),
-            };
-            match service.execute(command, JUDGE_ACTOR).await {
-                Ok(_) => tracing::warn!(
-                    candidate = rollout.candidate_version,
-                    stable = rollout.stable_version,
-                    outcome = if promote { "promoted" } else { "aborted" },
-                    %reason,
-                    "rollout decided by the judge"
-                ),
-                // Decided meanwhile by an admin or another control plane.
-                Err(ServiceError::Domain(DomainError::NoRollout)) | Err(ServiceError::Conflict) => {
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "the judge's decision could not be recorded; will retry")
-                }
+) {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let Some(rollout) = service.rollout().await else {
+            continue;
+        };
+        let listed = match &beats {
+            Some(b) => b.list().await,
+            None => None,
+        };
+        let seen = watch.observe(&rollout, listed.as_deref());
+        let Some(verdict) = seen.verdict.filter(|_| seen.paused.is_none()) else {
+            continue;
+        };
+        let started = service.rollout_started_at().await.unwrap_or(0.0);
+        let soak_over = unix_now() >= started + rollout.judge.soak_seconds as f64;
+        let Some((promote, reason)) = decision(&rollout, &verdict, soak_over) else {
+            continue;
+        };
+        let command = Command::EndRollout {
+            candidate: Some(rollout.candidate_version),
+            promote,
+            decided_by: "judge".to_owned(),
+            reason: reason.clone(),
+            figures: Some(seen.cohorts),
+        };
+        match service.execute(command, JUDGE_ACTOR).await {
+            Ok(_) => tracing::warn!(
+                candidate = rollout.candidate_version.0,
+                stable = rollout.stable_version.0,
+                outcome = if promote { "promoted" } else { "aborted" },
+                %reason,
+                "rollout decided by the judge"
+            ),
+            // Decided meanwhile by an admin or another control plane.
+            Err(ServiceError::Domain(DomainError::NoRollout)) | Err(ServiceError::Conflict) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "the judge's decision could not be recorded; will retry")
             }
         }
-    })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
 
-    use mana_llm_shared::fleet::Latency;
+    use mana_llm_shared::fleet::{Latency, WorkerId};
     use mana_llm_shared::rollout::{pick_cohort, CanaryShare};
 
     use super::*;
 
     fn rollout(auto: bool) -> ActiveRollout {
-        let live: Vec<String> = (0..4).map(|i| format!("w{i}")).collect();
+        let live: Vec<WorkerId> = (0..4).map(|i| WorkerId::from(format!("w{i}"))).collect();
         let (threshold, cohort) = pick_cohort(3, &live, CanaryShare::Percent(50));
         ActiveRollout {
-            candidate_version: 3,
-            stable_version: 2,
+            candidate_version: RegistryVersion(3),
+            stable_version: RegistryVersion(2),
             share: CanaryShare::Percent(50),
             threshold,
             cohort,
@@ -394,7 +392,7 @@ mod tests {
             &[("MANA_LLM_ROLLOUT_MIN_REQUESTS", "-1")],
             &[("MANA_LLM_ROLLOUT_LATENCY_FACTOR", "50")],
         ] {
-            let error = defaults_from(settings(bad)).unwrap_err();
+            let error = defaults_from(settings(bad)).unwrap_err().to_string();
             assert!(error.contains(bad[0].0), "{error}");
         }
     }
@@ -458,7 +456,7 @@ mod tests {
             "figures are kept while paused"
         );
         let next = ActiveRollout {
-            candidate_version: 4,
+            candidate_version: RegistryVersion(4),
             ..r
         };
         let seen = watch.observe(&next, Some(&[beat("w0", 1.0, 4, 1, 0)]));

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use mana_llm_shared::bus::{CanaryAssignment, PublishedVersion};
 use mana_llm_shared::events::REGISTRY_STREAM;
-use mana_llm_shared::{DocumentFormat, RegistryPolicy};
+use mana_llm_shared::{DocumentFormat, RegistryPolicy, RegistryVersion};
 use tokio::sync::{watch, Mutex};
 
 use crate::diff::Diff;
@@ -54,7 +54,7 @@ pub struct Executed {
     /// The events appended (empty for a no-op such as pushing the current content).
     pub events: Vec<StoredEvent>,
     /// The current registry version afterwards (0 = none).
-    pub current_version: u64,
+    pub current_version: RegistryVersion,
 }
 
 /// The registry as this process knows it. Cheap to clone.
@@ -152,7 +152,7 @@ impl RegistryService {
                 actor,
                 kind = event.event.kind(),
                 sequence = event.sequence,
-                version = event.registry_version,
+                version = event.registry_version.map(|v| v.0),
                 "registry event recorded"
             );
         }
@@ -172,7 +172,7 @@ impl RegistryService {
         text: &str,
         origin: &str,
     ) -> Result<Option<Executed>, ServiceError> {
-        if self.inner.state.lock().await.aggregate.current_version() > 0 {
+        if self.inner.state.lock().await.aggregate.current_version() > RegistryVersion(0) {
             return Ok(None);
         }
         let command = Command::Publish {
@@ -180,7 +180,7 @@ impl RegistryService {
             format: DocumentFormat::Yaml,
             source: PublishSource::Seed,
             origin: origin.to_owned(),
-            expected_version: Some(0),
+            expected_version: Some(RegistryVersion(0)),
         };
         match self.execute(command, SEED_ACTOR).await {
             Ok(executed) => Ok(Some(executed)),
@@ -203,17 +203,17 @@ impl RegistryService {
     }
 
     /// The current version number (0 = none).
-    pub async fn current_version(&self) -> u64 {
+    pub async fn current_version(&self) -> RegistryVersion {
         self.inner.state.lock().await.aggregate.current_version()
     }
 
     /// Version `v`, if it exists.
-    pub async fn version(&self, v: u64) -> Option<VersionRecord> {
+    pub async fn version(&self, v: RegistryVersion) -> Option<VersionRecord> {
         self.inner.state.lock().await.aggregate.version(v).cloned()
     }
 
     /// Up to `limit` versions numbered above `after`, oldest first.
-    pub async fn versions(&self, after: u64, limit: usize) -> Vec<VersionRecord> {
+    pub async fn versions(&self, after: RegistryVersion, limit: usize) -> Vec<VersionRecord> {
         let state = self.inner.state.lock().await;
         state
             .aggregate
@@ -247,11 +247,11 @@ impl RegistryService {
         let rollout = state.aggregate.rollout()?;
         let candidate = state.aggregate.version(rollout.candidate_version)?;
         Some(CanaryAssignment::new(
-            rollout.stable_version,
+            rollout.stable_version.0,
             rollout.threshold,
             PublishedVersion::new(
-                candidate.version,
-                candidate.hash.clone(),
+                candidate.version.0,
+                candidate.hash.to_string(),
                 candidate.document.clone(),
             ),
         ))
@@ -264,21 +264,25 @@ impl RegistryService {
     }
 
     /// When the first event of `kind` about version `v` was recorded, as Unix seconds.
-    pub async fn recorded_at(&self, kind: &str, v: u64) -> Option<f64> {
+    pub async fn recorded_at(&self, kind: &str, v: RegistryVersion) -> Option<f64> {
         let row: Option<(String,)> = sqlx::query_as(
             "SELECT recorded_at FROM events WHERE event_type = ?1 AND registry_version = ?2 \
              ORDER BY sequence LIMIT 1",
         )
         .bind(kind)
-        .bind(i64::try_from(v).ok()?)
+        .bind(i64::try_from(v.0).ok()?)
         .fetch_optional(self.inner.store.pool())
         .await
         .ok()?;
-        crate::clock::parse_rfc3339(&row?.0)
+        mana_llm_shared::clock::parse_rfc3339(&row?.0)
     }
 
     /// What changed from version `from` to version `to`.
-    pub async fn diff(&self, from: u64, to: u64) -> Result<Diff, ServiceError> {
+    pub async fn diff(
+        &self,
+        from: RegistryVersion,
+        to: RegistryVersion,
+    ) -> Result<Diff, ServiceError> {
         Ok(self.inner.state.lock().await.aggregate.diff(from, to)?)
     }
 
@@ -297,7 +301,7 @@ impl RegistryService {
 
     /// Re-reads the log only when another writer appended since this service last read it
     /// (one indexed query otherwise). Returns the current version.
-    pub async fn refresh_if_changed(&self) -> Result<u64, ServiceError> {
+    pub async fn refresh_if_changed(&self) -> Result<RegistryVersion, ServiceError> {
         let last: Option<i64> =
             sqlx::query_scalar("SELECT MAX(stream_sequence) FROM events WHERE stream = ?1")
                 .bind(REGISTRY_STREAM)
@@ -315,7 +319,7 @@ impl RegistryService {
     }
 
     /// Re-reads the log (e.g. after another process wrote). Returns the current version.
-    pub async fn refresh(&self) -> Result<u64, ServiceError> {
+    pub async fn refresh(&self) -> Result<RegistryVersion, ServiceError> {
         let mut state = self.inner.state.lock().await;
         *state = State::load(&self.inner.store, &self.inner.policy)
             .await

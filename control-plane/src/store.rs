@@ -15,10 +15,11 @@ use std::time::Duration;
 
 use mana_llm_shared::bus::PublishedVersion;
 use mana_llm_shared::events::{RegistryEvent, EVENT_SCHEMA_VERSION};
+use mana_llm_shared::{ContentHash, RegistryVersion};
 use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
-use crate::clock;
+use mana_llm_shared::clock;
 use rows::{EventRow, OutboxDbRow};
 
 /// How long a writer waits for another connection's write lock before giving up.
@@ -34,9 +35,9 @@ pub struct StoredEvent {
     pub event: RegistryEvent,
     pub schema_version: u32,
     /// Null for events that carry no document (rejected reloads).
-    pub content_hash: Option<String>,
+    pub content_hash: Option<ContentHash>,
     /// The registry version the event made, if it made one.
-    pub registry_version: Option<u64>,
+    pub registry_version: Option<RegistryVersion>,
     pub actor: String,
     /// RFC 3339, UTC.
     pub recorded_at: String,
@@ -316,8 +317,8 @@ async fn append_on(
         .bind(event.kind())
         .bind(i64::from(EVENT_SCHEMA_VERSION))
         .bind(&payload)
-        .bind(event.content_hash())
-        .bind(event.registry_version().map(int).transpose()?)
+        .bind(event.content_hash().map(ContentHash::as_str))
+        .bind(event.registry_version().map(|v| int(v.0)).transpose()?)
         .bind(actor)
         .bind(&recorded_at)
         .fetch_one(&mut *tx)
@@ -330,7 +331,7 @@ async fn append_on(
             }
         })?;
         if let Some((version, hash, document)) = version {
-            let published = PublishedVersion::new(version, hash.to_owned(), document.clone());
+            let published = PublishedVersion::new(version.0, hash.to_string(), document.clone());
             let json =
                 serde_json::to_string(&published).map_err(|e| StoreError::Encode(e.to_string()))?;
             sqlx::query(
@@ -338,8 +339,8 @@ async fn append_on(
                  VALUES (?, ?, ?, ?, ?)",
             )
             .bind(sequence)
-            .bind(int(version)?)
-            .bind(hash)
+            .bind(int(version.0)?)
+            .bind(hash.as_str())
             .bind(json)
             .bind(&recorded_at)
             .execute(&mut *tx)
@@ -350,7 +351,7 @@ async fn append_on(
             stream_sequence,
             event: event.clone(),
             schema_version: EVENT_SCHEMA_VERSION,
-            content_hash: event.content_hash().map(str::to_owned),
+            content_hash: event.content_hash().cloned(),
             registry_version: event.registry_version(),
             actor: actor.to_owned(),
             recorded_at,

@@ -25,7 +25,6 @@ pub mod conn;
 pub mod error;
 pub mod fleet;
 pub mod health;
-pub mod logging;
 pub mod metrics;
 pub mod openai;
 pub mod providers;

@@ -6,7 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::registry::RegistryDocument;
+use crate::fleet::WorkerId;
+use crate::registry::{ContentHash, RegistryDocument, RegistryVersion};
 use crate::rollout::{CanaryShare, Cohorts, JudgeSettings};
 
 /// The schema version written with every event payload today.
@@ -20,17 +21,17 @@ pub const REGISTRY_STREAM: &str = "registry";
 pub enum RegistryEvent {
     /// A new registry version: the full validated document and its hash.
     RegistryVersionPublished {
-        version: u64,
-        hash: String,
+        version: RegistryVersion,
+        hash: ContentHash,
         document: RegistryDocument,
         /// Where it came from: `push`, `reload` or `seed`.
         source: String,
     },
     /// A new version whose content is that of an earlier one.
     RegistryRolledBack {
-        version: u64,
-        to_version: u64,
-        hash: String,
+        version: RegistryVersion,
+        to_version: RegistryVersion,
+        hash: ContentHash,
         document: RegistryDocument,
     },
     /// A reload from a file that did not validate; nothing changed.
@@ -38,21 +39,21 @@ pub enum RegistryEvent {
     /// A candidate version went to part of the fleet; `stable_version` stays current for
     /// the rest until the rollout is promoted or aborted.
     RolloutStarted {
-        version: u64,
-        stable_version: u64,
-        hash: String,
+        version: RegistryVersion,
+        stable_version: RegistryVersion,
+        hash: ContentHash,
         document: RegistryDocument,
         share: CanaryShare,
         /// The cohort rule's threshold (see [`crate::rollout`]).
         threshold: u64,
         /// The live workers the rule put on the candidate when it started.
-        cohort: Vec<String>,
+        cohort: Vec<WorkerId>,
         judge: JudgeSettings,
     },
     /// The candidate became the current version for every worker.
     RolloutPromoted {
-        version: u64,
-        hash: String,
+        version: RegistryVersion,
+        hash: ContentHash,
         document: RegistryDocument,
         /// `admin` or `judge`.
         decided_by: String,
@@ -61,8 +62,8 @@ pub enum RegistryEvent {
     },
     /// The candidate was withdrawn: every worker serves `stable_version` again.
     RolloutAborted {
-        version: u64,
-        stable_version: u64,
+        version: RegistryVersion,
+        stable_version: RegistryVersion,
         decided_by: String,
         reason: String,
         figures: Option<Cohorts>,
@@ -72,7 +73,7 @@ pub enum RegistryEvent {
 impl RegistryEvent {
     /// The registry version this event is about: the one it made, the candidate of a
     /// rollout, or none (a rejected reload).
-    pub fn registry_version(&self) -> Option<u64> {
+    pub fn registry_version(&self) -> Option<RegistryVersion> {
         match self {
             RegistryEvent::RolloutStarted { version, .. }
             | RegistryEvent::RolloutAborted { version, .. } => Some(*version),
@@ -81,7 +82,7 @@ impl RegistryEvent {
     }
 
     /// The content hash of the version this event is about, when it carries one.
-    pub fn content_hash(&self) -> Option<&str> {
+    pub fn content_hash(&self) -> Option<&ContentHash> {
         match self {
             RegistryEvent::RolloutStarted { hash, .. } => Some(hash),
             other => other.new_version().map(|(_, h, _)| h),
@@ -102,7 +103,7 @@ impl RegistryEvent {
 
     /// The registry version this event made current for the whole fleet, if it made one
     /// (what the outbox publishes).
-    pub fn new_version(&self) -> Option<(u64, &str, &RegistryDocument)> {
+    pub fn new_version(&self) -> Option<(RegistryVersion, &ContentHash, &RegistryDocument)> {
         match self {
             RegistryEvent::RegistryVersionPublished {
                 version,

@@ -18,6 +18,42 @@ pub const MAX_BEAT_BYTES: usize = 16 * 1024;
 /// Registry versions one beat may report figures for (a worker sees one or two per window).
 pub const MAX_VERSIONS_PER_BEAT: usize = 8;
 
+/// A worker's id in the fleet (`MANA_LLM_WORKER_ID`, or one made at start): what its
+/// heartbeat, its cohort and the rollout events name it by. Stored as the bare string.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct WorkerId(String);
+
+impl WorkerId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for WorkerId {
+    fn from(id: String) -> Self {
+        Self(id)
+    }
+}
+
+impl From<&str> for WorkerId {
+    fn from(id: &str) -> Self {
+        Self(id.to_owned())
+    }
+}
+
+impl AsRef<str> for WorkerId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for WorkerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}
+
 /// One worker's report of itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Beat {

@@ -12,9 +12,11 @@
 //! - [`rollout`]: staged rollouts: the cohort rule and the judge of a candidate version.
 //! - [`fleet_key`]: HMAC-SHA256 signatures over what the fleet shares through Redis.
 //! - [`redis_client`]: the Redis client of every process: password, ACL user, TLS.
+//! - [`clock`]: RFC 3339 timestamps, written and read without a date crate.
 
 pub mod backoff;
 pub mod bus;
+pub mod clock;
 pub mod events;
 pub mod fleet;
 pub mod fleet_key;
@@ -25,7 +27,7 @@ pub mod rollout;
 pub mod target;
 
 pub use registry::{
-    Alias, AliasName, ChainEntry, DocumentFormat, DocumentLimits, Registry, RegistryDocument,
-    RegistryErrors, RegistryPolicy, RegistryVersion, UnknownAlias,
+    Alias, AliasName, ChainEntry, ContentHash, DocumentFormat, DocumentLimits, Registry,
+    RegistryDocument, RegistryErrors, RegistryPolicy, RegistryVersion, UnknownAlias,
 };
 pub use target::{ModelRef, ProviderId, Target, ALIAS_PREFIX, BUILTIN_PROVIDERS, DEFAULT_PROVIDER};

@@ -39,6 +39,7 @@ pub enum DocumentFormat {
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
 )]
+#[serde(transparent)]
 pub struct RegistryVersion(pub u64);
 
 impl RegistryVersion {
@@ -47,9 +48,40 @@ impl RegistryVersion {
     }
 }
 
+/// As the bare number, widths and alignment included (the CLI's tables pad it).
 impl fmt::Display for RegistryVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// A document's content hash: SHA-256 over its canonical JSON, lowercase hex (see
+/// [`RegistryDocument::content_hash`]). Stored and sent as the bare string.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ContentHash(String);
+
+impl ContentHash {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for ContentHash {
+    fn from(hex: String) -> Self {
+        Self(hex)
+    }
+}
+
+impl From<ContentHash> for String {
+    fn from(hash: ContentHash) -> Self {
+        hash.0
+    }
+}
+
+impl fmt::Display for ContentHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
     }
 }
 

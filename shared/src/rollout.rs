@@ -121,14 +121,14 @@ pub fn in_candidate_cohort(candidate_version: u64, threshold: u64, worker_id: &s
 
 /// The threshold that puts exactly `share` of `live` (worker ids) on the candidate, and the
 /// ids it puts there (sorted).
-pub fn pick_cohort(
+pub fn pick_cohort<W: AsRef<str> + Clone + Ord>(
     candidate_version: u64,
-    live: &[String],
+    live: &[W],
     share: CanaryShare,
-) -> (u64, Vec<String>) {
-    let mut points: Vec<(u64, &String)> = live
+) -> (u64, Vec<W>) {
+    let mut points: Vec<(u64, &W)> = live
         .iter()
-        .map(|id| (cohort_point(candidate_version, id), id))
+        .map(|id| (cohort_point(candidate_version, id.as_ref()), id))
         .collect();
     points.sort();
     points.dedup_by(|a, b| a.1 == b.1);
@@ -138,7 +138,7 @@ pub fn pick_cohort(
         Some((point, _)) => *point,
         None => u64::MAX,
     };
-    let mut chosen: Vec<String> = points
+    let mut chosen: Vec<W> = points
         .iter()
         .filter(|(p, _)| *p < threshold)
         .map(|(_, id)| (*id).clone())

@@ -4,49 +4,17 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
-
 use super::client::Client;
 use super::failure::Failure;
+use mana_llm_shared::RegistryVersion;
 
 /// Exit code of `push --wait` when the deadline passed before every live worker served the
 /// version.
 pub const EXIT_WAIT_TIMEOUT: u8 = 8;
 
-#[derive(Debug, Deserialize)]
-pub struct FleetView {
-    pub current_version: u64,
-    pub live: usize,
-    pub serving_current: usize,
-    pub workers: Vec<WorkerView>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct WorkerView {
-    pub worker_id: String,
-    pub listen: String,
-    pub registry_version: u64,
-    pub in_flight: u64,
-    pub lagging: bool,
-    #[serde(default)]
-    pub lag_seconds: Option<f64>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct Progress {
-    pub version: u64,
-    pub live: usize,
-    pub serving: usize,
-    pub complete: bool,
-    pub workers: Vec<ProgressWorker>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct ProgressWorker {
-    pub worker_id: String,
-    pub registry_version: u64,
-    pub serving: bool,
-}
+pub use mana_llm_control_plane::contract::{FleetView, Progress};
+#[cfg(test)]
+use mana_llm_control_plane::contract::{ProgressWorker, WorkerView};
 
 /// The fleet as a table.
 pub fn render_status(view: &FleetView) -> String {
@@ -61,7 +29,7 @@ pub fn render_status(view: &FleetView) -> String {
     let id_width = view
         .workers
         .iter()
-        .map(|w| w.worker_id.len())
+        .map(|w| w.worker_id.as_str().len())
         .max()
         .unwrap_or(0)
         .max("WORKER".len());
@@ -108,7 +76,11 @@ pub fn parse_timeout(text: &str) -> Result<Duration, String> {
 }
 
 /// Polls the rollout of `version` until every live worker serves it or `timeout` passes.
-pub async fn wait(client: &Client, version: u64, timeout: Duration) -> Result<String, Failure> {
+pub async fn wait(
+    client: &Client,
+    version: RegistryVersion,
+    timeout: Duration,
+) -> Result<String, Failure> {
     let started = Instant::now();
     let path = format!("/registry/versions/{version}/rollout");
     loop {
@@ -166,24 +138,24 @@ mod tests {
     #[test]
     fn a_timeout_names_the_laggards_and_exits_8() {
         let progress = Progress {
-            version: 4,
+            version: RegistryVersion(4),
             live: 3,
             serving: 2,
             complete: false,
             workers: vec![
                 ProgressWorker {
                     worker_id: "w1".into(),
-                    registry_version: 4,
+                    registry_version: RegistryVersion(4),
                     serving: true,
                 },
                 ProgressWorker {
                     worker_id: "w2".into(),
-                    registry_version: 3,
+                    registry_version: RegistryVersion(3),
                     serving: false,
                 },
                 ProgressWorker {
                     worker_id: "w3".into(),
-                    registry_version: 4,
+                    registry_version: RegistryVersion(4),
                     serving: true,
                 },
             ],
@@ -199,27 +171,30 @@ mod tests {
     #[test]
     fn the_status_table_marks_laggards() {
         let view = FleetView {
-            current_version: 5,
+            current_version: RegistryVersion(5),
             live: 2,
             serving_current: 1,
             workers: vec![
                 WorkerView {
                     worker_id: "a".into(),
                     listen: "127.0.0.1:1".into(),
-                    registry_version: 5,
+                    registry_version: RegistryVersion(5),
                     in_flight: 0,
                     lagging: false,
                     lag_seconds: Some(0.0),
+                    ..WorkerView::default()
                 },
                 WorkerView {
                     worker_id: "b".into(),
                     listen: "127.0.0.1:2".into(),
-                    registry_version: 4,
+                    registry_version: RegistryVersion(4),
                     in_flight: 3,
                     lagging: true,
                     lag_seconds: Some(12.4),
+                    ..WorkerView::default()
                 },
             ],
+            ..FleetView::default()
         };
         let text = render_status(&view);
         assert!(

@@ -3,81 +3,11 @@
 
 use std::fmt::Write as _;
 
-use serde::Deserialize;
-
-/// The answer of a push that started a rollout.
-#[derive(Debug, Deserialize)]
-pub struct Started {
-    pub version: u64,
-    pub stable_version: u64,
-    pub rollout: Active,
-}
-
-/// `GET /admin/v1/rollout`.
-#[derive(Debug, Deserialize)]
-pub struct Status {
-    pub active: Option<Active>,
-    pub last: Option<Finished>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct Active {
-    pub candidate_version: u64,
-    pub stable_version: u64,
-    pub share: String,
-    pub auto: bool,
-    pub soak_seconds: u64,
-    pub min_requests: u64,
-    pub cohorts: CohortsView,
-    pub figures: FiguresPair,
-    #[serde(default)]
-    pub verdict: Option<String>,
-    #[serde(default)]
-    pub paused: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct CohortsView {
-    pub candidate: Vec<Member>,
-    pub stable: Vec<Member>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct Member {
-    pub worker_id: String,
-    pub registry_version: u64,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct FiguresPair {
-    pub candidate: FiguresView,
-    pub stable: FiguresView,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct FiguresView {
-    pub requests: u64,
-    pub error_ratio: f64,
-    pub exhausted_ratio: f64,
-    pub fallback_ratio: f64,
-    pub p99_ms: u64,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct Finished {
-    pub candidate_version: u64,
-    pub stable_version: u64,
-    pub outcome: String,
-    pub decided_by: String,
-    pub reason: String,
-}
-
-/// The answer of promote or abort.
-#[derive(Debug, Deserialize)]
-pub struct Ended {
-    pub version: u64,
-    pub rollout: Option<Finished>,
-}
+pub use mana_llm_control_plane::contract::{
+    Active, Ended, FiguresView, Finished, Member, Started, Status,
+};
+#[cfg(test)]
+use mana_llm_control_plane::contract::{CohortsView, FiguresPair};
 
 fn members(list: &[Member]) -> String {
     if list.is_empty() {
@@ -172,6 +102,8 @@ pub fn render_ended(e: &Ended) -> String {
 
 #[cfg(test)]
 mod tests {
+    use mana_llm_shared::RegistryVersion;
+
     use super::*;
 
     fn active(auto: bool, paused: Option<&str>) -> Active {
@@ -181,10 +113,11 @@ mod tests {
             exhausted_ratio: 0.0,
             fallback_ratio: 0.0,
             p99_ms: 12,
+            ..FiguresView::default()
         };
         Active {
-            candidate_version: 5,
-            stable_version: 4,
+            candidate_version: RegistryVersion(5),
+            stable_version: RegistryVersion(4),
             share: "50%".into(),
             auto,
             soak_seconds: 30,
@@ -192,7 +125,7 @@ mod tests {
             cohorts: CohortsView {
                 candidate: vec![Member {
                     worker_id: "w1".into(),
-                    registry_version: 5,
+                    registry_version: RegistryVersion(5),
                 }],
                 stable: vec![],
             },
@@ -202,6 +135,7 @@ mod tests {
             },
             verdict: Some("candidate error ratio 50.0% exceeds stable 0.0%".into()),
             paused: paused.map(str::to_owned),
+            ..Active::default()
         }
     }
 
@@ -242,11 +176,12 @@ mod tests {
         let text = render_status(&Status {
             active: None,
             last: Some(Finished {
-                candidate_version: 5,
-                stable_version: 4,
+                candidate_version: RegistryVersion(5),
+                stable_version: RegistryVersion(4),
                 outcome: "aborted".into(),
                 decided_by: "judge".into(),
                 reason: "worse".into(),
+                ..Finished::default()
             }),
         });
         assert_eq!(

@@ -3,6 +3,7 @@
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use mana_llm_shared::RegistryVersion;
 use serde_json::json;
 
 use crate::domain::DomainError;
@@ -20,10 +21,10 @@ pub enum AdminError {
     #[error("{message}")]
     Conflict {
         message: String,
-        current_version: u64,
+        current_version: RegistryVersion,
     },
     #[error("unknown version {0}")]
-    UnknownVersion(u64),
+    UnknownVersion(RegistryVersion),
     #[error("no registry version exists yet")]
     NoRegistry,
     #[error("missing or wrong admin token: send 'Authorization: Bearer <MANA_LLM_ADMIN_TOKEN>'")]
@@ -108,7 +109,7 @@ impl AdminError {
         }
     }
 
-    pub fn conflict(current_version: u64, message: impl Into<String>) -> Self {
+    pub fn conflict(current_version: RegistryVersion, message: impl Into<String>) -> Self {
         AdminError::Conflict {
             message: message.into(),
             current_version,
@@ -134,7 +135,7 @@ impl From<ServiceError> for AdminError {
             },
             ServiceError::Domain(DomainError::NoRollout) => AdminError::NoRollout,
             // Another process wrote first; the service reloaded, a retry sees the new version.
-            ServiceError::Conflict => AdminError::conflict(0, e.to_string()),
+            ServiceError::Conflict => AdminError::conflict(RegistryVersion(0), e.to_string()),
             ServiceError::Store(StoreError::Unavailable { cause, detail }) => {
                 AdminError::StorageUnavailable { cause, detail }
             }

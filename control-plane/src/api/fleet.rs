@@ -1,22 +1,21 @@
 //! The fleet view: every live worker as its heartbeat describes it, and how far a version has
 //! reached.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::Json;
-use mana_llm_shared::fleet::Beat;
+use mana_llm_shared::clock::unix_now;
+use mana_llm_shared::fleet::{Beat, WorkerId};
 use mana_llm_shared::rollout::in_candidate_cohort;
-use serde_json::{json, Value};
+use mana_llm_shared::RegistryVersion;
+use serde_json::Value;
 
 use super::{AdminError, AdminState};
-
-/// Unix seconds now.
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
+use crate::contract::{
+    body, BreakerCounts, FleetView, Progress, ProgressWorker, RolloutRule, WorkerView,
+};
 
 /// The live workers, or a 503 naming why they cannot be listed.
 pub(super) async fn live_workers(state: &AdminState) -> Result<Vec<Beat>, AdminError> {
@@ -32,22 +31,25 @@ pub(super) async fn live_workers(state: &AdminState) -> Result<Vec<Beat>, AdminE
 
 /// When version `v` became current, as Unix seconds, from the log (a rollout's candidate
 /// becomes current when it is promoted, not when it starts).
-pub async fn committed_at(service: &crate::service::RegistryService, v: u64) -> Option<f64> {
+pub async fn committed_at(
+    service: &crate::service::RegistryService,
+    v: RegistryVersion,
+) -> Option<f64> {
     let row: Option<(String,)> = sqlx::query_as(
         "SELECT recorded_at FROM events WHERE registry_version = ?1 \
          AND event_type NOT IN ('RolloutStarted', 'RolloutAborted') ORDER BY sequence LIMIT 1",
     )
-    .bind(i64::try_from(v).ok()?)
+    .bind(i64::try_from(v.0).ok()?)
     .fetch_optional(service.store().pool())
     .await
     .ok()?;
-    crate::clock::parse_rfc3339(&row?.0)
+    mana_llm_shared::clock::parse_rfc3339(&row?.0)
 }
 
 /// What a worker should serve: the candidate when a rollout puts it in the candidate
 /// cohort, else the current version.
 struct Expected<'a> {
-    current: u64,
+    current: RegistryVersion,
     current_since: Option<f64>,
     rollout: Option<&'a crate::domain::ActiveRollout>,
     rollout_since: Option<f64>,
@@ -55,9 +57,9 @@ struct Expected<'a> {
 
 impl Expected<'_> {
     /// The version `worker_id` should serve, since when, and its cohort during a rollout.
-    fn of(&self, worker_id: &str) -> (u64, Option<f64>, Option<&'static str>) {
+    fn of(&self, worker_id: &str) -> (RegistryVersion, Option<f64>, Option<&'static str>) {
         match self.rollout {
-            Some(r) if in_candidate_cohort(r.candidate_version, r.threshold, worker_id) => {
+            Some(r) if in_candidate_cohort(r.candidate_version.0, r.threshold, worker_id) => {
                 (r.candidate_version, self.rollout_since, Some("candidate"))
             }
             Some(_) => (self.current, self.current_since, Some("stable")),
@@ -67,49 +69,44 @@ impl Expected<'_> {
 }
 
 /// One worker as the fleet view shows it.
-fn worker_view(beat: &Beat, expected: &Expected<'_>, now: f64) -> Value {
+fn worker_view(beat: &Beat, expected: &Expected<'_>, now: f64) -> WorkerView {
     let (should_serve, lag_since, cohort) = expected.of(&beat.worker_id);
-    let lagging = beat.registry_version != should_serve;
-    json!({
-        "worker_id": beat.worker_id,
-        "listen": beat.listen,
-        "binary_version": beat.binary_version,
-        "registry_version": beat.registry_version,
-        "started_at": beat.started_at,
-        "last_beat_at": beat.beat_at,
-        "in_flight": beat.in_flight,
-        "expected_version": should_serve,
-        "cohort": cohort,
-        "lagging": lagging,
-        "lag_seconds": if lagging { lag_since.map(|t| (now - t).max(0.0)) } else { Some(0.0) },
-        "windows": beat.windows,
-        "breakers": beat.breakers,
-    })
+    let lagging = beat.registry_version != should_serve.0;
+    WorkerView {
+        worker_id: WorkerId::from(beat.worker_id.as_str()),
+        listen: beat.listen.clone(),
+        binary_version: beat.binary_version.clone(),
+        registry_version: RegistryVersion(beat.registry_version),
+        started_at: beat.started_at,
+        last_beat_at: beat.beat_at,
+        in_flight: beat.in_flight,
+        expected_version: should_serve,
+        cohort: cohort.map(str::to_owned),
+        lagging,
+        lag_seconds: if lagging {
+            lag_since.map(|t| (now - t).max(0.0))
+        } else {
+            Some(0.0)
+        },
+        windows: beat.windows.clone(),
+        breakers: beat.breakers.clone(),
+    }
 }
 
 /// Per provider, how many live workers see its breaker healthy, half-open or open.
-fn breakers_across(workers: &[Beat]) -> Value {
-    let mut providers: std::collections::BTreeMap<&str, [usize; 3]> = Default::default();
+fn breakers_across(workers: &[Beat]) -> BTreeMap<String, BreakerCounts> {
+    let mut providers: BTreeMap<String, BreakerCounts> = BTreeMap::new();
     for beat in workers {
         for (provider, state) in &beat.breakers {
-            let counts = providers.entry(provider).or_default();
+            let counts = providers.entry(provider.clone()).or_default();
             match state.as_str() {
-                "healthy" => counts[0] += 1,
-                "half_open" => counts[1] += 1,
-                _ => counts[2] += 1,
+                "healthy" => counts.healthy += 1,
+                "half_open" => counts.half_open += 1,
+                _ => counts.open += 1,
             }
         }
     }
     providers
-        .into_iter()
-        .map(|(p, [healthy, half_open, open])| {
-            (
-                p.to_owned(),
-                json!({"healthy": healthy, "half_open": half_open, "open": open}),
-            )
-        })
-        .collect::<serde_json::Map<String, Value>>()
-        .into()
 }
 
 /// `GET /admin/v1/fleet`.
@@ -126,48 +123,44 @@ pub async fn fleet(State(state): State<Arc<AdminState>>) -> Result<Json<Value>, 
         rollout_since: state.service.rollout_started_at().await,
     };
     let now = unix_now();
-    let views: Vec<Value> = workers
-        .iter()
-        .map(|b| worker_view(b, &expected, now))
-        .collect();
     let serving = workers
         .iter()
-        .filter(|b| b.registry_version == current)
+        .filter(|b| b.registry_version == current.0)
         .count();
-    Ok(Json(json!({
-        "current_version": current,
-        "live": workers.len(),
-        "serving_current": serving,
-        "providers": breakers_across(&workers),
-        "rollout": rollout.as_ref().map(|r| json!({
-            "candidate_version": r.candidate_version,
-            "stable_version": r.stable_version,
-            "share": r.share.to_string(),
-        })),
-        "workers": views,
-    })))
+    body(&FleetView {
+        current_version: current,
+        live: workers.len() as u64,
+        serving_current: serving as u64,
+        providers: breakers_across(&workers),
+        rollout: rollout.as_ref().map(|r| RolloutRule {
+            candidate_version: r.candidate_version,
+            stable_version: r.stable_version,
+            share: r.share.to_string(),
+        }),
+        workers: workers
+            .iter()
+            .map(|b| worker_view(b, &expected, now))
+            .collect(),
+    })
 }
 
 /// How far version `v` has reached: who serves it, who does not yet.
-pub(super) fn progress(workers: &[Beat], v: u64) -> Value {
-    let serving = workers.iter().filter(|b| b.registry_version >= v).count();
-    let per_worker: Vec<Value> = workers
-        .iter()
-        .map(|b| {
-            json!({
-                "worker_id": b.worker_id,
-                "registry_version": b.registry_version,
-                "serving": b.registry_version >= v,
+pub(super) fn progress(workers: &[Beat], v: RegistryVersion) -> Progress {
+    let serving = workers.iter().filter(|b| b.registry_version >= v.0).count();
+    Progress {
+        version: v,
+        live: workers.len() as u64,
+        serving: serving as u64,
+        complete: serving == workers.len(),
+        workers: workers
+            .iter()
+            .map(|b| ProgressWorker {
+                worker_id: WorkerId::from(b.worker_id.as_str()),
+                registry_version: RegistryVersion(b.registry_version),
+                serving: b.registry_version >= v.0,
             })
-        })
-        .collect();
-    json!({
-        "version": v,
-        "live": workers.len(),
-        "serving": serving,
-        "complete": serving == workers.len(),
-        "workers": per_worker,
-    })
+            .collect(),
+    }
 }
 
 /// `GET /admin/v1/registry/versions/{v}/rollout`.
@@ -175,12 +168,14 @@ pub async fn rollout(
     State(state): State<Arc<AdminState>>,
     Path(version): Path<String>,
 ) -> Result<Json<Value>, AdminError> {
-    let v: u64 = version
-        .parse()
-        .map_err(|_| AdminError::BadRequest(format!("'{version}' is not a version number")))?;
+    let v = RegistryVersion(
+        version
+            .parse()
+            .map_err(|_| AdminError::BadRequest(format!("'{version}' is not a version number")))?,
+    );
     if state.service.version(v).await.is_none() {
         return Err(AdminError::UnknownVersion(v));
     }
     let workers = live_workers(&state).await?;
-    Ok(Json(progress(&workers, v)))
+    body(&progress(&workers, v))
 }

@@ -10,12 +10,16 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use mana_llm_shared::events::RegistryEvent;
-use mana_llm_shared::DocumentFormat;
+use mana_llm_shared::{ContentHash, DocumentFormat, RegistryVersion};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::extract::{AdminPath, AdminQuery};
 use super::{AdminError, AdminState};
+use crate::contract::{
+    body, AliasView, AuditEvent, AuditPage, AuditRollout, DiffView, Made, Published, Reach,
+    RollbackBody, RolloutPlace, VersionSummary, VersionView, VersionsPage, Written,
+};
 use crate::domain::{Command, PublishSource, VersionOrigin, VersionRecord};
 use crate::reload::{outcome, reload_file, ReloadOutcome};
 use crate::service::{Executed, ServiceError};
@@ -71,66 +75,65 @@ pub(super) async fn fail(state: &AdminState, e: ServiceError) -> AdminError {
     match AdminError::from(e) {
         AdminError::Conflict {
             message,
-            current_version: 0,
+            current_version: RegistryVersion(0),
         } => AdminError::conflict(state.service.current_version().await, message),
         other => other,
     }
 }
 
-/// How many live workers already serve `version` (`{"live", "serving"}`), when there is a
-/// fleet to ask: a write's answer says how far it has reached.
-async fn reach(state: &AdminState, version: u64) -> Option<Value> {
+/// How many live workers already serve `version`, when there is a fleet to ask: a write's
+/// answer says how far it has reached.
+async fn reach(state: &AdminState, version: RegistryVersion) -> Option<Reach> {
     let workers = state.fleet.as_ref()?.list().await?;
     let serving = workers
         .iter()
-        .filter(|w| w.registry_version >= version)
+        .filter(|w| w.registry_version >= version.0)
         .count();
-    Some(json!({"live": workers.len(), "serving": serving}))
+    Some(Reach {
+        live: workers.len() as u64,
+        serving: serving as u64,
+    })
 }
 
 /// A write's answer with the fleet's reach of the current version added (`"workers"`).
 async fn written_reaching(
     state: &AdminState,
     executed: &Executed,
-    hash: Option<String>,
-) -> Response {
-    let reach = reach(state, executed.current_version).await;
-    match answer_body(outcome(executed), hash) {
-        Ok((status, mut body)) => {
-            body["workers"] = reach.unwrap_or(Value::Null);
-            (status, Json(body)).into_response()
-        }
-        Err(e) => e.into_response(),
-    }
+    hash: Option<ContentHash>,
+) -> Result<Response, AdminError> {
+    let workers = reach(state, executed.current_version).await;
+    let (status, published) = published(outcome(executed), hash)?;
+    Ok((status, body(&Written { published, workers })?).into_response())
 }
 
 /// The answer to anything that may write a version: 201 new, 200 unchanged, 400 rejected.
-fn answer(outcome: ReloadOutcome, current_hash: Option<String>) -> Response {
-    match answer_body(outcome, current_hash) {
-        Ok((status, body)) => (status, Json(body)).into_response(),
-        Err(e) => e.into_response(),
-    }
-}
-
-fn answer_body(
+fn published(
     outcome: ReloadOutcome,
-    current_hash: Option<String>,
-) -> Result<(StatusCode, Value), AdminError> {
+    current_hash: Option<ContentHash>,
+) -> Result<(StatusCode, Published), AdminError> {
     match outcome {
         ReloadOutcome::Published { version, hash } => Ok((
             StatusCode::CREATED,
-            json!({"version": version, "hash": hash, "changed": true}),
+            Published {
+                version,
+                hash: Some(hash),
+                changed: true,
+            },
         )),
         ReloadOutcome::Unchanged { version } => Ok((
             StatusCode::OK,
-            json!({"version": version, "hash": current_hash, "changed": false}),
+            Published {
+                version,
+                hash: current_hash,
+                changed: false,
+            },
         )),
         ReloadOutcome::Rejected { errors } => Err(AdminError::Invalid(errors)),
     }
 }
 
 /// `If-Match: 3` (quotes and `W/` tolerated) or `?expected_version=3`.
-fn expected_from_headers(headers: &HeaderMap) -> Result<Option<u64>, AdminError> {
+fn expected_from_headers(headers: &HeaderMap) -> Result<Option<RegistryVersion>, AdminError> {
     let Some(raw) = headers.get(header::IF_MATCH) else {
         return Ok(None);
     };
@@ -140,7 +143,7 @@ fn expected_from_headers(headers: &HeaderMap) -> Result<Option<u64>, AdminError>
         .trim()
         .trim_start_matches("W/")
         .trim_matches('"');
-    text.parse().map(Some).map_err(|_| {
+    text.parse().map(|v| Some(RegistryVersion(v))).map_err(|_| {
         AdminError::BadRequest(format!("If-Match must be a version number, got '{text}'"))
     })
 }
@@ -167,9 +170,9 @@ pub async fn push(
         .is_some_and(|v| v.to_ascii_lowercase().contains("json"));
     let mut expected = expected_from_headers(&headers)?;
     if let Some(v) = query.get("expected_version") {
-        expected = Some(v.parse().map_err(|_| {
+        expected = Some(RegistryVersion(v.parse().map_err(|_| {
             AdminError::BadRequest(format!("expected_version must be a number, got '{v}'"))
-        })?);
+        })?));
     }
     // A JSON document may carry `expected_version` beside the registry keys. A body that is
     // JSON is read as JSON (declared so, or an object that parses as one); anything else is
@@ -183,7 +186,7 @@ pub async fn push(
                 let v = v.as_u64().ok_or_else(|| {
                     AdminError::BadRequest("expected_version must be a number".to_owned())
                 })?;
-                expected = expected.or(Some(v));
+                expected = expected.or(Some(RegistryVersion(v)));
                 text = Value::Object(doc).to_string();
             }
         } else if declared_json {
@@ -205,13 +208,7 @@ pub async fn push(
         Err(e) => return Err(fail(&state, e).await),
     };
     let hash = state.service.current().await.map(|c| c.hash);
-    Ok(written_reaching(&state, &executed, hash).await)
-}
-
-#[derive(Deserialize)]
-pub struct RollbackBody {
-    to_version: u64,
-    expected_version: Option<u64>,
+    written_reaching(&state, &executed, hash).await
 }
 
 pub async fn rollback(
@@ -234,7 +231,7 @@ pub async fn rollback(
         Err(e) => return Err(fail(&state, e).await),
     };
     let hash = state.service.current().await.map(|c| c.hash);
-    Ok(written_reaching(&state, &executed, hash).await)
+    written_reaching(&state, &executed, hash).await
 }
 
 pub async fn reload(State(state): State<Arc<AdminState>>) -> Result<Response, AdminError> {
@@ -248,24 +245,29 @@ pub async fn reload(State(state): State<Arc<AdminState>>) -> Result<Response, Ad
         Err(e) => return Err(fail(&state, e).await),
     };
     let hash = state.service.current().await.map(|c| c.hash);
-    Ok(answer(result, hash))
+    let (status, published) = published(result, hash)?;
+    Ok((status, body(&published)?).into_response())
 }
 
 /// Who made each version and when, from the log.
-async fn provenance(state: &AdminState, from: u64, to: u64) -> HashMap<u64, (String, String)> {
+async fn provenance(
+    state: &AdminState,
+    from: RegistryVersion,
+    to: RegistryVersion,
+) -> HashMap<RegistryVersion, (String, String)> {
     let rows: Result<Vec<(i64, String, String)>, _> = sqlx::query_as(
         // Newest first, so the first event about a version (its making) is the one kept.
         "SELECT registry_version, actor, recorded_at FROM events \
          WHERE registry_version BETWEEN ?1 AND ?2 ORDER BY sequence DESC",
     )
-    .bind(i64::try_from(from).unwrap_or(i64::MAX))
-    .bind(i64::try_from(to).unwrap_or(i64::MAX))
+    .bind(i64::try_from(from.0).unwrap_or(i64::MAX))
+    .bind(i64::try_from(to.0).unwrap_or(i64::MAX))
     .fetch_all(state.service.store().pool())
     .await;
     match rows {
         Ok(rows) => rows
             .into_iter()
-            .map(|(v, a, t)| (u64::try_from(v).unwrap_or(0), (a, t)))
+            .map(|(v, a, t)| (RegistryVersion(u64::try_from(v).unwrap_or(0)), (a, t)))
             .collect(),
         Err(e) => {
             tracing::warn!(error = %e, "cannot read version provenance");
@@ -274,7 +276,7 @@ async fn provenance(state: &AdminState, from: u64, to: u64) -> HashMap<u64, (Str
     }
 }
 
-fn source(record: &VersionRecord) -> (String, Option<u64>) {
+fn source(record: &VersionRecord) -> (String, Option<RegistryVersion>) {
     match &record.origin {
         VersionOrigin::Published { source } => (source.clone(), None),
         VersionOrigin::RolledBack { to_version } => ("rollback".to_owned(), Some(*to_version)),
@@ -283,36 +285,50 @@ fn source(record: &VersionRecord) -> (String, Option<u64>) {
 }
 
 /// A rollout candidate's place next to stable, for the version views.
-fn rollout_of(record: &VersionRecord) -> Value {
+fn rollout_of(record: &VersionRecord) -> Option<RolloutPlace> {
     match &record.origin {
         VersionOrigin::Rollout {
             stable_version,
             outcome,
-        } => json!({"stable_version": stable_version, "outcome": outcome}),
-        _ => Value::Null,
+        } => Some(RolloutPlace {
+            stable_version: *stable_version,
+            outcome: *outcome,
+        }),
+        _ => None,
     }
 }
 
-fn view(record: &VersionRecord, meta: Option<&(String, String)>) -> Value {
-    let (source, rolled_back_to) = source(record);
-    let aliases: Vec<Value> = record
+/// How `record` was made, with who and when from the log (`meta`).
+fn made(record: &VersionRecord, meta: Option<&(String, String)>) -> Made {
+    Made {
+        version: record.version,
+        hash: record.hash.clone(),
+        source: Some(source(record).0),
+        rollout: rollout_of(record),
+        actor: meta.map(|m| m.0.clone()),
+        recorded_at: meta.map(|m| m.1.clone()),
+    }
+}
+
+fn view(record: &VersionRecord, meta: Option<&(String, String)>) -> VersionView {
+    let (_, rolled_back_to) = source(record);
+    let aliases = record
         .document
         .aliases
         .values()
-        .map(|a| json!({"name": a.name, "description": a.description, "chain": a.chain.iter().map(|e| e.target.to_string()).collect::<Vec<_>>()}))
+        .map(|a| AliasView {
+            name: a.name.to_string(),
+            description: Some(a.description.clone()),
+            chain: a.chain.iter().map(|e| e.target.to_string()).collect(),
+        })
         .collect();
-    json!({
-        "version": record.version,
-        "hash": record.hash,
-        "source": source,
-        "rolled_back_to": rolled_back_to,
-        "rollout": rollout_of(record),
-        "actor": meta.map(|m| m.0.as_str()),
-        "recorded_at": meta.map(|m| m.1.as_str()),
-        "default": record.document.default,
-        "aliases": aliases,
-        "document": record.document,
-    })
+    VersionView {
+        made: made(record, meta),
+        rolled_back_to,
+        default: record.document.default.as_ref().map(|d| d.to_string()),
+        aliases,
+        document: Some(record.document.clone()),
+    }
 }
 
 pub async fn current(State(state): State<Arc<AdminState>>) -> Result<Json<Value>, AdminError> {
@@ -322,20 +338,21 @@ pub async fn current(State(state): State<Arc<AdminState>>) -> Result<Json<Value>
         .await
         .ok_or(AdminError::NoRegistry)?;
     let meta = provenance(&state, record.version, record.version).await;
-    Ok(Json(view(&record, meta.get(&record.version))))
+    body(&view(&record, meta.get(&record.version)))
 }
 
 pub async fn version(
     State(state): State<Arc<AdminState>>,
     AdminPath(v): AdminPath<u64>,
 ) -> Result<Json<Value>, AdminError> {
+    let v = RegistryVersion(v);
     let record = state
         .service
         .version(v)
         .await
         .ok_or(AdminError::UnknownVersion(v))?;
     let meta = provenance(&state, v, v).await;
-    Ok(Json(view(&record, meta.get(&v))))
+    body(&view(&record, meta.get(&v)))
 }
 
 pub async fn versions(
@@ -343,31 +360,25 @@ pub async fn versions(
     AdminQuery(page): AdminQuery<Page>,
 ) -> Result<Json<Value>, AdminError> {
     let limit = page.limit();
-    let records = state.service.versions(page.after()?, limit as usize).await;
+    let after = RegistryVersion(page.after()?);
+    let records = state.service.versions(after, limit as usize).await;
     let (first, last) = (
-        records.first().map_or(0, |r| r.version),
-        records.last().map_or(0, |r| r.version),
+        records.first().map_or(RegistryVersion(0), |r| r.version),
+        records.last().map_or(RegistryVersion(0), |r| r.version),
     );
     let meta = provenance(&state, first, last).await;
-    let versions: Vec<Value> = records
+    let versions = records
         .iter()
-        .map(|r| {
-            let m = meta.get(&r.version);
-            json!({
-                "version": r.version,
-                "hash": r.hash,
-                "source": source(r).0,
-                "rollout": rollout_of(r),
-                "actor": m.map(|m| m.0.as_str()),
-                "recorded_at": m.map(|m| m.1.as_str()),
-                "alias_count": r.document.aliases.len(),
-            })
+        .map(|r| VersionSummary {
+            made: made(r, meta.get(&r.version)),
+            alias_count: Some(r.document.aliases.len() as u64),
         })
         .collect();
     let next_after = (records.len() as u32 == limit).then_some(last);
-    Ok(Json(
-        json!({"versions": versions, "next_after": next_after}),
-    ))
+    body(&VersionsPage {
+        versions,
+        next_after,
+    })
 }
 
 #[derive(Deserialize)]
@@ -380,18 +391,12 @@ pub async fn diff(
     State(state): State<Arc<AdminState>>,
     AdminQuery(q): AdminQuery<DiffQuery>,
 ) -> Result<Json<Value>, AdminError> {
-    let diff = match state.service.diff(q.from, q.to).await {
+    let (from, to) = (RegistryVersion(q.from), RegistryVersion(q.to));
+    let diff = match state.service.diff(from, to).await {
         Ok(d) => d,
         Err(e) => return Err(fail(&state, e).await),
     };
-    let mut body = serde_json::to_value(&diff).map_err(|e| AdminError::Internal(e.to_string()))?;
-    body["from"] = json!(q.from);
-    body["to"] = json!(q.to);
-    // A default change reads better as an object than as a pair.
-    if let Some(Value::Array(pair)) = body.get("default_changed").cloned() {
-        body["default_changed"] = json!({"from": pair.first(), "to": pair.get(1)});
-    }
-    Ok(Json(body))
+    body(&DiffView { from, to, diff })
 }
 
 pub async fn audit(
@@ -404,7 +409,7 @@ pub async fn audit(
         Ok(e) => e,
         Err(e) => return Err(fail(&state, e).await),
     };
-    let rows: Vec<Value> = events
+    let rows = events
         .iter()
         .map(|e| {
             let (source, to_version, errors) = match &e.event {
@@ -421,30 +426,30 @@ pub async fn audit(
                 | RegistryEvent::RolloutPromoted { .. }
                 | RegistryEvent::RolloutAborted { .. } => (Some("rollout".to_owned()), None, None),
             };
-            let mut row = json!({
-                "sequence": e.sequence,
-                "type": e.event.kind(),
-                "registry_version": e.registry_version,
-                "hash": e.content_hash,
-                "actor": e.actor,
-                "recorded_at": e.recorded_at,
-                "source": source,
-                "to_version": to_version,
-                "errors": errors,
-            });
-            if let Some(rollout) = rollout_detail(&e.event) {
-                row["rollout"] = rollout;
+            AuditEvent {
+                sequence: e.sequence,
+                kind: e.event.kind().to_owned(),
+                registry_version: e.registry_version,
+                hash: e.content_hash.clone(),
+                actor: Some(e.actor.clone()),
+                recorded_at: Some(e.recorded_at.clone()),
+                source,
+                to_version,
+                errors,
+                rollout: rollout_detail(&e.event),
             }
-            row
         })
         .collect();
     let next_after =
         (events.len() as u32 == limit).then(|| events.last().map_or(after, |e| e.sequence));
-    Ok(Json(json!({"events": rows, "next_after": next_after})))
+    body(&AuditPage {
+        events: rows,
+        next_after,
+    })
 }
 
 /// What an audit row shows of a rollout event: its rule, or the decision with its figures.
-fn rollout_detail(event: &RegistryEvent) -> Option<Value> {
+fn rollout_detail(event: &RegistryEvent) -> Option<AuditRollout> {
     match event {
         RegistryEvent::RolloutStarted {
             stable_version,
@@ -452,33 +457,39 @@ fn rollout_detail(event: &RegistryEvent) -> Option<Value> {
             cohort,
             judge,
             ..
-        } => Some(json!({
-            "stable_version": stable_version,
-            "share": share.to_string(),
-            "cohort": cohort,
-            "judge": judge,
-        })),
+        } => Some(AuditRollout {
+            stable_version: Some(*stable_version),
+            share: Some(share.to_string()),
+            cohort: Some(cohort.clone()),
+            judge: Some(*judge),
+            ..AuditRollout::default()
+        }),
         RegistryEvent::RolloutPromoted {
             decided_by,
             reason,
             figures,
             ..
-        } => Some(
-            json!({"outcome": "promoted", "decided_by": decided_by, "reason": reason, "figures": figures}),
-        ),
+        } => Some(AuditRollout {
+            outcome: Some("promoted".to_owned()),
+            decided_by: Some(decided_by.clone()),
+            reason: Some(reason.clone()),
+            figures: Some(*figures),
+            ..AuditRollout::default()
+        }),
         RegistryEvent::RolloutAborted {
             stable_version,
             decided_by,
             reason,
             figures,
             ..
-        } => Some(json!({
-            "outcome": "aborted",
-            "stable_version": stable_version,
-            "decided_by": decided_by,
-            "reason": reason,
-            "figures": figures,
-        })),
+        } => Some(AuditRollout {
+            outcome: Some("aborted".to_owned()),
+            stable_version: Some(*stable_version),
+            decided_by: Some(decided_by.clone()),
+            reason: Some(reason.clone()),
+            figures: Some(*figures),
+            ..AuditRollout::default()
+        }),
         _ => None,
     }
 }

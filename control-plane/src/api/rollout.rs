@@ -9,15 +9,18 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use mana_llm_shared::fleet::Beat;
-use mana_llm_shared::rollout::{parse_seconds, CanaryShare, Figures, JudgeSettings};
-use mana_llm_shared::DocumentFormat;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use mana_llm_shared::fleet::{Beat, WorkerId};
+use mana_llm_shared::rollout::{parse_seconds, CanaryShare, Cohorts, Figures, JudgeSettings};
+use mana_llm_shared::{DocumentFormat, RegistryVersion};
+use serde_json::Value;
 
 use super::fleet::live_workers;
 use super::handlers::{actor, fail};
 use super::{AdminError, AdminState};
+use crate::contract::{
+    body, Active, CohortsView, EndBody, Ended, FiguresPair, FiguresView, Finished, Member, Started,
+    Status,
+};
 use crate::domain::{ActiveRollout, Command, FinishedRollout};
 use crate::rollout::Seen;
 
@@ -64,7 +67,7 @@ pub(super) async fn start(
     headers: &HeaderMap,
     text: String,
     format: DocumentFormat,
-    expected_version: Option<u64>,
+    expected_version: Option<RegistryVersion>,
     query: &HashMap<String, String>,
 ) -> Result<Response, AdminError> {
     let share: CanaryShare = query
@@ -81,7 +84,10 @@ pub(super) async fn start(
         origin: "admin API".to_owned(),
         expected_version,
         share,
-        live_workers: live.iter().map(|b| b.worker_id.clone()).collect(),
+        live_workers: live
+            .iter()
+            .map(|b| WorkerId::from(b.worker_id.as_str()))
+            .collect(),
         judge,
     };
     if let Err(e) = state.service.execute(command, &actor(headers)).await {
@@ -97,97 +103,97 @@ pub(super) async fn start(
         .version(rollout.candidate_version)
         .await
         .map(|r| r.hash);
-    let view = active_view(state, &rollout, Some(&live)).await;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({
-            "version": rollout.candidate_version,
-            "hash": hash,
-            "changed": true,
-            "stable_version": rollout.stable_version,
-            "rollout": view,
-        })),
-    )
-        .into_response())
+    let started = Started {
+        version: rollout.candidate_version,
+        hash,
+        changed: true,
+        stable_version: rollout.stable_version,
+        rollout: active_view(state, &rollout, Some(&live)).await,
+    };
+    Ok((StatusCode::CREATED, body(&started)?).into_response())
 }
 
-fn figures_view(f: &Figures) -> Value {
-    json!({
-        "requests": f.requests,
-        "upstream_errors": f.upstream_errors,
-        "exhausted": f.exhausted,
-        "fallbacks": f.fallbacks,
-        "error_ratio": f.error_ratio(),
-        "exhausted_ratio": f.exhausted_ratio(),
-        "fallback_ratio": f.fallback_ratio(),
-        "p99_ms": f.p99_ms,
-    })
+fn figures_view(f: &Figures) -> FiguresView {
+    FiguresView {
+        requests: f.requests,
+        upstream_errors: f.upstream_errors,
+        exhausted: f.exhausted,
+        fallbacks: f.fallbacks,
+        error_ratio: f.error_ratio(),
+        exhausted_ratio: f.exhausted_ratio(),
+        fallback_ratio: f.fallback_ratio(),
+        p99_ms: f.p99_ms,
+    }
+}
+
+fn figures_pair(c: &Cohorts) -> FiguresPair {
+    FiguresPair {
+        candidate: figures_view(&c.candidate),
+        stable: figures_view(&c.stable),
+    }
 }
 
 /// The running rollout: its rule, the cohorts of the workers alive now, the figures so far
 /// and what the judge makes of them.
-async fn active_view(state: &AdminState, r: &ActiveRollout, live: Option<&[Beat]>) -> Value {
+async fn active_view(state: &AdminState, r: &ActiveRollout, live: Option<&[Beat]>) -> Active {
     let started_at = state.service.rollout_started_at().await;
     let Seen {
         cohorts,
         verdict,
         paused,
     } = state.rollouts.seen(r.candidate_version);
-    let (mut candidate, mut stable) = (Vec::new(), Vec::new());
+    let mut members = CohortsView::default();
     for beat in live.unwrap_or_default() {
         let id = beat.worker_id.as_str();
         let cohort = if mana_llm_shared::rollout::in_candidate_cohort(
-            r.candidate_version,
+            r.candidate_version.0,
             r.threshold,
             id,
         ) {
-            &mut candidate
+            &mut members.candidate
         } else {
-            &mut stable
+            &mut members.stable
         };
-        cohort.push(json!({"worker_id": id, "registry_version": beat.registry_version}));
+        cohort.push(Member {
+            worker_id: WorkerId::from(id),
+            registry_version: RegistryVersion(beat.registry_version),
+        });
     }
-    json!({
-        "candidate_version": r.candidate_version,
-        "stable_version": r.stable_version,
-        "share": r.share.to_string(),
-        "auto": r.judge.auto,
-        "soak_seconds": r.judge.soak_seconds,
-        "min_requests": r.judge.min_requests,
-        "ratio_margin_pct": r.judge.ratio_margin_pct,
-        "latency_factor_pct": r.judge.latency_factor_pct,
-        "started_at": started_at,
-        "soak_ends_at": started_at.map(|t| t + r.judge.soak_seconds as f64),
-        "initial_cohort": r.cohort,
-        "cohorts": {"candidate": candidate, "stable": stable},
-        "figures": {
-            "candidate": figures_view(&cohorts.candidate),
-            "stable": figures_view(&cohorts.stable),
-        },
-        "verdict": verdict.as_ref().map(|v| v.text()),
-        "paused": paused,
-    })
+    Active {
+        candidate_version: r.candidate_version,
+        stable_version: r.stable_version,
+        share: r.share.to_string(),
+        auto: r.judge.auto,
+        soak_seconds: r.judge.soak_seconds,
+        min_requests: r.judge.min_requests,
+        ratio_margin_pct: r.judge.ratio_margin_pct,
+        latency_factor_pct: r.judge.latency_factor_pct,
+        started_at,
+        soak_ends_at: started_at.map(|t| t + r.judge.soak_seconds as f64),
+        initial_cohort: r.cohort.clone(),
+        cohorts: members,
+        figures: figures_pair(&cohorts),
+        verdict: verdict.as_ref().map(|v| v.text().to_owned()),
+        paused,
+    }
 }
 
 /// How a rollout ended, with when (Unix seconds, from the log).
-async fn finished_view(state: &AdminState, f: &FinishedRollout) -> Value {
+async fn finished_view(state: &AdminState, f: &FinishedRollout) -> Finished {
     let kind = match f.outcome {
         crate::domain::RolloutOutcome::Promoted => "RolloutPromoted",
         _ => "RolloutAborted",
     };
     let at = state.service.recorded_at(kind, f.candidate_version).await;
-    json!({
-        "at": at,
-        "candidate_version": f.candidate_version,
-        "stable_version": f.stable_version,
-        "outcome": f.outcome,
-        "decided_by": f.decided_by,
-        "reason": f.reason,
-        "figures": f.figures.map(|c| json!({
-            "candidate": figures_view(&c.candidate),
-            "stable": figures_view(&c.stable),
-        })),
-    })
+    Finished {
+        at,
+        candidate_version: f.candidate_version,
+        stable_version: f.stable_version,
+        outcome: f.outcome.as_str().to_owned(),
+        decided_by: f.decided_by.clone(),
+        reason: f.reason.clone(),
+        figures: f.figures.as_ref().map(figures_pair),
+    }
 }
 
 /// `GET /admin/v1/rollout`: the running rollout (or null) and how the last one ended.
@@ -204,14 +210,7 @@ pub async fn status(State(state): State<Arc<AdminState>>) -> Result<Json<Value>,
         Some(f) => Some(finished_view(&state, &f).await),
         None => None,
     };
-    Ok(Json(json!({"active": active, "last": last})))
-}
-
-#[derive(Deserialize, Default)]
-pub struct EndBody {
-    reason: Option<String>,
-    /// The candidate the caller means; refused if another rollout runs now.
-    candidate_version: Option<u64>,
+    body(&Status { active, last })
 }
 
 async fn end(
@@ -258,11 +257,11 @@ async fn end(
         Some(f) => Some(finished_view(state, &f).await),
         None => None,
     };
-    Ok(Json(json!({
-        "version": executed.current_version,
-        "rollout": last,
-    }))
-    .into_response())
+    let ended = Ended {
+        version: executed.current_version,
+        rollout: last,
+    };
+    Ok(crate::contract::body(&ended)?.into_response())
 }
 
 /// `POST /admin/v1/rollout/promote`: the candidate becomes every worker's version.

@@ -19,7 +19,7 @@ use crate::testutil::TempDir;
 const TOKEN: &str = "admin-token-for-tests";
 
 /// The admin router over a fresh log holding one version, so an admitted request gets 200.
-async fn admin(dir: &TempDir, token: Option<&str>) -> Router {
+pub(super) async fn admin(dir: &TempDir, token: Option<&str>) -> Router {
     let service = RegistryService::open(dir.store().await).await.unwrap();
     service.seed_if_empty(FAST, "test").await.unwrap();
     router(Arc::new(AdminState {
@@ -42,7 +42,7 @@ fn get(peer: &str, headers: &[(&str, &str)]) -> Request<Body> {
     request
 }
 
-async fn call(app: &Router, request: Request<Body>) -> (StatusCode, Value) {
+pub(super) async fn call(app: &Router, request: Request<Body>) -> (StatusCode, Value) {
     let response = app.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let body = to_bytes(response.into_body(), 1 << 20).await.unwrap();
@@ -204,7 +204,12 @@ fn v(n: u32) -> String {
 }
 
 /// A request from a loopback peer to a router without a token.
-fn local(method: &str, uri: &str, headers: &[(&str, &str)], body: &str) -> Request<Body> {
+pub(super) fn local(
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Request<Body> {
     let mut builder = Request::builder().method(method).uri(uri);
     for (name, value) in headers {
         builder = builder.header(*name, *value);

@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::HeaderMap;
 use axum::Json;
-use mana_llm_shared::{DocumentFormat, Registry, RegistryVersion};
+use mana_llm_shared::{DocumentFormat, Registry};
 use serde_json::{json, Value};
 
 use super::{AdminError, AdminState};
@@ -29,21 +29,15 @@ pub async fn validate(
     let text = std::str::from_utf8(&body)
         .map_err(|_| AdminError::BadRequest("the body must be UTF-8 text".to_owned()))?;
     let (text, format) = document(text, &headers);
-    let next = state.service.current_version().await + 1;
-    let registry = Registry::parse_with(
-        &text,
-        format,
-        "admin API",
-        RegistryVersion(next),
-        state.service.policy(),
-    )
-    .map_err(|errors| AdminError::Invalid(errors.0))?;
+    let next = state.service.current_version().await.next();
+    let registry = Registry::parse_with(&text, format, "admin API", next, state.service.policy())
+        .map_err(|errors| AdminError::Invalid(errors.0))?;
     let current = state.service.current().await;
     let document = registry.document();
     Ok(Json(json!({
         "valid": true,
         "hash": registry.hash(),
-        "unchanged": current.is_some_and(|c| c.hash == registry.hash()),
+        "unchanged": current.is_some_and(|c| c.hash.as_str() == registry.hash()),
         "default": document.default,
         "aliases": document.aliases.keys().collect::<Vec<_>>(),
     })))

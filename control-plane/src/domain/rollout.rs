@@ -3,14 +3,15 @@
 //! leaves the stable version current (abort).
 
 use mana_llm_shared::events::RegistryEvent;
+use mana_llm_shared::fleet::WorkerId;
 use mana_llm_shared::rollout::{pick_cohort, CanaryShare, Cohorts, JudgeSettings};
-use mana_llm_shared::{DocumentFormat, Registry, RegistryVersion};
-use serde::Serialize;
+use mana_llm_shared::{ContentHash, DocumentFormat, Registry, RegistryVersion};
+use serde::{Deserialize, Serialize};
 
 use super::{DomainError, RegistryAggregate, VersionOrigin};
 
 /// Where a rollout's candidate stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RolloutOutcome {
     Running,
@@ -18,23 +19,34 @@ pub enum RolloutOutcome {
     Aborted,
 }
 
+impl RolloutOutcome {
+    /// The name as stored and answered.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Promoted => "promoted",
+            Self::Aborted => "aborted",
+        }
+    }
+}
+
 /// The rollout in progress, as its first event described it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ActiveRollout {
-    pub candidate_version: u64,
-    pub stable_version: u64,
+    pub candidate_version: RegistryVersion,
+    pub stable_version: RegistryVersion,
     pub share: CanaryShare,
     pub threshold: u64,
     /// The workers the rule put on the candidate when it started.
-    pub cohort: Vec<String>,
+    pub cohort: Vec<WorkerId>,
     pub judge: JudgeSettings,
 }
 
 /// How the last rollout ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FinishedRollout {
-    pub candidate_version: u64,
-    pub stable_version: u64,
+    pub candidate_version: RegistryVersion,
+    pub stable_version: RegistryVersion,
     pub outcome: RolloutOutcome,
     pub decided_by: String,
     pub reason: String,
@@ -45,7 +57,7 @@ impl RegistryAggregate {
     /// Ends the rollout of `version` with `outcome` (state only; see [`Self::apply`]).
     pub(super) fn finish(
         &mut self,
-        version: u64,
+        version: RegistryVersion,
         outcome: RolloutOutcome,
         decided_by: &str,
         reason: &str,
@@ -86,13 +98,12 @@ impl RegistryAggregate {
         format: DocumentFormat,
         origin: &str,
         share: CanaryShare,
-        live_workers: &[String],
+        live_workers: &[WorkerId],
         judge: JudgeSettings,
     ) -> Result<Vec<RegistryEvent>, DomainError> {
         let next = self.next_version();
-        let registry =
-            Registry::parse_with(text, format, origin, RegistryVersion(next), &self.policy)
-                .map_err(|errors| DomainError::Invalid(errors.0))?;
+        let registry = Registry::parse_with(text, format, origin, next, &self.policy)
+            .map_err(|errors| DomainError::Invalid(errors.0))?;
         if self.current_hash() == Some(registry.hash()) {
             return Err(DomainError::Invalid(vec![format!(
                 "the candidate is the current version {}: nothing to roll out",
@@ -102,11 +113,11 @@ impl RegistryAggregate {
         if live_workers.is_empty() {
             return Err(DomainError::NoLiveWorkers);
         }
-        let (threshold, cohort) = pick_cohort(next, live_workers, share);
+        let (threshold, cohort) = pick_cohort(next.0, live_workers, share);
         Ok(vec![RegistryEvent::RolloutStarted {
             version: next,
             stable_version: self.current,
-            hash: registry.hash().to_owned(),
+            hash: ContentHash::from(registry.hash().to_owned()),
             document: registry.document().clone(),
             share,
             threshold,
@@ -117,7 +128,7 @@ impl RegistryAggregate {
 
     pub(super) fn end_rollout(
         &self,
-        candidate: Option<u64>,
+        candidate: Option<RegistryVersion>,
         promote: bool,
         decided_by: String,
         reason: String,

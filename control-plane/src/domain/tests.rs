@@ -2,8 +2,9 @@
 //! events happen (or this error).
 
 use mana_llm_shared::events::RegistryEvent;
+use mana_llm_shared::fleet::WorkerId;
 use mana_llm_shared::{
-    DocumentFormat, Registry, RegistryDocument, RegistryPolicy, RegistryVersion,
+    ContentHash, DocumentFormat, Registry, RegistryDocument, RegistryPolicy, RegistryVersion,
 };
 
 use super::{Command, DomainError, PublishSource, RegistryAggregate};
@@ -12,15 +13,18 @@ pub(crate) const FAST: &str = "aliases:\n  mana/fast:\n    chain: [ollama/qwen2.
 pub(crate) const LONG: &str = "aliases:\n  mana/fast:\n    chain: [ollama/qwen2.5:7b]\n  mana/long:\n    description: prose\n    chain: [ollama/gemma3:12b]\n";
 const BROKEN: &str = "aliases:\n  fast:\n    chain: []\n";
 
-pub(crate) fn document(text: &str) -> (String, RegistryDocument) {
+pub(crate) fn document(text: &str) -> (ContentHash, RegistryDocument) {
     let registry = Registry::parse(text, "test", RegistryVersion(1)).unwrap();
-    (registry.hash().to_owned(), registry.document().clone())
+    (
+        ContentHash::from(registry.hash().to_owned()),
+        registry.document().clone(),
+    )
 }
 
 pub(crate) fn published(version: u64, text: &str, source: &str) -> RegistryEvent {
     let (hash, document) = document(text);
     RegistryEvent::RegistryVersionPublished {
-        version,
+        version: RegistryVersion(version),
         hash,
         document,
         source: source.to_owned(),
@@ -30,8 +34,8 @@ pub(crate) fn published(version: u64, text: &str, source: &str) -> RegistryEvent
 fn rolled_back(version: u64, to_version: u64, text: &str) -> RegistryEvent {
     let (hash, document) = document(text);
     RegistryEvent::RegistryRolledBack {
-        version,
-        to_version,
+        version: RegistryVersion(version),
+        to_version: RegistryVersion(to_version),
         hash,
         document,
     }
@@ -43,7 +47,7 @@ pub(crate) fn push(text: &str, expected_version: Option<u64>) -> Command {
         text: text.to_owned(),
         source: PublishSource::Push,
         origin: "admin API".to_owned(),
-        expected_version,
+        expected_version: expected_version.map(RegistryVersion),
     }
 }
 
@@ -59,8 +63,8 @@ pub(crate) fn reload(text: &str) -> Command {
 
 fn rollback(to_version: u64, expected_version: Option<u64>) -> Command {
     Command::Rollback {
-        to_version,
-        expected_version,
+        to_version: RegistryVersion(to_version),
+        expected_version: expected_version.map(RegistryVersion),
     }
 }
 
@@ -131,23 +135,23 @@ fn a_stale_expected_version_is_a_conflict() {
     given(&[published(1, FAST, "seed"), published(2, LONG, "push")])
         .when(push(FAST, Some(1)))
         .then_error(DomainError::VersionConflict {
-            expected: 1,
-            actual: 2,
+            expected: RegistryVersion(1),
+            actual: RegistryVersion(2),
         });
 }
 
 #[test]
 fn a_conflict_message_reads_well() {
     let err = DomainError::VersionConflict {
-        expected: 3,
-        actual: 4,
+        expected: RegistryVersion(3),
+        actual: RegistryVersion(4),
     };
     assert_eq!(
         err.to_string(),
         "expected version 3 but the current version is 4"
     );
     assert_eq!(
-        DomainError::UnknownVersion(9).to_string(),
+        DomainError::UnknownVersion(RegistryVersion(9)).to_string(),
         "unknown version 9"
     );
 }
@@ -174,7 +178,7 @@ fn an_invalid_reload_is_recorded_not_refused() {
             source: "/etc/mana/aliases.yaml".to_owned(),
             errors,
         }]);
-    assert_eq!(aggregate.current_version(), 1);
+    assert_eq!(aggregate.current_version(), RegistryVersion(1));
 }
 
 #[test]
@@ -219,10 +223,10 @@ fn rollback_makes_a_new_version_with_old_content() {
 fn rollback_to_an_unknown_version_is_refused() {
     given(&[published(1, FAST, "seed")])
         .when(rollback(9, None))
-        .then_error(DomainError::UnknownVersion(9));
+        .then_error(DomainError::UnknownVersion(RegistryVersion(9)));
     given(&[published(1, FAST, "seed")])
         .when(rollback(0, None))
-        .then_error(DomainError::UnknownVersion(0));
+        .then_error(DomainError::UnknownVersion(RegistryVersion(0)));
 }
 
 #[test]
@@ -241,8 +245,8 @@ fn rollback_checks_the_expected_version() {
     given(&[published(1, FAST, "seed"), published(2, LONG, "push")])
         .when(rollback(1, Some(1)))
         .then_error(DomainError::VersionConflict {
-            expected: 1,
-            actual: 2,
+            expected: RegistryVersion(1),
+            actual: RegistryVersion(2),
         });
 }
 
@@ -254,7 +258,7 @@ fn apply_tracks_the_current_version_and_hash() {
         rolled_back(3, 1, FAST),
     ])
     .aggregate;
-    assert_eq!(aggregate.current_version(), 3);
+    assert_eq!(aggregate.current_version(), RegistryVersion(3));
     assert_eq!(aggregate.current_hash(), Some(document(FAST).0.as_str()));
 }
 
@@ -329,20 +333,24 @@ mod rollouts {
     use super::*;
     use crate::domain::RolloutOutcome;
 
-    fn live() -> Vec<String> {
-        (0..4).map(|i| format!("w{i}")).collect()
+    fn live() -> Vec<WorkerId> {
+        (0..4).map(|i| WorkerId::from(format!("w{i}"))).collect()
     }
 
     fn start(text: &str) -> Command {
         start_with(text, live(), None)
     }
 
-    fn start_with(text: &str, live_workers: Vec<String>, expected_version: Option<u64>) -> Command {
+    fn start_with(
+        text: &str,
+        live_workers: Vec<WorkerId>,
+        expected_version: Option<u64>,
+    ) -> Command {
         Command::StartRollout {
             text: text.to_owned(),
             format: DocumentFormat::Yaml,
             origin: "admin API".to_owned(),
-            expected_version,
+            expected_version: expected_version.map(RegistryVersion),
             share: CanaryShare::Percent(50),
             live_workers,
             judge: JudgeSettings::default(),
@@ -353,8 +361,8 @@ mod rollouts {
         let (hash, document) = document(text);
         let (threshold, cohort) = pick_cohort(version, &live(), CanaryShare::Percent(50));
         RegistryEvent::RolloutStarted {
-            version,
-            stable_version: stable,
+            version: RegistryVersion(version),
+            stable_version: RegistryVersion(stable),
             hash,
             document,
             share: CanaryShare::Percent(50),
@@ -366,7 +374,7 @@ mod rollouts {
 
     fn end(candidate: Option<u64>, promote: bool) -> Command {
         Command::EndRollout {
-            candidate,
+            candidate: candidate.map(RegistryVersion),
             promote,
             decided_by: "judge".to_owned(),
             reason: "figures".to_owned(),
@@ -381,18 +389,22 @@ mod rollouts {
             .then(vec![started(2, 1, LONG)]);
         let mut aggregate = aggregate;
         aggregate.apply(&started(2, 1, LONG));
-        assert_eq!(aggregate.current_version(), 1, "stable stays current");
+        assert_eq!(
+            aggregate.current_version(),
+            RegistryVersion(1),
+            "stable stays current"
+        );
         let rollout = aggregate.rollout().unwrap();
         assert_eq!(rollout.cohort.len(), 2);
-        assert_eq!(aggregate.next_version(), 3);
+        assert_eq!(aggregate.next_version(), RegistryVersion(3));
     }
 
     #[test]
     fn one_rollout_at_a_time_and_no_push_or_rollback_during_one() {
         let during = [published(1, FAST, "seed"), started(2, 1, LONG)];
         let busy = DomainError::RolloutInProgress {
-            candidate: 2,
-            stable: 1,
+            candidate: RegistryVersion(2),
+            stable: RegistryVersion(1),
         };
         given(&during).when(start(FAST)).then_error(busy.clone());
         given(&during)
@@ -403,8 +415,8 @@ mod rollouts {
             .then_error(busy.clone());
         given(&during).when(reload(FAST)).then_error(busy);
         assert!(DomainError::RolloutInProgress {
-            candidate: 2,
-            stable: 1
+            candidate: RegistryVersion(2),
+            stable: RegistryVersion(1)
         }
         .to_string()
         .contains("version 2 is in progress"));
@@ -416,7 +428,7 @@ mod rollouts {
         let mut aggregate = given(&[published(1, FAST, "seed"), started(2, 1, LONG)])
             .when(end(Some(2), true))
             .then(vec![RegistryEvent::RolloutPromoted {
-                version: 2,
+                version: RegistryVersion(2),
                 hash,
                 document,
                 decided_by: "judge".to_owned(),
@@ -425,7 +437,7 @@ mod rollouts {
             }]);
         let promoted = aggregate.handle(end(Some(2), true)).unwrap();
         aggregate.apply(&promoted[0]);
-        assert_eq!(aggregate.current_version(), 2);
+        assert_eq!(aggregate.current_version(), RegistryVersion(2));
         assert!(aggregate.rollout().is_none());
         assert_eq!(
             aggregate.last_rollout().unwrap().outcome,
@@ -440,8 +452,8 @@ mod rollouts {
     #[test]
     fn abort_keeps_stable_current_and_the_number_is_never_reused() {
         let aborted = RegistryEvent::RolloutAborted {
-            version: 2,
-            stable_version: 1,
+            version: RegistryVersion(2),
+            stable_version: RegistryVersion(1),
             decided_by: "judge".to_owned(),
             reason: "figures".to_owned(),
             figures: Some(Cohorts::default()),
@@ -451,7 +463,7 @@ mod rollouts {
             .then(vec![aborted.clone()]);
         let after = [published(1, FAST, "seed"), started(2, 1, LONG), aborted];
         let aggregate = given(&after).aggregate;
-        assert_eq!(aggregate.current_version(), 1);
+        assert_eq!(aggregate.current_version(), RegistryVersion(1));
         assert_eq!(
             aggregate.last_rollout().unwrap().outcome,
             RolloutOutcome::Aborted
@@ -496,8 +508,8 @@ mod rollouts {
         given(&[published(1, FAST, "seed")])
             .when(start_with(LONG, live(), Some(0)))
             .then_error(DomainError::VersionConflict {
-                expected: 0,
-                actual: 1,
+                expected: RegistryVersion(0),
+                actual: RegistryVersion(1),
             });
     }
 }

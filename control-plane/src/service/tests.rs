@@ -1,6 +1,7 @@
 //! Service tests: the write path end to end against a real SQLite file.
 
 use mana_llm_shared::events::{RegistryEvent, REGISTRY_STREAM};
+use mana_llm_shared::RegistryVersion;
 
 use super::{RegistryService, ServiceError};
 use crate::domain::tests::{document, push, reload, FAST, LONG};
@@ -17,11 +18,11 @@ async fn execute_appends_and_applies() {
     let dir = TempDir::new();
     let service = open_service(&dir).await;
     let executed = service.execute(push(FAST, Some(0)), "alice").await.unwrap();
-    assert_eq!(executed.current_version, 1);
+    assert_eq!(executed.current_version, RegistryVersion(1));
     assert_eq!(executed.events.len(), 1);
     assert_eq!(executed.events[0].actor, "alice");
     let current = service.current().await.unwrap();
-    assert_eq!(current.version, 1);
+    assert_eq!(current.version, RegistryVersion(1));
     assert_eq!(current.hash, document(FAST).0);
     assert_eq!(
         current.origin,
@@ -38,7 +39,7 @@ async fn a_no_op_appends_nothing() {
     service.execute(push(FAST, None), "alice").await.unwrap();
     let again = service.execute(push(FAST, None), "bob").await.unwrap();
     assert!(again.events.is_empty());
-    assert_eq!(again.current_version, 1);
+    assert_eq!(again.current_version, RegistryVersion(1));
     assert_eq!(
         service.store().load(REGISTRY_STREAM).await.unwrap().len(),
         1
@@ -57,8 +58,8 @@ async fn domain_errors_pass_through() {
     assert!(matches!(
         stale,
         ServiceError::Domain(DomainError::VersionConflict {
-            expected: 0,
-            actual: 1
+            expected: RegistryVersion(0),
+            actual: RegistryVersion(1)
         })
     ));
     assert_eq!(
@@ -68,7 +69,7 @@ async fn domain_errors_pass_through() {
     let unknown = service
         .execute(
             Command::Rollback {
-                to_version: 9,
+                to_version: RegistryVersion(9),
                 expected_version: None,
             },
             "bob",
@@ -88,10 +89,10 @@ async fn a_writer_in_another_process_causes_a_conflict_then_a_retry_succeeds() {
     let stale = second.execute(push(LONG, None), "bob").await.unwrap_err();
     assert!(matches!(stale, ServiceError::Conflict), "{stale:?}");
     // The conflict reloaded the second service's state from the log…
-    assert_eq!(second.current_version().await, 1);
+    assert_eq!(second.current_version().await, RegistryVersion(1));
     // …so the retry lands on top of the other writer's version.
     let retried = second.execute(push(LONG, Some(1)), "bob").await.unwrap();
-    assert_eq!(retried.current_version, 2);
+    assert_eq!(retried.current_version, RegistryVersion(2));
     assert_eq!(retried.events[0].stream_sequence, 2);
 }
 
@@ -106,14 +107,14 @@ async fn replay_from_empty_equals_the_live_aggregate() {
     let rolled = service
         .execute(
             Command::Rollback {
-                to_version: 1,
-                expected_version: Some(2),
+                to_version: RegistryVersion(1),
+                expected_version: Some(RegistryVersion(2)),
             },
             "bob",
         )
         .await
         .unwrap();
-    assert_eq!(rolled.current_version, 3);
+    assert_eq!(rolled.current_version, RegistryVersion(3));
     let rejected = service
         .execute(reload("aliases: 3\n"), "sighup")
         .await
@@ -126,7 +127,7 @@ async fn replay_from_empty_equals_the_live_aggregate() {
     let replayed = replay(&service.store().load(REGISTRY_STREAM).await.unwrap());
     let live = service.inner.state.lock().await.aggregate.clone();
     assert_eq!(replayed, live);
-    assert_eq!(replayed.current_version(), 3);
+    assert_eq!(replayed.current_version(), RegistryVersion(3));
     assert_eq!(replayed.current_hash(), Some(document(FAST).0.as_str()));
 
     // A restart (a new service over the reopened file) sees the same state.
@@ -141,14 +142,14 @@ async fn seed_only_when_empty() {
     let service = open_service(&dir).await;
     let seeded = service.seed_if_empty(FAST, "aliases.yaml").await.unwrap();
     let seeded = seeded.unwrap();
-    assert_eq!(seeded.current_version, 1);
+    assert_eq!(seeded.current_version, RegistryVersion(1));
     assert_eq!(seeded.events[0].actor, "seed");
     assert!(service
         .seed_if_empty(LONG, "aliases.yaml")
         .await
         .unwrap()
         .is_none());
-    assert_eq!(service.current_version().await, 1);
+    assert_eq!(service.current_version().await, RegistryVersion(1));
 
     // A stale second process seeding the same file does not fail or write.
     let other = RegistryService::open(dir.store().await).await.unwrap();
@@ -205,7 +206,7 @@ async fn queries_for_the_admin_api() {
     service
         .execute(
             Command::Rollback {
-                to_version: 1,
+                to_version: RegistryVersion(1),
                 expected_version: None,
             },
             "bob",
@@ -213,33 +214,44 @@ async fn queries_for_the_admin_api() {
         .await
         .unwrap();
     let versions: Vec<u64> = service
-        .versions(0, 10)
+        .versions(RegistryVersion(0), 10)
         .await
         .iter()
-        .map(|v| v.version)
+        .map(|v| v.version.0)
         .collect();
     assert_eq!(versions, vec![1, 2, 3]);
     let page: Vec<u64> = service
-        .versions(1, 1)
+        .versions(RegistryVersion(1), 1)
         .await
         .iter()
-        .map(|v| v.version)
+        .map(|v| v.version.0)
         .collect();
     assert_eq!(page, vec![2]);
     assert_eq!(
-        service.version(3).await.unwrap().origin,
-        VersionOrigin::RolledBack { to_version: 1 }
+        service.version(RegistryVersion(3)).await.unwrap().origin,
+        VersionOrigin::RolledBack {
+            to_version: RegistryVersion(1)
+        }
     );
-    assert!(service.version(4).await.is_none());
-    let diff = service.diff(1, 2).await.unwrap();
+    assert!(service.version(RegistryVersion(4)).await.is_none());
+    let diff = service
+        .diff(RegistryVersion(1), RegistryVersion(2))
+        .await
+        .unwrap();
     assert_eq!(diff.added, vec!["mana/long"]);
-    assert!(service.diff(1, 3).await.unwrap().is_empty());
+    assert!(service
+        .diff(RegistryVersion(1), RegistryVersion(3))
+        .await
+        .unwrap()
+        .is_empty());
     assert!(matches!(
-        service.diff(1, 7).await,
-        Err(ServiceError::Domain(DomainError::UnknownVersion(7)))
+        service.diff(RegistryVersion(1), RegistryVersion(7)).await,
+        Err(ServiceError::Domain(DomainError::UnknownVersion(
+            RegistryVersion(7)
+        )))
     ));
     let audit = service.audit(1, 10).await.unwrap();
     assert_eq!(audit.len(), 2);
     assert_eq!(audit[1].actor, "bob");
-    assert_eq!(service.refresh().await.unwrap(), 3);
+    assert_eq!(service.refresh().await.unwrap(), RegistryVersion(3));
 }

@@ -5,6 +5,7 @@
 //! [`StoreError::Corrupt`] naming the row's sequence.
 
 use mana_llm_shared::events::{RegistryEvent, EVENT_SCHEMA_VERSION};
+use mana_llm_shared::{ContentHash, RegistryVersion};
 
 use super::{OutboxRow, StoreError, StoredEvent};
 
@@ -66,10 +67,10 @@ impl EventRow {
             stream_sequence: uint(self.stream_sequence, sequence)?,
             event,
             schema_version,
-            content_hash: self.content_hash,
+            content_hash: self.content_hash.map(ContentHash::from),
             registry_version: self
                 .registry_version
-                .map(|v| uint(v, sequence))
+                .map(|v| uint(v, sequence).map(RegistryVersion))
                 .transpose()?,
             actor: self.actor,
             recorded_at: self.recorded_at,

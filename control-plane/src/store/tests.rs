@@ -1,6 +1,7 @@
 //! Event store tests, each against a real SQLite file in its own temporary directory.
 
 use mana_llm_shared::events::{RegistryEvent, EVENT_SCHEMA_VERSION, REGISTRY_STREAM};
+use mana_llm_shared::{ContentHash, RegistryVersion};
 
 use super::{is_stream_conflict, StorageFault, StoreError};
 use crate::domain::tests::{published, FAST, LONG};
@@ -25,7 +26,7 @@ async fn append_then_load_round_trips() {
     assert_eq!(stored.len(), 2);
     assert_eq!(stored[0].stream_sequence, 1);
     assert_eq!(stored[1].stream_sequence, 2);
-    assert_eq!(stored[0].registry_version, Some(1));
+    assert_eq!(stored[0].registry_version, Some(RegistryVersion(1)));
     assert!(stored[0].content_hash.is_some());
     assert_eq!(stored[1].registry_version, None);
     assert_eq!(stored[1].content_hash, None);
@@ -206,7 +207,10 @@ async fn version_events_get_outbox_rows_and_rejections_do_not() {
     assert_eq!(outbox[1].event_sequence, stored[2].sequence);
     let first = outbox[0].published().unwrap();
     assert_eq!(first.version, 1);
-    assert_eq!(Some(first.hash.clone()), stored[0].content_hash);
+    assert_eq!(
+        Some(first.hash.as_str()),
+        stored[0].content_hash.as_ref().map(ContentHash::as_str)
+    );
     assert_eq!(outbox[0].hash, first.hash);
     assert_eq!(outbox[1].version, 2);
     assert_eq!(

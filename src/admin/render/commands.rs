@@ -2,6 +2,9 @@
 
 use std::fmt::Write as _;
 
+use mana_llm_shared::fleet::WorkerId;
+use mana_llm_shared::ContentHash;
+
 use super::{
     chain, or_dash, short_hash, table, tidy_time, AuditEvent, AuditPage, Published, VersionView,
     VersionsPage,
@@ -9,7 +12,7 @@ use super::{
 
 /// push / rollback / reload. `restored` is the version a rollback asked for.
 pub fn published(answer: &Published, restored: Option<u64>) -> String {
-    let hash = short_hash(&answer.hash);
+    let hash = short_hash(answer.hash.as_ref().map_or("", ContentHash::as_str));
     match (answer.changed, restored) {
         (true, Some(old)) => format!(
             "published version {} (hash {hash}) with the content of version {old}\n",
@@ -32,12 +35,12 @@ pub fn versions(page: &VersionsPage) -> String {
         .iter()
         .map(|v| {
             vec![
-                v.version.to_string(),
-                or_dash(v.source.as_deref()),
-                or_dash(v.actor.as_deref()),
-                or_dash(v.recorded_at.as_deref().map(tidy_time).as_deref()),
+                v.made.version.to_string(),
+                or_dash(v.made.source.as_deref()),
+                or_dash(v.made.actor.as_deref()),
+                or_dash(v.made.recorded_at.as_deref().map(tidy_time).as_deref()),
                 v.alias_count.map_or("-".to_string(), |n| n.to_string()),
-                short_hash(&v.hash).to_string(),
+                short_hash(v.made.hash.as_str()).to_string(),
             ]
         })
         .collect();
@@ -60,14 +63,14 @@ pub fn versions(page: &VersionsPage) -> String {
 
 pub fn version(view: &VersionView) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "version   {}", view.version);
-    let _ = writeln!(out, "hash      {}", or_dash(Some(&view.hash)));
+    let _ = writeln!(out, "version   {}", view.made.version);
+    let _ = writeln!(out, "hash      {}", or_dash(Some(view.made.hash.as_str())));
     let _ = write!(
         out,
         "recorded  {} by {} ({})",
-        or_dash(view.recorded_at.as_deref().map(tidy_time).as_deref()),
-        or_dash(view.actor.as_deref()),
-        or_dash(view.source.as_deref()),
+        or_dash(view.made.recorded_at.as_deref().map(tidy_time).as_deref()),
+        or_dash(view.made.actor.as_deref()),
+        or_dash(view.made.source.as_deref()),
     );
     match view.rolled_back_to {
         Some(old) => {
@@ -128,7 +131,8 @@ fn event_text(e: &AuditEvent) -> String {
         .map_or("?".to_string(), |v| v.to_string());
     let hash = e
         .hash
-        .as_deref()
+        .as_ref()
+        .map(ContentHash::as_str)
         .map(|h| format!(", hash {}", short_hash(h)))
         .unwrap_or_default();
     match e.kind.as_str() {
@@ -162,7 +166,12 @@ fn event_text(e: &AuditEvent) -> String {
             let share = r.and_then(|r| r.share.as_deref()).unwrap_or("?");
             let cohort = r
                 .and_then(|r| r.cohort.as_ref())
-                .map(|c| c.join(", "))
+                .map(|c| {
+                    c.iter()
+                        .map(WorkerId::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
                 .unwrap_or_default();
             format!("rollout of version {version} started beside stable {stable}: {share} ({cohort}){hash}")
         }

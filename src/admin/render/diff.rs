@@ -5,8 +5,9 @@ use std::fmt::Write as _;
 use super::{chain, DiffView, Style, VersionView};
 
 /// `target` is the newer version, when fetched, to show the added aliases' chains.
-pub fn diff(diff: &DiffView, target: Option<&VersionView>, style: Style) -> String {
-    let mut out = format!("diff version {} → {}\n", diff.from, diff.to);
+pub fn diff(view: &DiffView, target: Option<&VersionView>, style: Style) -> String {
+    let mut out = format!("diff version {} → {}\n", view.from, view.to);
+    let diff = &view.diff;
     let nothing = diff.added.is_empty()
         && diff.removed.is_empty()
         && diff.changed.is_empty()

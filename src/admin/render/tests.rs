@@ -1,4 +1,6 @@
-use super::answers::{AliasView, ChangedAlias, DefaultChange, VersionSummary};
+use mana_llm_shared::{ContentHash, RegistryVersion};
+
+use super::answers::{AliasView, ChangedAlias, DefaultChange, Diff, Made, VersionSummary};
 use super::*;
 
 fn strings(items: &[&str]) -> Vec<String> {
@@ -39,11 +41,14 @@ fn table_with_only_a_header() {
 fn list_shows_short_hashes_and_tidy_times() {
     let page = VersionsPage {
         versions: vec![VersionSummary {
-            version: 3,
-            hash: "3fa2c1d9e0ab4f5e6d7c8b9a".to_string(),
-            source: Some("push".to_string()),
-            actor: Some("admin".to_string()),
-            recorded_at: Some("2026-04-01T12:34:56.789Z".to_string()),
+            made: Made {
+                version: RegistryVersion(3),
+                hash: ContentHash::from("3fa2c1d9e0ab4f5e6d7c8b9a".to_string()),
+                source: Some("push".to_string()),
+                actor: Some("admin".to_string()),
+                recorded_at: Some("2026-04-01T12:34:56.789Z".to_string()),
+                ..Made::default()
+            },
             alias_count: Some(5),
         }],
         next_after: None,
@@ -58,18 +63,22 @@ fn list_shows_short_hashes_and_tidy_times() {
 #[test]
 fn show_lists_each_alias_with_its_chain() {
     let view = VersionView {
-        version: 4,
-        hash: "abc".to_string(),
-        source: Some("rollback".to_string()),
-        actor: Some("admin".to_string()),
-        recorded_at: Some("2026-04-01T12:00:00Z".to_string()),
-        rolled_back_to: Some(2),
+        made: Made {
+            version: RegistryVersion(4),
+            hash: ContentHash::from("abc".to_string()),
+            source: Some("rollback".to_string()),
+            actor: Some("admin".to_string()),
+            recorded_at: Some("2026-04-01T12:00:00Z".to_string()),
+            ..Made::default()
+        },
+        rolled_back_to: Some(RegistryVersion(2)),
         default: Some("mana/fast".to_string()),
         aliases: vec![AliasView {
             name: "mana/fast".to_string(),
             description: Some("Fast text".to_string()),
             chain: strings(&["ollama/a", "groq/b"]),
         }],
+        ..VersionView::default()
     };
     assert_eq!(
         version(&view),
@@ -89,12 +98,12 @@ fn history_is_one_line_per_event() {
     let event = |sequence, kind: &str| AuditEvent {
         sequence,
         kind: kind.to_string(),
-        registry_version: Some(2),
-        hash: Some("0123456789abcdef".to_string()),
+        registry_version: Some(RegistryVersion(2)),
+        hash: Some(ContentHash::from("0123456789abcdef".to_string())),
         actor: Some("admin".to_string()),
         recorded_at: Some("2026-04-01T12:00:00Z".to_string()),
         source: Some("push".to_string()),
-        to_version: Some(1),
+        to_version: Some(RegistryVersion(1)),
         errors: None,
         rollout: None,
     };
@@ -119,39 +128,45 @@ fn history_is_one_line_per_event() {
 
 fn sample_diff() -> DiffView {
     DiffView {
-        from: 3,
-        to: 5,
-        added: strings(&["mana/new"]),
-        removed: strings(&["mana/old"]),
-        changed: vec![
-            ChangedAlias {
-                name: "mana/x".to_string(),
-                from_chain: strings(&["a", "b"]),
-                to_chain: strings(&["a", "c"]),
-                description_changed: false,
-            },
-            ChangedAlias {
-                name: "mana/y".to_string(),
-                from_chain: strings(&["a"]),
-                to_chain: strings(&["a"]),
-                description_changed: true,
-            },
-        ],
-        default_changed: Some(DefaultChange {
-            from: Some("mana/x".to_string()),
-            to: None,
-        }),
+        from: RegistryVersion(3),
+        to: RegistryVersion(5),
+        diff: Diff {
+            added: strings(&["mana/new"]),
+            removed: strings(&["mana/old"]),
+            changed: vec![
+                ChangedAlias {
+                    name: "mana/x".to_string(),
+                    from_chain: strings(&["a", "b"]),
+                    to_chain: strings(&["a", "c"]),
+                    description_changed: false,
+                },
+                ChangedAlias {
+                    name: "mana/y".to_string(),
+                    from_chain: strings(&["a"]),
+                    to_chain: strings(&["a"]),
+                    description_changed: true,
+                },
+            ],
+            default_changed: Some(DefaultChange {
+                from: Some("mana/x".to_string()),
+                to: None,
+            }),
+            providers_changed: false,
+        },
     }
 }
 
 #[test]
 fn diff_without_colour() {
     let target = VersionView {
-        version: 5,
-        hash: String::new(),
-        source: None,
-        actor: None,
-        recorded_at: None,
+        made: Made {
+            version: RegistryVersion(5),
+            hash: ContentHash::default(),
+            source: None,
+            actor: None,
+            recorded_at: None,
+            ..Made::default()
+        },
         rolled_back_to: None,
         default: None,
         aliases: vec![AliasView {
@@ -159,6 +174,7 @@ fn diff_without_colour() {
             description: None,
             chain: strings(&["a", "b"]),
         }],
+        ..VersionView::default()
     };
     assert_eq!(
         diff(&sample_diff(), Some(&target), Style { colour: false }),
@@ -190,12 +206,15 @@ fn diff_colours_only_when_asked() {
 #[test]
 fn an_empty_diff_says_so() {
     let empty = DiffView {
-        from: 1,
-        to: 2,
-        added: vec![],
-        removed: vec![],
-        changed: vec![],
-        default_changed: None,
+        from: RegistryVersion(1),
+        to: RegistryVersion(2),
+        diff: Diff {
+            added: vec![],
+            removed: vec![],
+            changed: vec![],
+            default_changed: None,
+            providers_changed: false,
+        },
     };
     assert_eq!(
         diff(&empty, None, Style::default()),
@@ -206,8 +225,8 @@ fn an_empty_diff_says_so() {
 #[test]
 fn publish_messages() {
     let answer = |changed| Published {
-        version: 4,
-        hash: "3fa2c1d9e0ab4f5e".to_string(),
+        version: RegistryVersion(4),
+        hash: Some(ContentHash::from("3fa2c1d9e0ab4f5e".to_string())),
         changed,
     };
     assert_eq!(

@@ -2,14 +2,43 @@
 
 use std::path::Path;
 
-use mana_llm_control_plane::reload::{reload_file, ReloadOutcome};
-use mana_llm_control_plane::{EventStore, RegistryService};
+use mana_llm_shared::registry::RegistryErrors;
 use mana_llm_shared::{DocumentFormat, Registry, RegistryPolicy, RegistryVersion};
 
+use crate::reload::{reload_file, ReloadOutcome};
+use crate::service::{RegistryService, ServiceError};
+use crate::store::{EventStore, StoreError};
+
 /// The shipped registry, used when the default aliases file is not where we run.
-const SHIPPED_ALIASES: &str = include_str!("../aliases.yaml");
+const SHIPPED_ALIASES: &str = include_str!("../../aliases.yaml");
 pub const DEFAULT_ALIASES: &str = "aliases.yaml";
 pub const DEFAULT_DB: &str = "mana-llm.db";
+
+/// Why the event log could not be opened, seeded or served from; each message is what the
+/// process prints before it exits.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("cannot open the event log {path}: {source}")]
+    Open { path: String, source: StoreError },
+    #[error("cannot read the event log: {0}")]
+    Read(ServiceError),
+    #[error("cannot read the alias registry {path}: {source}")]
+    ReadSeed {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid alias registry: {0}")]
+    InvalidSeed(RegistryErrors),
+    #[error("cannot seed the event log: {0}")]
+    Seed(ServiceError),
+    #[error("the event log has no registry version")]
+    Empty,
+    #[error("registry version {version} breaks the current rules ({errors}); push a fixed version with `mana-llm aliases push` from another process, or change the policy settings")]
+    BreaksPolicy {
+        version: RegistryVersion,
+        errors: RegistryErrors,
+    },
+}
 
 /// Opens (or creates) the event log; an empty log gets the aliases file as version 1. New
 /// documents must follow `policy`.
@@ -17,14 +46,17 @@ pub async fn open(
     db: &Path,
     aliases: &Path,
     policy: RegistryPolicy,
-) -> Result<RegistryService, String> {
+) -> Result<RegistryService, LogError> {
     let store = EventStore::open(db)
         .await
-        .map_err(|e| format!("cannot open the event log {}: {e}", db.display()))?;
+        .map_err(|source| LogError::Open {
+            path: db.display().to_string(),
+            source,
+        })?;
     let service = RegistryService::open_with_policy(store, policy.clone())
         .await
-        .map_err(|e| format!("cannot read the event log: {e}"))?;
-    if service.current_version().await > 0 {
+        .map_err(LogError::Read)?;
+    if service.current_version().await > RegistryVersion(0) {
         return Ok(service);
     }
     let (text, origin) = if aliases == Path::new(DEFAULT_ALIASES) && !aliases.exists() {
@@ -34,8 +66,10 @@ pub async fn open(
             "shipped aliases.yaml".to_owned(),
         )
     } else {
-        let text = std::fs::read_to_string(aliases)
-            .map_err(|e| format!("cannot read the alias registry {}: {e}", aliases.display()))?;
+        let text = std::fs::read_to_string(aliases).map_err(|source| LogError::ReadSeed {
+            path: aliases.display().to_string(),
+            source,
+        })?;
         (text, aliases.display().to_string())
     };
     // Fail fast on a broken seed, with every error, as the original did at startup.
@@ -46,11 +80,11 @@ pub async fn open(
         RegistryVersion(1),
         &policy,
     )
-    .map_err(|e| format!("invalid alias registry: {e}"))?;
+    .map_err(LogError::InvalidSeed)?;
     service
         .seed_if_empty(&text, &origin)
         .await
-        .map_err(|e| format!("cannot seed the event log: {e}"))?;
+        .map_err(LogError::Seed)?;
     Ok(service)
 }
 
@@ -58,11 +92,11 @@ pub async fn open(
 pub async fn reload(service: &RegistryService, aliases: &Path) -> &'static str {
     match reload_file(service, aliases).await {
         Ok(ReloadOutcome::Published { version, .. }) => {
-            tracing::info!(version, path = %aliases.display(), "alias registry reloaded: new version");
+            tracing::info!(version = version.0, path = %aliases.display(), "alias registry reloaded: new version");
             "applied"
         }
         Ok(ReloadOutcome::Unchanged { version }) => {
-            tracing::info!(version, "alias registry unchanged");
+            tracing::info!(version = version.0, "alias registry unchanged");
             "unchanged"
         }
         Ok(ReloadOutcome::Rejected { errors }) => {
@@ -84,21 +118,16 @@ pub async fn reload(service: &RegistryService, aliases: &Path) -> &'static str {
 pub async fn current(
     service: &RegistryService,
     policy: &RegistryPolicy,
-) -> Result<Registry, String> {
-    let current = service
-        .current()
-        .await
-        .ok_or("the event log has no registry version")?;
+) -> Result<Registry, LogError> {
+    let current = service.current().await.ok_or(LogError::Empty)?;
     Registry::verified(
         current.document,
-        RegistryVersion(current.version),
-        &current.hash,
+        current.version,
+        current.hash.as_str(),
         policy,
     )
-    .map_err(|e| {
-        format!(
-            "registry version {} breaks the current rules ({e}); push a fixed version with `mana-llm aliases push` from another process, or change the policy settings",
-            current.version
-        )
+    .map_err(|errors| LogError::BreaksPolicy {
+        version: current.version,
+        errors,
     })
 }
