@@ -19,11 +19,14 @@
 //! - [`fleet`]: this worker's heartbeat and its figures per registry version.
 
 pub mod api;
+pub mod background;
+pub mod budget;
 pub mod cache;
 pub mod config;
 pub mod conn;
 pub mod error;
 pub mod fleet;
+pub mod headers;
 pub mod health;
 pub mod logging;
 pub mod metrics;
@@ -33,9 +36,12 @@ pub mod redis;
 pub mod router;
 pub mod scrub;
 pub mod server;
+pub mod settings;
 pub mod snapshot;
+pub mod state;
 pub mod streaming;
 pub mod sync;
+pub mod usecase;
 
 pub use config::{GatewayConfig, Source};
 pub use server::{run, App};

@@ -5,6 +5,7 @@
 
 pub mod chat;
 pub mod embeddings;
+pub mod error;
 pub mod models;
 pub mod responses;
 
@@ -13,6 +14,7 @@ pub use chat::{
     ContentPart, Delta, FunctionCall, FunctionCallDelta, FunctionDef, ImageUrl, Message,
     ResponseFormat, Role, Stop, StreamOptions, Tool, ToolCall, ToolCallDelta, Usage,
 };
+pub use error::{RequestError, TokenIdsNotText};
 pub use embeddings::{EmbeddingInput, Embeddings, EmbeddingsRequest};
 pub use models::{ModelInfo, ModelList};
 pub use responses::ResponsesRequest;

@@ -11,4 +11,5 @@ pub mod plan;
 pub mod walk;
 
 pub use plan::{plan, Plan};
-pub use walk::{walk, Attempt, Outcome};
+pub use crate::error::Attempt;
+pub use walk::{walk, Outcome, WalkContext};

@@ -11,7 +11,7 @@ use mana_llm_shared::{ModelRef, Target};
 use crate::error::ApiError;
 use crate::openai::{ModelInfo, ModelList};
 use crate::providers::{Lookup, Provider};
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::snapshot::Snapshot;
 
 /// A listing never waits longer than this on one provider.

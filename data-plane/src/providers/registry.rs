@@ -14,7 +14,7 @@ use super::scrubbed::Scrubbed;
 use super::{
     echo::Echo, google::Google, ollama::Ollama, openai::OpenAiCompatible, Provider, UpstreamError,
 };
-use crate::config::{ConfigError, Source};
+use crate::settings::{ConfigError, Source};
 use crate::scrub::{redact_url, Scrubber};
 
 /// A credential. Its `Debug` never shows the value, so it cannot leak through a log line.

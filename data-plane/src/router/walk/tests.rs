@@ -104,7 +104,7 @@ async fn run(
         .collect();
     let called = Arc::new(Mutex::new(Vec::new()));
     let log = called.clone();
-    let result = walk(state, &snapshot, &plan, needs_tools, |_provider, target| {
+    let result = walk(&state.usecase().walk, &snapshot, &plan, needs_tools, |_provider, target| {
         let script = scripts
             .get(&target.to_string())
             .cloned()
@@ -155,7 +155,7 @@ async fn a_retryable_failure_moves_on_and_is_counted_against_the_provider() {
         .await;
         let outcome = result.unwrap();
         assert_eq!(outcome.value, "groq/second");
-        assert_eq!(outcome.target.to_string(), "groq/second");
+        assert_eq!(outcome.step.name, "groq/second");
         assert_eq!(called, ["ollama/first", "groq/second"]);
         assert_eq!(outcome.attempts.len(), 1);
         assert_eq!(outcome.attempts[0].target, "ollama/first");
