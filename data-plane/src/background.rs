@@ -71,7 +71,6 @@ fn configured_providers(
     }
 }
 
-
 /// Beats every `interval` until `cancel`. Nothing is written on the way out: the beat expires
 /// after three missed intervals, which is what makes a worker that dies without warning leave
 /// the view too.
@@ -112,4 +111,3 @@ pub fn spawn_heartbeat(
         }
     });
 }
-

@@ -17,7 +17,6 @@ use crate::providers::{ProvidersConfig, Secret};
 
 pub use crate::settings::{ConfigError, Source};
 
-
 /// The original service's default CORS origins.
 const DEFAULT_CORS_ORIGINS: &str =
     "http://localhost:5173,http://localhost:5190,https://mana.how,https://playground.mana.how";

@@ -9,7 +9,6 @@ use std::time::Duration;
 use mana_llm_shared::fleet::{is_worker_id, Latency, Window};
 use sha2::{Digest, Sha256};
 
-
 /// Latency bucket bounds in milliseconds: a p99 is reported as the bound it falls under.
 const BOUNDS_MS: [f64; 16] = [
     1.0,

@@ -14,8 +14,8 @@ pub use chat::{
     ContentPart, Delta, FunctionCall, FunctionCallDelta, FunctionDef, ImageUrl, Message,
     ResponseFormat, Role, Stop, StreamOptions, Tool, ToolCall, ToolCallDelta, Usage,
 };
-pub use error::{RequestError, TokenIdsNotText};
 pub use embeddings::{EmbeddingInput, Embeddings, EmbeddingsRequest};
+pub use error::{RequestError, TokenIdsNotText};
 pub use models::{ModelInfo, ModelList};
 pub use responses::ResponsesRequest;
 

@@ -10,6 +10,6 @@
 pub mod plan;
 pub mod walk;
 
-pub use plan::{plan, Plan};
 pub use crate::error::Attempt;
+pub use plan::{plan, Plan};
 pub use walk::{walk, Outcome, WalkContext};

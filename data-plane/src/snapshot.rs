@@ -14,7 +14,7 @@ use crate::settings::Source;
 
 mod routes;
 
-pub use routes::{Routes, Step};
+pub use routes::{Chain, Routes, Step};
 
 pub struct Snapshot {
     pub registry: Arc<Registry>,

@@ -10,8 +10,8 @@ use axum::response::Response;
 
 use super::headers;
 use crate::error::ErrorCode;
-pub use crate::usecase::RouteLog;
 use crate::state::AppState;
+pub use crate::usecase::RouteLog;
 
 /// This request's id, for handlers that want to log it.
 #[derive(Debug, Clone)]

@@ -12,7 +12,6 @@ use axum::{Extension, Json};
 
 use super::body::JsonBody;
 use super::chat::with_cache_header;
-use crate::usecase::chat::{run, Answer};
 use super::{headers, RouteLog};
 use crate::cache::{replay_chunks, Tenant};
 use crate::error::ApiError;
@@ -20,6 +19,7 @@ use crate::openai::responses::{Echo, ResponseEvents, ResponseObject};
 use crate::openai::{ChatChunk, ResponsesRequest};
 use crate::state::AppState;
 use crate::streaming::{self, Encoder};
+use crate::usecase::chat::{run, Answer};
 
 pub async fn create(
     State(state): State<Arc<AppState>>,

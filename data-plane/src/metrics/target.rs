@@ -74,7 +74,11 @@ impl TargetMetrics {
         let (provider, model) = (self.provider.as_str(), self.model.as_str());
         let flag = if streaming { "true" } else { "false" };
         self.requests[usize::from(streaming)]
-            .get_or_init(|| self.vecs.requests.with_label_values(&[provider, model, flag]))
+            .get_or_init(|| {
+                self.vecs
+                    .requests
+                    .with_label_values(&[provider, model, flag])
+            })
             .inc();
         if let Some(latency) = latency {
             self.latency

@@ -19,8 +19,8 @@ mod tests;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::ChatRequest;
 use super::error::RequestError;
+use super::ChatRequest;
 
 pub use events::ResponseEvents;
 pub use output::{Echo, OutputItem, ResponseObject};

@@ -1,12 +1,10 @@
 //! Resolving a requested model into a chain of targets.
 
-use std::sync::Arc;
-
 use mana_llm_shared::{AliasName, ModelRef, Target};
 
 use crate::error::ApiError;
 use crate::providers::Lookup;
-use crate::snapshot::{Snapshot, Step};
+use crate::snapshot::{Chain, Snapshot};
 
 /// What to try, in order.
 #[derive(Debug, Clone)]
@@ -16,7 +14,7 @@ pub struct Plan {
     /// Set when the request named (or defaulted to) an alias.
     pub alias: Option<AliasName>,
     /// The chain, resolved by the snapshot (shared, not copied, per request).
-    pub steps: Arc<[Arc<Step>]>,
+    pub steps: Chain,
 }
 
 impl Plan {

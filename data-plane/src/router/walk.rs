@@ -4,7 +4,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-
 use super::Plan;
 use crate::error::{ApiError, Attempt};
 use crate::health::{Admission, Health, Report};
@@ -87,9 +86,7 @@ where
             unable.push(format!("{name}: {e}"));
             continue;
         }
-        let remaining = context
-            .request_timeout
-            .saturating_sub(started.elapsed());
+        let remaining = context.request_timeout.saturating_sub(started.elapsed());
         if remaining.is_zero() {
             skip(&mut attempts, "request_deadline", None);
             break;

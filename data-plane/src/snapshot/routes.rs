@@ -12,6 +12,9 @@ use prometheus::IntCounter;
 use crate::metrics::{Metrics, TargetMetrics, OTHER};
 use crate::providers::Providers;
 
+/// A chain's steps, shared by every request that walks it.
+pub type Chain = Arc<[Arc<Step>]>;
+
 /// One entry of a chain, as the walk and the recording need it.
 pub struct Step {
     pub entry: ChainEntry,
@@ -71,7 +74,7 @@ impl Step {
 
 /// Every alias's steps, and the series of every target the registry names.
 pub struct Routes {
-    aliases: HashMap<String, (AliasName, Arc<[Arc<Step>]>)>,
+    aliases: HashMap<String, (AliasName, Chain)>,
     targets: HashMap<Target, Arc<TargetMetrics>>,
     metrics: Arc<Metrics>,
 }
@@ -110,7 +113,10 @@ impl Routes {
                         Arc::new(step)
                     })
                     .collect();
-                (alias.name.as_str().to_owned(), (alias.name.clone(), steps.into()))
+                (
+                    alias.name.as_str().to_owned(),
+                    (alias.name.clone(), steps.into()),
+                )
             })
             .collect();
         Self {
@@ -121,13 +127,13 @@ impl Routes {
     }
 
     /// Alias `name` and its steps.
-    pub fn alias(&self, name: &str) -> Option<(&AliasName, &Arc<[Arc<Step>]>)> {
+    pub fn alias(&self, name: &str) -> Option<(&AliasName, &Chain)> {
         self.aliases.get(name).map(|(alias, steps)| (alias, steps))
     }
 
     /// A one-step chain for a model asked for directly: its series are the registry's when
     /// the registry names it, else resolved now (what its provider lists may have changed).
-    pub fn direct(&self, target: Target, providers: &Providers) -> Arc<[Arc<Step>]> {
+    pub fn direct(&self, target: Target, providers: &Providers) -> Chain {
         let name = target.to_string();
         let (label, metrics) = match self.targets.get(&target) {
             Some(metrics) => (name.clone(), metrics.clone()),
@@ -201,7 +207,8 @@ mod tests {
             let random = Target::parse(&format!("echo/random-{i}"));
             snap.of(&random).error("upstream_rejected");
             snap.of(&random).success(false, None);
-            snap.of(&Target::parse(&format!("nope{i}/x"))).error("upstream_rejected");
+            snap.of(&Target::parse(&format!("nope{i}/x")))
+                .error("upstream_rejected");
         }
         let text = m.render();
         assert!(
@@ -213,7 +220,8 @@ mod tests {
             "unknown providers must not become labels"
         );
         assert_eq!(series(&m), 1, "every random name is 'other'");
-        snap.of(&Target::parse("ollama/known")).error("upstream_5xx");
+        snap.of(&Target::parse("ollama/known"))
+            .error("upstream_5xx");
         assert!(
             m.render().contains("model=\"known\""),
             "registry targets keep their name"
@@ -228,7 +236,8 @@ mod tests {
         let providers: Vec<_> = snap.providers.configured().cloned().collect();
         m.listed.refresh(&providers, Duration::from_secs(1)).await;
         for i in 0..200 {
-            snap.of(&Target::parse(&format!("echo/r{i}"))).success(false, None);
+            snap.of(&Target::parse(&format!("echo/r{i}")))
+                .success(false, None);
         }
         snap.of(&Target::parse("echo/echo")).success(false, None);
         let text = m.render();

@@ -29,9 +29,7 @@ pub async fn run(
         &plan,
         false,
         |provider, step| async move {
-            let embeddings = provider
-                .embeddings(request, &step.target().model)
-                .await?;
+            let embeddings = provider.embeddings(request, &step.target().model).await?;
             // A provider that drops inputs is broken for this request; another may not be.
             if embeddings.vectors.len() != request.input.len() {
                 return Err(UpstreamError::Protocol(format!(

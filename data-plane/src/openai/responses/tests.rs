@@ -11,7 +11,6 @@ fn chat(body: Value) -> Value {
     serde_json::to_value(request(body).to_chat().unwrap()).unwrap()
 }
 
-
 #[test]
 fn a_string_input_is_one_user_message_after_the_instructions() {
     let c = chat(

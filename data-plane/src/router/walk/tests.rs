@@ -104,23 +104,29 @@ async fn run(
         .collect();
     let called = Arc::new(Mutex::new(Vec::new()));
     let log = called.clone();
-    let result = walk(&state.usecase().walk, &snapshot, &plan, needs_tools, |_provider, target| {
-        let script = scripts
-            .get(&target.to_string())
-            .cloned()
-            .unwrap_or(Script::Answer);
-        log.lock().unwrap().push(target.to_string());
-        async move {
-            match script {
-                Script::Answer => Ok(target.to_string()),
-                Script::Fail(e) => Err(e),
-                Script::Sleep(d) => {
-                    tokio::time::sleep(d).await;
-                    Ok(target.to_string())
+    let result = walk(
+        &state.usecase().walk,
+        &snapshot,
+        &plan,
+        needs_tools,
+        |_provider, target| {
+            let script = scripts
+                .get(&target.to_string())
+                .cloned()
+                .unwrap_or(Script::Answer);
+            log.lock().unwrap().push(target.to_string());
+            async move {
+                match script {
+                    Script::Answer => Ok(target.to_string()),
+                    Script::Fail(e) => Err(e),
+                    Script::Sleep(d) => {
+                        tokio::time::sleep(d).await;
+                        Ok(target.to_string())
+                    }
                 }
             }
-        }
-    })
+        },
+    )
     .await;
     let called = called.lock().unwrap().clone();
     (result, called)
