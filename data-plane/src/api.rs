@@ -123,6 +123,3 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
 async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
-
-#[cfg(test)]
-mod tests;

@@ -313,3 +313,7 @@ where
 {
     crate::conn::serve(listener, router, limits, shutdown).await
 }
+
+// The routes through the real router, in-process.
+#[cfg(test)]
+mod tests;
