@@ -21,6 +21,11 @@ pub mod scrub;
 /// Log setup.
 pub mod logging;
 
+/// Test support: a throwaway `redis-server` and port checks (this crate's tests and, with
+/// feature `testing`, the end-to-end suite).
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
 // Parts: what a request is served with.
 /// One module per upstream API behind one trait.
 pub mod providers;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use mana_llm_shared::bus::BusNames;
 use mana_llm_shared::fleet::Beats;
+use mana_llm_shared::ProviderId;
 use tokio_util::sync::CancellationToken;
 
 use crate::budget::BodyBudget;
@@ -58,11 +59,9 @@ impl AppState {
         !self.is_draining() && self.snapshots.version().0 > 0
     }
 
-    /// Sets the breaker gauges from the breakers as they are now (time-aware: an open breaker
-    /// whose window passed reads half-open).
-    /// Each configured provider's breaker state (`healthy`, `half_open`, `open`), for the
-    /// heartbeat.
-    pub fn breaker_states(&self) -> std::collections::BTreeMap<String, String> {
+    /// Each known provider's breaker status as it is now (time-aware: an open breaker whose
+    /// window passed reads half-open), the configured ones included before their first call.
+    fn breaker_statuses(&self) -> Vec<(ProviderId, Status)> {
         let snapshot = self.snapshots.load();
         let configured: Vec<_> = snapshot
             .providers
@@ -74,7 +73,19 @@ impl AppState {
             .into_iter()
             .filter(|(id, _)| snapshot.providers.is_known(id))
             .map(|(id, breaker)| {
-                let state = match self.health.status(&breaker) {
+                let status = self.health.status(&breaker);
+                (id, status)
+            })
+            .collect()
+    }
+
+    /// Each configured provider's breaker state (`healthy`, `half_open`, `open`), for the
+    /// heartbeat.
+    pub fn breaker_states(&self) -> std::collections::BTreeMap<String, String> {
+        self.breaker_statuses()
+            .into_iter()
+            .map(|(id, status)| {
+                let state = match status {
                     Status::Healthy => "healthy",
                     Status::HalfOpen => "half_open",
                     Status::Open => "open",
@@ -85,18 +96,10 @@ impl AppState {
             .collect()
     }
 
+    /// Sets the breaker gauges from the breakers as they are now.
     pub fn observe_breakers(&self) {
-        let snapshot = self.snapshots.load();
-        let configured: Vec<_> = snapshot
-            .providers
-            .configured()
-            .map(|p| p.id().clone())
-            .collect();
-        for (id, breaker) in self.health.snapshot(&configured) {
-            if !snapshot.providers.is_known(&id) {
-                continue;
-            }
-            let (state, healthy) = match self.health.status(&breaker) {
+        for (id, status) in self.breaker_statuses() {
+            let (state, healthy) = match status {
                 Status::Healthy => (0, 1),
                 Status::HalfOpen => (1, 0),
                 Status::Open => (2, 0),

@@ -1,9 +1,11 @@
 //! Server-sent event responses for `stream: true`.
 //!
 //! The response starts only once the upstream produced its first chunk (the router waits for
-//! it), so failures before that are real HTTP errors and can fall back along the chain. After that every chunk is
-//! written the moment it arrives, a `: keep-alive` comment fills long silences, and a failure
-//! becomes an in-band error event. What the events look like is an [`Encoder`]'s business:
+//! it), so failures before that are real HTTP errors and can fall back along the chain. After
+//! that nothing waits: a chunk is written as soon as it arrives, together with every chunk
+//! already behind it (one write per batch of ready events, up to 64 KiB, never held back for
+//! one still to come), a `: keep-alive` comment fills long silences, and a failure becomes an
+//! in-band error event. What the events look like is an [`Encoder`]'s business:
 //! [`ChatEvents`] writes chat completion chunks ending in `data: [DONE]`; the Responses API has
 //! its own (`api::responses`). When the client goes away the body is dropped, which drops
 //! the upstream response and closes that connection: the upstream call is cancelled.
@@ -261,7 +263,7 @@ mod tests {
         let metrics = Arc::new(Metrics::new().unwrap());
         let providers = Providers::empty();
         let routes = Routes::derive(&registry, &providers, &metrics);
-        routes.direct(Target::parse("echo/x"), &providers)[0].clone()
+        routes.direct("echo/x", Target::parse("echo/x"), &providers)[0].clone()
     }
 
     fn piece(text: &str) -> ChatChunk {
