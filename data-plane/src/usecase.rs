@@ -5,14 +5,16 @@
 pub mod chat;
 pub mod embeddings;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use mana_llm_shared::bus::BusNames;
 
 use crate::cache::ResponseCache;
+use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::router::{Outcome, WalkContext};
-use crate::snapshot::Snapshots;
+use crate::router::{Outcome, Plan, WalkContext};
+use crate::snapshot::{Snapshot, Snapshots};
 
 /// What a use case reaches: the snapshots, the cache and how to walk.
 pub struct Context<'a> {
@@ -22,6 +24,15 @@ pub struct Context<'a> {
     pub names: &'a BusNames,
     pub metrics: &'a Metrics,
     pub walk: WalkContext<'a>,
+}
+
+impl Context<'_> {
+    /// The snapshot this request is served with, and its plan for `model`.
+    fn plan(&self, model: Option<&str>) -> Result<(Arc<Snapshot>, Plan), ApiError> {
+        let snapshot = self.snapshots.load();
+        let plan = crate::router::plan(&snapshot, model)?;
+        Ok((snapshot, plan))
+    }
 }
 
 /// What a handler tells the request log about the call it made.

@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub use mana_llm_data_plane::testing::{free_port, listens_on, wait_listening, RedisServer};
+pub use mana_llm_data_plane::testing::{free_port, wait_listening, RedisServer};
 use serde_json::Value;
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_mana-llm");

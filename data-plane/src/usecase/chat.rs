@@ -12,7 +12,7 @@ use super::{record, Context, Landed, RouteLog};
 use crate::cache::{bypass_header_value, decide, CacheKey, Cached, Decision, Tenant};
 use crate::error::ApiError;
 use crate::openai::{ChatCompletion, ChatRequest};
-use crate::router::{plan, walk, Plan};
+use crate::router::{walk, Plan};
 use crate::snapshot::Snapshot;
 use crate::streaming::Live;
 
@@ -43,8 +43,7 @@ pub async fn run(
     log: &mut RouteLog,
 ) -> Result<Answered, ApiError> {
     request.validate()?;
-    let snapshot = cx.snapshots.load();
-    let plan = plan(&snapshot, request.model.as_deref())?;
+    let (snapshot, plan) = cx.plan(request.model.as_deref())?;
     let decision = decide(
         cx.cache.config(),
         request,

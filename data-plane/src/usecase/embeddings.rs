@@ -6,7 +6,7 @@ use super::{record, Context, Landed, RouteLog};
 use crate::error::ApiError;
 use crate::openai::{Embeddings, EmbeddingsRequest};
 use crate::providers::UpstreamError;
-use crate::router::{plan, walk};
+use crate::router::walk;
 use crate::snapshot::Step;
 
 /// The embeddings and the entry that made them.
@@ -21,8 +21,7 @@ pub async fn run(
     log: &mut RouteLog,
 ) -> Result<Embedded, ApiError> {
     request.validate()?;
-    let snapshot = cx.snapshots.load();
-    let plan = plan(&snapshot, request.model.as_deref())?;
+    let (snapshot, plan) = cx.plan(request.model.as_deref())?;
     let outcome = walk(
         &cx.walk,
         &snapshot,
