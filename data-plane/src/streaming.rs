@@ -263,7 +263,7 @@ mod tests {
         let metrics = Arc::new(Metrics::new().unwrap());
         let providers = Providers::empty();
         let routes = Routes::derive(&registry, &providers, &metrics);
-        routes.direct("echo/x", Target::parse("echo/x"), &providers)[0].clone()
+        routes.direct(Target::parse("echo/x"), &providers)[0].clone()
     }
 
     fn piece(text: &str) -> ChatChunk {

@@ -3,7 +3,6 @@
 //! many other names clients send. A model name is never learned from a request.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -20,8 +19,6 @@ pub const MAX_LISTED_PER_PROVIDER: usize = 512;
 #[derive(Default)]
 pub struct ListedModels {
     by_provider: RwLock<HashMap<String, HashSet<String>>>,
-    /// Moves on every [`ListedModels::set`]: labels decided from an older listing are stale.
-    generation: AtomicU64,
 }
 
 impl ListedModels {
@@ -44,12 +41,6 @@ impl ListedModels {
             .collect();
         let mut listed = self.by_provider.write().unwrap_or_else(|e| e.into_inner());
         listed.insert(provider.to_owned(), models);
-        self.generation.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Which listing labels are decided from now (see `generation`).
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Relaxed)
     }
 
     /// Asks every provider for its models, concurrently, each bounded by `timeout`. A provider

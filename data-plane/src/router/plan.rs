@@ -65,7 +65,7 @@ pub fn plan(snapshot: &Snapshot, model: Option<&str>) -> Result<Plan, ApiError> 
             Ok(Plan {
                 requested: model.to_owned(),
                 alias: None,
-                steps: snapshot.routes.direct(model, target, &snapshot.providers),
+                steps: snapshot.routes.direct(target, &snapshot.providers),
             })
         }
     }

@@ -3,7 +3,7 @@
 //! once), looked up by name in a map.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
 
 use mana_llm_shared::registry::ChainEntry;
 use mana_llm_shared::{AliasName, Registry, Target};
@@ -72,17 +72,10 @@ impl Step {
     }
 }
 
-/// How many models asked for directly keep their one-step chain for the snapshot's life;
-/// past that (clients may send any name) a chain is built per request.
-const MAX_DIRECT: usize = 1024;
-
 /// Every alias's steps, and the series of every target the registry names.
 pub struct Routes {
     aliases: HashMap<String, (AliasName, Chain)>,
     targets: HashMap<Target, Arc<TargetMetrics>>,
-    /// One-step chains of models asked for directly, by the name asked for, with the listing
-    /// generation their labels were decided under.
-    direct: RwLock<HashMap<String, (u64, Chain)>>,
     metrics: Arc<Metrics>,
 }
 
@@ -129,7 +122,6 @@ impl Routes {
         Self {
             aliases,
             targets,
-            direct: RwLock::default(),
             metrics: metrics.clone(),
         }
     }
@@ -139,27 +131,11 @@ impl Routes {
         self.aliases.get(name).map(|(alias, steps)| (alias, steps))
     }
 
-    /// The one-step chain of `model` (parsed as `target`) asked for directly: its series are
-    /// the registry's when the registry names it, else decided from what its provider lists
-    /// now; kept until the listing changes.
-    pub fn direct(&self, model: &str, target: Target, providers: &Providers) -> Chain {
-        let generation = self.metrics.listed.generation();
-        let known = self.direct.read().unwrap_or_else(|e| e.into_inner());
-        if let Some((made, chain)) = known.get(model) {
-            if *made == generation {
-                return chain.clone();
-            }
-        }
-        drop(known);
-        let chain = self.one_step(target, providers);
-        let mut known = self.direct.write().unwrap_or_else(|e| e.into_inner());
-        if known.len() < MAX_DIRECT || known.contains_key(model) {
-            known.insert(model.to_owned(), (generation, chain.clone()));
-        }
-        chain
-    }
-
-    fn one_step(&self, target: Target, providers: &Providers) -> Chain {
+    /// A one-step chain for a model asked for directly, built per request and not shared:
+    /// its series are the registry's when the registry names it, else decided from what its
+    /// provider lists now. (Kept per snapshot and shared, its reference counts and lock cost
+    /// more CPU per request under concurrency than building it: BENCHMARKS.md, issue 15.)
+    pub fn direct(&self, target: Target, providers: &Providers) -> Chain {
         let name = target.to_string();
         let (label, metrics) = match self.targets.get(&target) {
             Some(metrics) => (name.clone(), metrics.clone()),
@@ -216,8 +192,7 @@ mod tests {
 
     impl Snap {
         fn of(&self, target: &Target) -> Arc<TargetMetrics> {
-            let name = target.to_string();
-            let steps = self.routes.direct(&name, target.clone(), &self.providers);
+            let steps = self.routes.direct(target.clone(), &self.providers);
             steps[0].metrics.clone()
         }
     }
