@@ -3,7 +3,7 @@
 //!
 //! Every request needs `Authorization: Bearer $MANA_LLM_ADMIN_TOKEN` (compared in constant
 //! time), or the web console's session cookie with, on writes, its CSRF token (see
-//! [`crate::console`], which this router also mounts under `/admin/`). With no token
+//! [`console`], which this router also mounts under `/admin/`). With no token
 //! configured, only loopback peers are answered, and never a request that came through a proxy
 //! (forwarding headers), addressed to a non-loopback host name or sent by another site's page;
 //! a server listening beyond loopback without a token mounts [`disabled_router`] instead.
@@ -11,6 +11,7 @@
 //! appears in any answer or log line.
 
 mod auth;
+pub mod console;
 #[cfg(test)]
 mod contract_tests;
 mod error;
@@ -31,8 +32,8 @@ use axum::response::IntoResponse;
 use axum::routing::{any, get, post};
 use axum::Router;
 
-use crate::console::session::Sessions;
 use crate::service::RegistryService;
+use console::session::Sessions;
 
 pub use auth::is_loopback;
 pub(crate) use auth::{tokenless, Gate};
@@ -93,7 +94,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route_layer(from_fn_with_state(gate.clone(), auth::require_admin))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
-        .merge(crate::console::router(gate))
+        .merge(console::router(gate))
 }
 
 /// What a server listening beyond loopback without a token mounts instead of [`router`]:
@@ -106,4 +107,14 @@ pub fn disabled_router() -> Router {
         .route("/admin", any(disabled))
         .route("/admin/", any(disabled))
         .route("/admin/{*rest}", any(disabled))
+}
+
+/// The JSON body of an answer, keys sorted at every level (the contract's types keep their
+/// declaration order; every answer goes through a `Value`, as it always has).
+pub(crate) fn body<T: serde::Serialize>(
+    answer: &T,
+) -> Result<axum::Json<serde_json::Value>, AdminError> {
+    serde_json::to_value(answer)
+        .map(axum::Json)
+        .map_err(|e| AdminError::Internal(e.to_string()))
 }

@@ -6,12 +6,10 @@
 //! ignored, so a CLI reads a newer control plane. Answers go out through [`body`], which keeps
 //! their keys sorted as they have always been (scripts and the console compare them).
 
-use axum::Json;
 use mana_llm_shared::fleet::WorkerId;
 use mana_llm_shared::rollout::{Cohorts, JudgeSettings};
 use mana_llm_shared::{ContentHash, RegistryDocument, RegistryVersion};
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::Value;
 
 mod fleet;
 mod rollout;
@@ -22,16 +20,8 @@ pub use rollout::{
     Status,
 };
 
-use crate::api::AdminError;
 use crate::diff::Diff;
 use crate::domain::RolloutOutcome;
-
-/// The JSON body of an answer, keys sorted at every level.
-pub fn body<T: Serialize>(answer: &T) -> Result<Json<Value>, AdminError> {
-    serde_json::to_value(answer)
-        .map(Json)
-        .map_err(|e| AdminError::Internal(e.to_string()))
-}
 
 /// The answer to push, rollback and reload: 201 with a new version, 200 unchanged.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

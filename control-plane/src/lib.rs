@@ -13,7 +13,7 @@
 //! - [`diff`]: what changed between two registry documents.
 //! - [`ops`]: `/health`, `/ready` and `/metrics` of a standalone control plane.
 //! - [`api`]: the admin API under `/admin/v1` (bearer token, or loopback only).
-//! - [`console`]: the admin web console under `/admin/` (sign-in, sessions, embedded assets).
+//! - [`api::console`]: the admin web console under `/admin/` (sign-in, sessions, embedded assets).
 //! - [`reload`]: re-reading the aliases file (SIGHUP, the admin API's reload).
 //! - [`publisher`]: the outbox loop that publishes committed versions to the bus.
 //! - [`rollout`]: a staged rollout's figures from the heartbeats, and the judge's loop.
@@ -25,7 +25,6 @@
 //! The schema lives in the workspace's `migrations/` folder.
 
 pub mod api;
-pub mod console;
 pub mod contract;
 pub mod diff;
 pub mod domain;
@@ -39,9 +38,6 @@ pub mod reload;
 pub mod rollout;
 pub mod service;
 pub mod store;
-
-#[cfg(test)]
-mod testutil;
 
 pub use diff::{ChangedAlias, DefaultChange, Diff};
 pub use domain::{

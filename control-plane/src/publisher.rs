@@ -143,7 +143,7 @@ mod tests {
 
     use super::*;
     use crate::domain::tests::{FAST, LONG};
-    use crate::testutil::TempDir;
+    use crate::store::testutil::TempDir;
 
     /// A bus that records what it was given, or refuses everything.
     #[derive(Default)]

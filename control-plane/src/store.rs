@@ -9,6 +9,8 @@
 mod rows;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+pub(crate) mod testutil;
 
 use std::path::Path;
 use std::time::Duration;

@@ -5,6 +5,7 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use mana_llm_data_plane::cache::key_of;
 use mana_llm_data_plane::config::Source;
+use mana_llm_data_plane::metrics::Metrics;
 use mana_llm_data_plane::openai::{ChatCompletion, ChatRequest};
 use mana_llm_data_plane::providers::{google, ollama, openai, Providers};
 use mana_llm_data_plane::router::plan;
@@ -142,19 +143,24 @@ fn routing(c: &mut Criterion) {
     let Ok(registry) = Registry::parse(ALIASES, "bench", RegistryVersion(1)) else {
         panic!("the sample registry parses");
     };
+    let Ok(metrics) = Metrics::new() else {
+        panic!("the metrics registry builds");
+    };
+    let metrics = std::sync::Arc::new(metrics);
     let snapshots = Snapshots::new(
         Providers::empty(),
         registry,
         Source::default(),
         mana_llm_shared::RegistryPolicy::default(),
+        metrics,
     );
     let snapshot = snapshots.load();
     c.bench_function("alias resolution (3-entry chain)", |b| {
-        b.iter(|| plan(&snapshot, black_box(Some("mana/fast-text"))).map(|p| p.entries.len()))
+        b.iter(|| plan(&snapshot, black_box(Some("mana/fast-text"))).map(|p| p.steps.len()))
     });
     c.bench_function("direct model resolution (provider/model)", |b| {
         b.iter(|| {
-            plan(&snapshot, black_box(Some("groq/llama-3.1-8b-instant"))).map(|p| p.entries.len())
+            plan(&snapshot, black_box(Some("groq/llama-3.1-8b-instant"))).map(|p| p.steps.len())
         })
     });
     let Ok(request) = serde_json::from_slice::<ChatRequest>(&chat_json()) else {

@@ -26,17 +26,11 @@ use axum::Router;
 use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
 
 use crate::error::ApiError;
-use crate::server::AppState;
+use crate::state::AppState;
 
 pub use request_log::{RequestId, RouteLog};
 
-/// Response headers the gateway adds.
-pub mod headers {
-    pub const REQUEST_ID: &str = "x-request-id";
-    pub const RESOLVED: &str = "x-mana-llm-resolved";
-    pub const REGISTRY_VERSION: &str = "x-mana-llm-registry-version";
-    pub const CACHE: &str = "x-mana-llm-cache";
-}
+pub use crate::headers;
 
 pub fn router(state: Arc<AppState>) -> Router {
     let v1 = Router::new()
@@ -129,6 +123,3 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
 async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
-
-#[cfg(test)]
-mod tests;

@@ -29,10 +29,10 @@ use mana_llm_shared::fleet_key::FleetKey;
 use prometheus::IntCounter;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigError, Source};
 use crate::metrics::Metrics;
 use crate::openai::ChatCompletion;
 use crate::redis::SharedRedis;
+use crate::settings::{ConfigError, Source};
 use entry::Rejected;
 use flight::{Flights, Join, Waited};
 use local::LocalTier;

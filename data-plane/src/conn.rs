@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
-use crate::config::{ConfigError, Source};
+use crate::settings::{ConfigError, Source};
 pub use activity::Activity;
 pub(crate) use activity::Holding;
 use activity::{TrackedIo, Verdict};

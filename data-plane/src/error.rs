@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::json;
 
+use crate::openai::RequestError;
 use crate::providers::UpstreamError;
-use crate::router::Attempt;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
@@ -75,6 +76,16 @@ pub enum ApiError {
     /// A bug or an unexpected state; the detail is logged, the client gets a generic message.
     #[error("internal error")]
     Internal(String),
+}
+
+impl From<RequestError> for ApiError {
+    fn from(e: RequestError) -> Self {
+        Self::InvalidRequest {
+            message: e.message,
+            param: e.param,
+            code: e.code,
+        }
+    }
 }
 
 impl ApiError {
@@ -201,6 +212,14 @@ impl IntoResponse for ApiError {
         response.extensions_mut().insert(ErrorCode(code));
         response
     }
+}
+
+/// One chain entry that did not answer, and why (a bounded code).
+#[derive(Debug, Clone, Serialize)]
+pub struct Attempt {
+    pub target: String,
+    pub reason: &'static str,
+    pub status: Option<u16>,
 }
 
 /// Attached to error responses so the request log can name the failure.

@@ -3,14 +3,11 @@
 //! seconds to the fleet's [`Beats`] store, with an expiry.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use mana_llm_shared::fleet::{is_worker_id, Beat, Beats, Latency, Window};
+use mana_llm_shared::fleet::{is_worker_id, Latency, Window};
 use sha2::{Digest, Sha256};
-use tokio_util::sync::CancellationToken;
-
-use crate::server::AppState;
 
 /// Latency bucket bounds in milliseconds: a p99 is reported as the bound it falls under.
 const BOUNDS_MS: [f64; 16] = [
@@ -112,7 +109,7 @@ impl FleetStats {
     }
 
     /// The windows since the last call, emptied (the newest versions if there are many).
-    fn take(&self) -> BTreeMap<u64, Window> {
+    pub(crate) fn take(&self) -> BTreeMap<u64, Window> {
         let windows = std::mem::take(&mut *self.windows.lock().unwrap_or_else(|e| e.into_inner()));
         let mut out: BTreeMap<u64, Window> =
             windows.iter().map(|(v, c)| (*v, c.window())).collect();
@@ -133,7 +130,7 @@ pub fn fleet_id(worker_id: &str) -> String {
     format!("w-{}", mana_llm_shared::fleet_key::to_hex(&digest[..8]))
 }
 
-fn unix_now() -> f64 {
+pub(crate) fn unix_now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
@@ -148,50 +145,9 @@ impl Listen {
         let _ = self.0.set(addr);
     }
 
-    fn get(&self) -> Option<std::net::SocketAddr> {
+    pub(crate) fn get(&self) -> Option<std::net::SocketAddr> {
         self.0.get().copied()
     }
-}
-
-/// Beats every `interval` until `cancel`. Nothing is written on the way out: the beat expires
-/// after three missed intervals, which is what makes a worker that dies without warning leave
-/// the view too.
-pub fn spawn_heartbeat(
-    state: Arc<AppState>,
-    beats: Arc<dyn Beats>,
-    interval: Duration,
-    cancel: CancellationToken,
-) {
-    let started_at = unix_now();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            let Some(listen) = state.listen.get() else {
-                continue;
-            };
-            let ttl = interval * 3;
-            let beat = Beat {
-                worker_id: fleet_id(&state.config.worker_id),
-                listen: listen.to_string(),
-                binary_version: env!("CARGO_PKG_VERSION").to_owned(),
-                registry_version: state.snapshots.version().0,
-                started_at,
-                beat_at: unix_now(),
-                ttl: ttl.as_secs_f64(),
-                in_flight: u64::try_from(state.metrics.in_flight.get()).unwrap_or(0),
-                windows: state.fleet_stats.take(),
-                breakers: state.breaker_states(),
-            };
-            if !beats.write(&beat, ttl).await {
-                tracing::debug!("heartbeat not written (fleet store unavailable)");
-            }
-        }
-    });
 }
 
 #[cfg(test)]

@@ -1,40 +1,90 @@
 //! mana-llm data plane: the OpenAI-compatible API in front of every provider.
 //!
-//! Read in request order:
-//! - [`config`]: settings from the environment, validated once.
-//! - [`server`]: `App::build(config)`, `router()` and `run(listener, shutdown)`.
-//! - [`api`]: the HTTP handlers, thin: extract, call, map.
-//! - [`router`]: model → chain ([`router::plan`]) → the first entry that answers ([`router::walk`]).
-//! - [`snapshot`]: the registry and the providers derived from it, swapped atomically.
-//! - [`sync`]: following the control plane's published versions.
-//! - [`redis`]: the shared Redis connection with short timeouts and a down/up state.
-//! - [`health`]: per-provider circuit breakers and the background probe.
-//! - [`openai`]: the wire types and request validation.
-//! - [`providers`]: one module per upstream API behind one trait.
-//! - [`cache`]: the exact-match response cache (local tier in front of Redis, single flight).
-//! - [`streaming`]: SSE responses with keep-alive and in-band errors.
-//! - [`error`]: the one error type of the HTTP edge, OpenAI-shaped.
-//! - [`scrub`]: the process's secret values, replaced in any upstream text we pass on.
-//! - [`metrics`]: this worker's Prometheus registry.
-//! - [`fleet`]: this worker's heartbeat and its figures per registry version.
+//! Modules are declared in layers, each naming only modules declared before it
+//! (`scripts/module-graph --order` checks it): leaf → parts → derived → route → use case →
+//! edge → root. A request runs the list bottom-up: `server` → `api` → `usecase` → `router` →
+//! `cache`/`health`/`providers` → `streaming`.
 
-pub mod api;
-pub mod cache;
-pub mod config;
-pub mod conn;
-pub mod error;
-pub mod fleet;
-pub mod health;
-pub mod metrics;
+// Leaf: no crate imports but each other's.
+/// Where settings come from (`Source`) and the error naming a bad one.
+pub mod settings;
+
+/// The response headers the gateway adds.
+pub mod headers;
+
+/// The OpenAI wire types, their validation and its own `RequestError`.
 pub mod openai;
-pub mod providers;
-pub mod redis;
-pub mod router;
+
+/// The process's secret values, replaced in any upstream text we pass on.
 pub mod scrub;
-pub mod server;
+
+/// Test support: a throwaway `redis-server` and port checks (this crate's tests and, with
+/// feature `testing`, the end-to-end suite).
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+// Parts: what a request is served with.
+/// One module per upstream API behind one trait.
+pub mod providers;
+
+/// The shared Redis connection with short timeouts and a down/up state.
+pub mod redis;
+
+/// Per-provider circuit breakers and the background probe.
+pub mod health;
+
+/// Serving connections with bounds.
+pub mod conn;
+
+/// The process-wide memory budget for request bodies in flight.
+pub mod budget;
+
+/// This worker's Prometheus registry and per-target series.
+pub mod metrics;
+
+/// The exact-match response cache (local tier in front of Redis, single flight).
+pub mod cache;
+
+/// This worker's figures per registry version, for the fleet view.
+pub mod fleet;
+
+/// Every setting, read once from one `Source` and validated there.
+pub mod config;
+
+// Derived.
+/// The registry, its providers and its precomputed routes, swapped atomically.
 pub mod snapshot;
+
+// Route.
+/// The error vocabulary a client sees, OpenAI-shaped (the walk answers in it).
+pub mod error;
+
+/// Model → chain ([`router::plan`]) → the first entry that answers ([`router::walk`]).
+pub mod router;
+
+/// SSE responses with keep-alive, batching and in-band errors.
 pub mod streaming;
+
+// Use case.
+/// `chat` and `embeddings`: cache decision → walk → answer, recorded once.
+pub mod usecase;
+
+// Edge.
+/// What every handler can reach, and the small contexts the layers below take.
+pub mod state;
+
+/// Routes, extractors and thin handlers.
+pub mod api;
+
+// Root.
+/// `App::build(config)`, `router()`, installing versions and `run(listener, shutdown)`.
+pub mod server;
+
+/// Following the control plane's published versions.
 pub mod sync;
+
+/// The background tasks: followers, heartbeat, listing, probe.
+pub mod background;
 
 pub use config::{GatewayConfig, Source};
 pub use server::{run, App};

@@ -8,18 +8,16 @@
 //! client sends can create a label value, however many names it tries.
 
 pub mod listed;
+pub mod target;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
 
-use mana_llm_shared::Target;
-
-use crate::snapshot::Snapshot;
+pub use target::TargetMetrics;
 
 /// The label value for anything outside a bounded set.
 pub const OTHER: &str = "other";
@@ -258,191 +256,11 @@ impl Metrics {
         }
         String::from_utf8_lossy(&out).into_owned()
     }
-
-    /// The `provider` and `model` labels of a target. A provider keeps its id when the
-    /// gateway knows it; a model keeps its name when the registry names the target or the
-    /// provider lists it, else it is `other`. Whether a model answered does not matter: a
-    /// label taken by whoever answered first let random names crowd out real models.
-    pub fn labels(&self, snapshot: &Snapshot, target: &Target) -> (String, String) {
-        let provider = target.provider.as_str();
-        let known = snapshot.providers.is_known(&target.provider);
-        let model = if snapshot.registry.mentions_target(provider, &target.model)
-            || (known && self.listed.contains(provider, &target.model))
-        {
-            target.model.clone()
-        } else {
-            OTHER.to_owned()
-        };
-        let provider = if known { provider } else { OTHER };
-        (provider.to_owned(), model)
-    }
-
-    /// A chain entry's label: itself when the registry names it, else `other` ("" stays "").
-    fn entry_label(snapshot: &Snapshot, entry: &str) -> String {
-        if entry.is_empty() || snapshot.registry.mentions(entry) {
-            entry.to_owned()
-        } else {
-            OTHER.to_owned()
-        }
-    }
-
-    pub fn record_fallback(&self, snapshot: &Snapshot, from: &str, to: &str, reason: &str) {
-        let (from, to) = (
-            Self::entry_label(snapshot, from),
-            Self::entry_label(snapshot, to),
-        );
-        self.fallback_total
-            .with_label_values(&[&from, &to, reason])
-            .inc();
-    }
-
-    pub fn record_alias(&self, snapshot: &Snapshot, alias: &str, target: &str) {
-        let target = Self::entry_label(snapshot, target);
-        self.alias_resolved_total
-            .with_label_values(&[alias, &target])
-            .inc();
-    }
-
-    pub fn record_success(
-        &self,
-        snapshot: &Snapshot,
-        target: &Target,
-        streaming: bool,
-        latency: Option<Duration>,
-    ) {
-        let (provider, model) = self.labels(snapshot, target);
-        let streaming = if streaming { "true" } else { "false" };
-        self.llm_requests_total
-            .with_label_values(&[&provider, &model, streaming])
-            .inc();
-        if let Some(latency) = latency {
-            self.llm_latency
-                .with_label_values(&[&provider, &model])
-                .observe(latency.as_secs_f64());
-        }
-    }
-
-    pub fn record_tokens(
-        &self,
-        snapshot: &Snapshot,
-        target: &Target,
-        prompt: u64,
-        completion: u64,
-    ) {
-        let (provider, model) = self.labels(snapshot, target);
-        if prompt > 0 {
-            self.tokens_total
-                .with_label_values(&[&provider, &model, "prompt"])
-                .inc_by(prompt);
-        }
-        if completion > 0 {
-            self.tokens_total
-                .with_label_values(&[&provider, &model, "completion"])
-                .inc_by(completion);
-        }
-    }
-
-    pub fn record_error(&self, snapshot: &Snapshot, target: &Target, error_type: &str) {
-        let (provider, model) = self.labels(snapshot, target);
-        self.llm_errors_total
-            .with_label_values(&[&provider, &model, error_type])
-            .inc();
-    }
-
-    pub fn record_ttft(&self, snapshot: &Snapshot, target: &Target, ttft: Duration) {
-        let (provider, model) = self.labels(snapshot, target);
-        self.time_to_first_token
-            .with_label_values(&[&provider, &model])
-            .observe(ttft.as_secs_f64());
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Source;
-    use crate::providers::Providers;
-    use crate::snapshot::Snapshots;
-    use mana_llm_shared::{Registry, RegistryVersion};
-
-    /// A snapshot whose registry names `ollama/known`, serving the echo provider.
-    fn snapshot() -> Arc<crate::snapshot::Snapshot> {
-        let registry = Registry::parse(
-            "aliases:\n  mana/a: {chain: [ollama/known]}\n",
-            "t",
-            RegistryVersion(1),
-        )
-        .unwrap();
-        let mut providers = Providers::empty();
-        providers.insert(Arc::new(crate::providers::echo::Echo::new(Duration::ZERO)));
-        Snapshots::new(
-            providers,
-            registry,
-            Source::default(),
-            mana_llm_shared::RegistryPolicy::default(),
-        )
-        .load()
-    }
-
-    fn series(m: &Metrics) -> usize {
-        m.render().matches("mana_llm_llm_requests_total{").count()
-    }
-
-    #[test]
-    fn failed_or_answered_random_names_never_become_labels() {
-        let m = Metrics::new().unwrap();
-        let snap = snapshot();
-        for i in 0..200 {
-            let random = Target::parse(&format!("echo/random-{i}"));
-            m.record_error(&snap, &random, "upstream_rejected");
-            m.record_success(&snap, &random, false, None);
-            m.record_error(
-                &snap,
-                &Target::parse(&format!("nope{i}/x")),
-                "upstream_rejected",
-            );
-        }
-        let text = m.render();
-        assert!(
-            !text.contains("random-"),
-            "random models must not become labels"
-        );
-        assert!(
-            !text.contains("nope"),
-            "unknown providers must not become labels"
-        );
-        assert_eq!(series(&m), 1, "every random name is 'other'");
-        m.record_error(&snap, &Target::parse("ollama/known"), "upstream_5xx");
-        assert!(
-            m.render().contains("model=\"known\""),
-            "registry targets keep their name"
-        );
-    }
-
-    #[tokio::test]
-    async fn two_hundred_random_names_do_not_take_a_listed_models_label() {
-        let m = Metrics::new().unwrap();
-        let snap = snapshot();
-        // What the probe's refresh does: the echo provider lists `echo/echo`.
-        let providers: Vec<_> = snap.providers.configured().cloned().collect();
-        m.listed.refresh(&providers, Duration::from_secs(1)).await;
-        for i in 0..200 {
-            m.record_success(&snap, &Target::parse(&format!("echo/r{i}")), false, None);
-        }
-        m.record_success(&snap, &Target::parse("echo/echo"), false, None);
-        let text = m.render();
-        assert!(
-            text.contains(
-                r#"mana_llm_llm_requests_total{model="echo",provider="echo",streaming="false"} 1"#
-            ),
-            "{text}"
-        );
-        assert!(
-            text.contains(r#"mana_llm_llm_requests_total{model="other",provider="echo",streaming="false"} 200"#),
-            "{text}"
-        );
-        assert_eq!(series(&m), 2);
-    }
 
     #[test]
     fn a_listing_is_bounded_per_provider_and_ignores_other_prefixes() {

@@ -5,6 +5,7 @@
 
 pub mod chat;
 pub mod embeddings;
+pub mod error;
 pub mod models;
 pub mod responses;
 
@@ -14,6 +15,7 @@ pub use chat::{
     ResponseFormat, Role, Stop, StreamOptions, Tool, ToolCall, ToolCallDelta, Usage,
 };
 pub use embeddings::{EmbeddingInput, Embeddings, EmbeddingsRequest};
+pub use error::{RequestError, TokenIdsNotText};
 pub use models::{ModelInfo, ModelList};
 pub use responses::ResponsesRequest;
 

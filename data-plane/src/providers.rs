@@ -110,6 +110,12 @@ pub enum UpstreamError {
     },
 }
 
+impl From<crate::openai::TokenIdsNotText> for UpstreamError {
+    fn from(e: crate::openai::TokenIdsNotText) -> Self {
+        Self::Capability(e.to_string())
+    }
+}
+
 impl UpstreamError {
     pub fn status_code(&self) -> StatusCode {
         match self {

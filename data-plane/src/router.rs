@@ -10,5 +10,6 @@
 pub mod plan;
 pub mod walk;
 
+pub use crate::error::Attempt;
 pub use plan::{plan, Plan};
-pub use walk::{walk, Attempt, Outcome};
+pub use walk::{walk, Outcome, WalkContext};

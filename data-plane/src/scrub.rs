@@ -10,7 +10,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use crate::config::Source;
+use crate::settings::Source;
 
 /// What a secret is replaced with.
 pub const REDACTED: &str = "[redacted]";

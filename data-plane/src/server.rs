@@ -16,123 +16,14 @@ use crate::cache::ResponseCache;
 use crate::config::{ConfigError, GatewayConfig, Source};
 use crate::fleet::{FleetStats, Listen};
 use crate::health::redis_store::RedisStore;
-use crate::health::{probe, Health, HealthStore, MemoryStore, Status, SystemClock, Transition};
+use crate::health::{Health, HealthStore, MemoryStore, SystemClock, Transition};
 use crate::metrics::Metrics;
 use crate::providers::Providers;
-use crate::redis::subscriber::Follower;
-use crate::redis::SharedRedis;
 use crate::snapshot::Snapshots;
+use crate::state::AppState;
 use mana_llm_shared::bus::BusNames;
 use mana_llm_shared::fleet::{Beats, MemoryBeats, RedisBeats};
 use mana_llm_shared::redis_client;
-
-/// What every handler can reach. The registry snapshot is swapped atomically; the rest is
-/// fixed at start.
-pub struct AppState {
-    pub config: GatewayConfig,
-    pub snapshots: Snapshots,
-    pub health: Arc<Health>,
-    pub metrics: Arc<Metrics>,
-    /// Set when the fleet shares state through Redis.
-    pub redis: Option<Arc<SharedRedis>>,
-    pub cache: ResponseCache,
-    /// Feeds the shared breakers from the breaker channel (with Redis).
-    breakers: Option<Arc<dyn Follower>>,
-    /// Figures per registry version since the last heartbeat.
-    pub fleet_stats: FleetStats,
-    /// Where this process listens, for the fleet view (set once bound).
-    pub listen: Listen,
-    /// Where heartbeats go: Redis for a fleet, memory for `serve` alone.
-    pub beats: Arc<dyn Beats>,
-    /// Redis key and channel names (also used for cache keys without Redis).
-    pub names: BusNames,
-    /// Request bodies in flight, bounded process-wide.
-    pub body_budget: crate::api::budget::BodyBudget,
-    draining: AtomicBool,
-    /// Stops every background task (probe, followers, subscribers).
-    background: CancellationToken,
-}
-
-impl AppState {
-    pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Relaxed)
-    }
-
-    /// Ready to take traffic: a registry is loaded and the worker is not draining.
-    pub fn is_ready(&self) -> bool {
-        !self.is_draining() && self.snapshots.version().0 > 0
-    }
-
-    /// Sets the breaker gauges from the breakers as they are now (time-aware: an open breaker
-    /// whose window passed reads half-open).
-    /// Each configured provider's breaker state (`healthy`, `half_open`, `open`), for the
-    /// heartbeat.
-    pub fn breaker_states(&self) -> std::collections::BTreeMap<String, String> {
-        let snapshot = self.snapshots.load();
-        let configured: Vec<_> = snapshot
-            .providers
-            .configured()
-            .map(|p| p.id().clone())
-            .collect();
-        self.health
-            .snapshot(&configured)
-            .into_iter()
-            .filter(|(id, _)| snapshot.providers.is_known(id))
-            .map(|(id, breaker)| {
-                let state = match self.health.status(&breaker) {
-                    Status::Healthy => "healthy",
-                    Status::HalfOpen => "half_open",
-                    Status::Open => "open",
-                };
-                (id.as_str().to_owned(), state.to_owned())
-            })
-            .take(mana_llm_shared::fleet::MAX_BREAKERS_PER_BEAT)
-            .collect()
-    }
-
-    pub fn observe_breakers(&self) {
-        let snapshot = self.snapshots.load();
-        let configured: Vec<_> = snapshot
-            .providers
-            .configured()
-            .map(|p| p.id().clone())
-            .collect();
-        for (id, breaker) in self.health.snapshot(&configured) {
-            if !snapshot.providers.is_known(&id) {
-                continue;
-            }
-            let (state, healthy) = match self.health.status(&breaker) {
-                Status::Healthy => (0, 1),
-                Status::HalfOpen => (1, 0),
-                Status::Open => (2, 0),
-            };
-            self.metrics
-                .breaker_state
-                .with_label_values(&[id.as_str()])
-                .set(state);
-            self.metrics
-                .provider_healthy
-                .with_label_values(&[id.as_str()])
-                .set(healthy);
-        }
-    }
-}
-
-/// The providers the current snapshot configures, asked anew on every call (background tasks
-/// follow registry swaps this way).
-fn configured_providers(
-    state: Arc<AppState>,
-) -> impl Fn() -> Vec<Arc<dyn crate::providers::Provider>> + Send + Sync + 'static {
-    move || {
-        state
-            .snapshots
-            .load()
-            .providers
-            .configured()
-            .cloned()
-            .collect()
-    }
-}
 
 /// Where a published version came from: only Redis is open to writers outside the fleet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,7 +56,7 @@ impl Rejected {
 /// A built gateway, ready to be served.
 #[derive(Clone)]
 pub struct App {
-    state: Arc<AppState>,
+    pub(crate) state: Arc<AppState>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -234,7 +125,13 @@ impl App {
             let up = i64::from(transition == Transition::Recovered);
             gauge.with_label_values(&[provider.as_str()]).set(up);
         }));
-        let snapshots = Snapshots::new(providers, registry, source, config.registry_policy.clone());
+        let snapshots = Snapshots::new(
+            providers,
+            registry,
+            source,
+            config.registry_policy.clone(),
+            metrics.clone(),
+        );
         let names = BusNames::new(
             config
                 .redis
@@ -251,7 +148,7 @@ impl App {
             config.fleet_key.clone(),
             metrics.clone(),
         );
-        let body_budget = crate::api::budget::BodyBudget::new(config.body_budget);
+        let body_budget = crate::budget::BodyBudget::new(config.body_budget);
         let state = Arc::new(AppState {
             body_budget,
             config,
@@ -284,45 +181,6 @@ impl App {
     /// Marks the worker as draining: `/ready` answers 503 from now on.
     pub fn start_draining(&self) {
         self.state.draining.store(true, Ordering::Relaxed);
-    }
-
-    /// Starts the background work: the probe (if configured) and, with Redis, following the
-    /// registry versions the control plane publishes. It stops on [`App::stop_background`].
-    pub fn spawn_background(&self) {
-        let cancel = self.state.background.clone();
-        if let Some(redis) = &self.state.redis {
-            // One subscription for every fleet channel: registry versions and breakers.
-            let mut followers: Vec<Arc<dyn Follower>> = vec![crate::sync::Registry::new(
-                self.clone(),
-                redis.clone(),
-                self.state.config.sync_interval,
-            )];
-            followers.extend(self.state.breakers.clone());
-            crate::redis::subscriber::spawn(redis.clone(), followers, cancel.clone());
-        }
-        crate::fleet::spawn_heartbeat(
-            self.state.clone(),
-            self.state.beats.clone(),
-            self.state.config.heartbeat_interval,
-            cancel.clone(),
-        );
-        let Some(config) = self.state.config.probe else {
-            return;
-        };
-        // Each worker lists for its own metric labels (the probe runs on one leader only).
-        crate::metrics::listed::spawn(
-            self.state.metrics.listed.clone(),
-            configured_providers(self.state.clone()),
-            config.interval,
-            config.timeout,
-            cancel.clone(),
-        );
-        probe::spawn(
-            self.state.health.clone(),
-            configured_providers(self.state.clone()),
-            config,
-            cancel,
-        );
     }
 
     /// A token that background tasks of this app stop on.
@@ -455,3 +313,7 @@ where
 {
     crate::conn::serve(listener, router, limits, shutdown).await
 }
+
+// The routes through the real router, in-process.
+#[cfg(test)]
+mod tests;

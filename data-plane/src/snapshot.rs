@@ -8,13 +8,20 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use mana_llm_shared::{Registry, RegistryPolicy, RegistryVersion};
 
-use crate::config::Source;
+use crate::metrics::Metrics;
 use crate::providers::Providers;
+use crate::settings::Source;
+
+mod routes;
+
+pub use routes::{Chain, Routes, Step};
 
 pub struct Snapshot {
     pub registry: Arc<Registry>,
     /// The built-in providers plus the ones this registry declares.
     pub providers: Providers,
+    /// Each alias's chain and each named target's metric series, resolved once.
+    pub routes: Routes,
 }
 
 pub struct Snapshots {
@@ -28,6 +35,8 @@ pub struct Snapshots {
     /// What a registry may declare: the worker's own rules, checked again where a declared
     /// provider reads its key variable.
     policy: RegistryPolicy,
+    /// The families each snapshot's per-target series belong to.
+    metrics: Arc<Metrics>,
 }
 
 impl Snapshots {
@@ -36,14 +45,16 @@ impl Snapshots {
         registry: Registry,
         source: Source,
         policy: RegistryPolicy,
+        metrics: Arc<Metrics>,
     ) -> Self {
-        let first = Arc::new(Self::derive(&base, registry, &source, &policy));
+        let first = Arc::new(Self::derive(&base, registry, &source, &policy, &metrics));
         Self {
             current: ArcSwap::new(first.clone()),
             stable: ArcSwap::new(first),
             base,
             source,
             policy,
+            metrics,
         }
     }
 
@@ -52,11 +63,14 @@ impl Snapshots {
         registry: Registry,
         source: &Source,
         policy: &RegistryPolicy,
+        metrics: &Arc<Metrics>,
     ) -> Snapshot {
         let providers = base.with_declared(registry.providers(), source, policy);
+        let routes = Routes::derive(&registry, &providers, metrics);
         Snapshot {
             registry: Arc::new(registry),
             providers,
+            routes,
         }
     }
 
@@ -82,6 +96,7 @@ impl Snapshots {
             registry,
             &self.source,
             &self.policy,
+            &self.metrics,
         ));
         let previous = self.stable.rcu(|stable| {
             if version > stable.registry.version() {
@@ -103,7 +118,13 @@ impl Snapshots {
         if self.version() == registry.version() {
             return false;
         }
-        let next = Self::derive(&self.base, registry, &self.source, &self.policy);
+        let next = Self::derive(
+            &self.base,
+            registry,
+            &self.source,
+            &self.policy,
+            &self.metrics,
+        );
         self.current.store(Arc::new(next));
         true
     }

@@ -1,29 +1,29 @@
 //! Server-sent event responses for `stream: true`.
 //!
 //! The response starts only once the upstream produced its first chunk (the router waits for
-//! it), so failures before that are real HTTP errors and can fall back along the chain. After that every chunk is
-//! written the moment it arrives, a `: keep-alive` comment fills long silences, and a failure
-//! becomes an in-band error event. What the events look like is an [`Encoder`]'s business:
+//! it), so failures before that are real HTTP errors and can fall back along the chain. After
+//! that nothing waits: a chunk is written as soon as it arrives, together with every chunk
+//! already behind it (one write per batch of ready events, up to 64 KiB, never held back for
+//! one still to come), a `: keep-alive` comment fills long silences, and a failure becomes an
+//! in-band error event. What the events look like is an [`Encoder`]'s business:
 //! [`ChatEvents`] writes chat completion chunks ending in `data: [DONE]`; the Responses API has
 //! its own (`api::responses`). When the client goes away the body is dropped, which drops
 //! the upstream response and closes that connection: the upstream call is cancelled.
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use futures_util::{FutureExt, Stream, StreamExt};
-use mana_llm_shared::Target;
 
-use crate::api::headers;
 use crate::error::ApiError;
+use crate::headers;
 use crate::openai::ChatChunk;
 use crate::providers::ChunkStream;
-use crate::server::AppState;
-use crate::snapshot::Snapshot;
+use crate::snapshot::Step;
 
 const DONE: &[u8] = b"data: [DONE]\n\n";
 const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
@@ -69,39 +69,33 @@ impl Encoder for ChatEvents {
 
 /// A stream an entry of the chain committed to: its first chunk (already received) and the rest.
 pub struct Live {
-    pub snapshot: Arc<Snapshot>,
-    pub target: Target,
+    /// The entry that answered (its name and its metric series).
+    pub step: Arc<Step>,
     pub first: Option<ChatChunk>,
     pub rest: ChunkStream,
     /// When the request started, for the time to first token.
     pub started: Instant,
 }
 
+/// What writing a stream needs: how long a silence lasts before a keep-alive comment fills it.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamContext {
+    pub keep_alive: Duration,
+}
+
 /// Answers with an SSE response: the first chunk and then the rest as it comes.
-pub fn respond(state: &Arc<AppState>, live: Live, encoder: impl Encoder) -> Response {
+pub fn respond(context: StreamContext, live: Live, encoder: impl Encoder) -> Response {
     let Live {
-        snapshot,
-        target,
+        step,
         first,
         rest,
         started,
     } = live;
-    let metrics = &state.metrics;
-    metrics.record_ttft(&snapshot, &target, started.elapsed());
-    metrics.record_success(&snapshot, &target, true, None);
-
-    let resolved = target.to_string();
-    let body = Body::from_stream(events(
-        state.clone(),
-        snapshot,
-        first,
-        rest,
-        target,
-        encoder,
-    ));
-    let mut response = Response::new(body);
+    step.metrics.ttft(started.elapsed());
+    let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::OK;
-    sse_headers(&mut response, &resolved);
+    sse_headers(&mut response, &step.name);
+    *response.body_mut() = Body::from_stream(events(context, step, first, rest, encoder));
     // nginx and similar proxies buffer responses unless told not to.
     response
         .headers_mut()
@@ -129,9 +123,7 @@ fn sse_headers(response: &mut Response, target: &str) {
         HeaderValue::from_static("text/event-stream"),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    if let Ok(v) = HeaderValue::from_str(target) {
-        h.insert(headers::RESOLVED, v);
-    }
+    headers::set_resolved(h, target);
 }
 
 fn event(json: &[u8]) -> Bytes {
@@ -173,14 +165,13 @@ fn push_chunk_event(out: &mut Vec<u8>, mut chunk: ChatChunk, model: &str) -> boo
 const COALESCE_LIMIT: usize = 64 * 1024;
 
 fn events(
-    state: Arc<AppState>,
-    snapshot: Arc<Snapshot>,
+    context: StreamContext,
+    step: Arc<Step>,
     first: Option<ChatChunk>,
     mut rest: ChunkStream,
-    target: Target,
     mut encoder: impl Encoder,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
-    let keep_alive = state.config.keep_alive;
+    let keep_alive = context.keep_alive;
     async_stream::stream! {
         let mut usage = None;
         let mut next = first.map(Ok);
@@ -211,9 +202,9 @@ fn events(
                         encoder.chunk(chunk, &mut batch);
                     }
                     Err(e) => {
-                        tracing::warn!(target = %target, error = %e, "stream failed after the first chunk");
-                        state.metrics.record_error(&snapshot, &target, e.code());
-                        encoder.fail(&ApiError::upstream(&target, e), &mut batch);
+                        tracing::warn!(target = %step.name, error = %e, "stream failed after the first chunk");
+                        step.metrics.error(e.code());
+                        encoder.fail(&ApiError::upstream(&step.name, e), &mut batch);
                         ended = true;
                         break;
                     }
@@ -243,7 +234,7 @@ fn events(
             yield Ok(Bytes::from(tail));
         }
         if let Some(u) = usage {
-            state.metrics.record_tokens(&snapshot, &target, u.prompt_tokens, u.completion_tokens);
+            step.metrics.tokens(u.prompt_tokens, u.completion_tokens);
         }
     }
 }
@@ -251,22 +242,28 @@ fn events(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{GatewayConfig, Source};
+    use crate::metrics::Metrics;
     use crate::openai::chat::Delta;
     use crate::providers::{Providers, UpstreamError};
-    use crate::server::App;
-    use mana_llm_shared::{Registry, RegistryVersion};
+    use crate::snapshot::Routes;
+    use mana_llm_shared::{Registry, RegistryVersion, Target};
 
-    fn app() -> App {
-        let source = Source::default();
-        let config = GatewayConfig::from_source(&source).unwrap();
+    const CONTEXT: StreamContext = StreamContext {
+        keep_alive: Duration::from_secs(15),
+    };
+
+    /// The step `echo/x` answered on, with series of its own.
+    fn step() -> Arc<Step> {
         let registry = Registry::parse(
             "aliases:\n  mana/a: {chain: [echo/x]}\n",
             "t",
             RegistryVersion(1),
         )
         .unwrap();
-        App::with_providers(config, Providers::empty(), registry, source).unwrap()
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let providers = Providers::empty();
+        let routes = Routes::derive(&registry, &providers, &metrics);
+        routes.direct(Target::parse("echo/x"), &providers)[0].clone()
     }
 
     fn piece(text: &str) -> ChatChunk {
@@ -279,12 +276,8 @@ mod tests {
 
     /// Every frame `events` writes, as text.
     async fn frames(first: ChatChunk, rest: ChunkStream) -> Vec<String> {
-        let app = app();
-        let state = app.state().clone();
-        let snapshot = state.snapshots.load();
-        let target = Target::parse("echo/x");
-        let encoder = ChatEvents::new(target.to_string());
-        let stream = events(state, snapshot, Some(first), rest, target, encoder);
+        let encoder = ChatEvents::new("echo/x");
+        let stream = events(CONTEXT, step(), Some(first), rest, encoder);
         stream
             .map(|frame| match frame {
                 Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
@@ -328,15 +321,11 @@ mod tests {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         tx.send(Ok(piece("b"))).unwrap();
         let rest: ChunkStream = Box::pin(tokio_stream::wrappers::UnboundedReceiverStream::new(rx));
-        let app = app();
-        let state = app.state().clone();
-        let snapshot = state.snapshots.load();
         let mut stream = Box::pin(events(
-            state,
-            snapshot,
+            CONTEXT,
+            step(),
             Some(piece("a")),
             rest,
-            Target::parse("echo/x"),
             ChatEvents::new("echo/x"),
         ));
         // "a" and the already-queued "b" come at once; the stream does not wait for "c".

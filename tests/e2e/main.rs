@@ -12,6 +12,7 @@ mod cli;
 mod clients;
 mod connections;
 mod console;
+mod contract;
 mod control_plane;
 mod echo;
 mod errors;

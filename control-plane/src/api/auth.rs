@@ -25,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
 use super::{AdminError, AdminState};
-use crate::console::session::Sessions;
+use crate::api::console::session::Sessions;
 
 /// Headers a reverse proxy adds (RFC 7239, and the two de-facto ones nginx and most load
 /// balancers set).

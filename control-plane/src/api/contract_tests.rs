@@ -13,7 +13,7 @@ use crate::contract::{AuditPage, DiffView, Published, VersionView, VersionsPage,
 use crate::domain::tests::{FAST, LONG};
 use crate::domain::Command;
 use crate::service::RegistryService;
-use crate::testutil::TempDir;
+use crate::store::testutil::TempDir;
 
 async fn get(app: &axum::Router, uri: &str) -> Value {
     let (status, body) = call(app, local("GET", uri, &[], "")).await;

@@ -12,9 +12,9 @@ use mana_llm_shared::rollout::in_candidate_cohort;
 use mana_llm_shared::RegistryVersion;
 use serde_json::Value;
 
-use super::{AdminError, AdminState};
+use super::{body, AdminError, AdminState};
 use crate::contract::{
-    body, BreakerCounts, FleetView, Progress, ProgressWorker, RolloutRule, WorkerView,
+    BreakerCounts, FleetView, Progress, ProgressWorker, RolloutRule, WorkerView,
 };
 
 /// The live workers, or a 503 naming why they cannot be listed.

@@ -15,10 +15,10 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::extract::{AdminPath, AdminQuery};
-use super::{AdminError, AdminState};
+use super::{body, AdminError, AdminState};
 use crate::contract::{
-    body, AliasView, AuditEvent, AuditPage, AuditRollout, DiffView, Made, Published, Reach,
-    RollbackBody, RolloutPlace, VersionSummary, VersionView, VersionsPage, Written,
+    AliasView, AuditEvent, AuditPage, AuditRollout, DiffView, Made, Published, Reach, RollbackBody,
+    RolloutPlace, VersionSummary, VersionView, VersionsPage, Written,
 };
 use crate::domain::{Command, PublishSource, VersionOrigin, VersionRecord};
 use crate::reload::{outcome, reload_file, ReloadOutcome};

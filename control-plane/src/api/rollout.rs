@@ -16,9 +16,9 @@ use serde_json::Value;
 
 use super::fleet::live_workers;
 use super::handlers::{actor, fail};
-use super::{AdminError, AdminState};
+use super::{body, AdminError, AdminState};
 use crate::contract::{
-    body, Active, CohortsView, EndBody, Ended, FiguresPair, FiguresView, Finished, Member, Started,
+    Active, CohortsView, EndBody, Ended, FiguresPair, FiguresView, Finished, Member, Started,
     Status,
 };
 use crate::domain::{ActiveRollout, Command, FinishedRollout};
@@ -261,7 +261,7 @@ async fn end(
         version: executed.current_version,
         rollout: last,
     };
-    Ok(crate::contract::body(&ended)?.into_response())
+    Ok(super::body(&ended)?.into_response())
 }
 
 /// `POST /admin/v1/rollout/promote`: the candidate becomes every worker's version.

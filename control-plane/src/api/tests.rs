@@ -14,7 +14,7 @@ use tower::ServiceExt;
 use super::{disabled_router, router, AdminState};
 use crate::domain::tests::FAST;
 use crate::service::RegistryService;
-use crate::testutil::TempDir;
+use crate::store::testutil::TempDir;
 
 const TOKEN: &str = "admin-token-for-tests";
 

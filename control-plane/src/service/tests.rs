@@ -7,7 +7,7 @@ use super::{RegistryService, ServiceError};
 use crate::domain::tests::{document, push, reload, FAST, LONG};
 use crate::domain::{Command, DomainError, VersionOrigin};
 use crate::projection::replay;
-use crate::testutil::TempDir;
+use crate::store::testutil::TempDir;
 
 async fn open_service(dir: &TempDir) -> RegistryService {
     RegistryService::open(dir.store().await).await.unwrap()

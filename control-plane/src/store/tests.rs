@@ -5,7 +5,7 @@ use mana_llm_shared::{ContentHash, RegistryVersion};
 
 use super::{is_stream_conflict, StorageFault, StoreError};
 use crate::domain::tests::{published, FAST, LONG};
-use crate::testutil::TempDir;
+use crate::store::testutil::TempDir;
 
 fn rejected() -> RegistryEvent {
     RegistryEvent::RegistryReloadRejected {

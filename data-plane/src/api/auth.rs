@@ -12,7 +12,7 @@ use subtle::ConstantTimeEq;
 
 use crate::cache::Tenant;
 use crate::error::ApiError;
-use crate::server::AppState;
+use crate::state::AppState;
 
 pub async fn require_key(
     State(state): State<Arc<AppState>>,

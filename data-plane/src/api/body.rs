@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
-use crate::server::AppState;
+use crate::state::AppState;
 
 pub struct JsonBody<T>(pub T);
 

@@ -83,7 +83,7 @@ proptest! {
         });
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
         let refused = match parse::<ChatRequest>(&bytes) {
-            Ok(request) => request.validate().err(),
+            Ok(request) => request.validate().err().map(crate::error::ApiError::from),
             Err(e) => Some(e),
         };
         if let Some(e) = refused {

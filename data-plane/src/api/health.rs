@@ -13,7 +13,7 @@ use axum::Json;
 use serde_json::{json, Map, Value};
 
 use crate::health::Status;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// Per-provider breaker state, time-aware, and the aggregate. `detail`: the breaker's counters
 /// and (scrubbed) last error besides the status.

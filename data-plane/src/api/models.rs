@@ -11,8 +11,8 @@ use mana_llm_shared::{ModelRef, Target};
 use crate::error::ApiError;
 use crate::openai::{ModelInfo, ModelList};
 use crate::providers::{Lookup, Provider};
-use crate::server::AppState;
 use crate::snapshot::Snapshot;
+use crate::state::AppState;
 
 /// A listing never waits longer than this on one provider.
 const LIST_DEADLINE: Duration = Duration::from_secs(10);

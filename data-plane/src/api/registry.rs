@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::Json;
 use serde_json::{json, Value};
 
-use crate::server::AppState;
+use crate::state::AppState;
 
 pub async fn aliases(State(state): State<Arc<AppState>>) -> Json<Value> {
     let snapshot = state.snapshots.load();

@@ -10,32 +10,12 @@ use axum::response::Response;
 
 use super::headers;
 use crate::error::ErrorCode;
-use crate::server::AppState;
+use crate::state::AppState;
+pub use crate::usecase::RouteLog;
 
 /// This request's id, for handlers that want to log it.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
-
-/// What a handler tells the request log about the call it made.
-#[derive(Debug, Clone, Default)]
-pub struct RouteLog {
-    /// The model the client asked for (truncated; it is user input).
-    pub model: String,
-    /// The `provider/model` that answered or failed.
-    pub target: Option<String>,
-    pub upstream: Option<Duration>,
-    /// Chain entries skipped or failed before the one that answered.
-    pub fallbacks: usize,
-}
-
-impl RouteLog {
-    pub fn new(model: &str) -> Self {
-        Self {
-            model: model.chars().take(120).collect(),
-            ..Self::default()
-        }
-    }
-}
 
 /// Reuses a client's `X-Request-Id` when it looks like an id, else makes a uuid.
 fn request_id(request: &Request) -> String {

@@ -6,19 +6,20 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 
 use super::body::JsonBody;
-use super::chat::{run, with_cache_header, Answer};
+use super::chat::with_cache_header;
 use super::{headers, RouteLog};
 use crate::cache::{replay_chunks, Tenant};
 use crate::error::ApiError;
 use crate::openai::responses::{Echo, ResponseEvents, ResponseObject};
 use crate::openai::{ChatChunk, ResponsesRequest};
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::streaming::{self, Encoder};
+use crate::usecase::chat::{run, Answer};
 
 pub async fn create(
     State(state): State<Arc<AppState>>,
@@ -53,14 +54,12 @@ async fn serve(
 ) -> Result<Response, ApiError> {
     let chat = request.to_chat()?;
     let echo = request.echo();
-    let answered = run(state, tenant, request_headers, &chat, log).await?;
+    let answered = run(&state.usecase(), tenant, request_headers, &chat, log).await?;
     let response = match answered.answer {
         Answer::Whole(cached) => {
             let body = ResponseObject::from_completion(&cached.completion, echo, &cached.target);
             let mut response = Json(body).into_response();
-            if let Ok(v) = HeaderValue::from_str(&cached.target) {
-                response.headers_mut().insert(headers::RESOLVED, v);
-            }
+            headers::set_resolved(response.headers_mut(), &cached.target);
             response
         }
         Answer::Replay(cached) => {
@@ -68,8 +67,8 @@ async fn serve(
             streaming::replay(chunks, &cached.target, Events::new(echo, &cached.target))
         }
         Answer::Live(live) => {
-            let events = Events::new(echo, &live.target.to_string());
-            streaming::respond(state, live, events)
+            let events = Events::new(echo, &live.step.name);
+            streaming::respond(state.streams(), live, events)
         }
     };
     Ok(with_cache_header(response, answered.cache))
@@ -102,3 +101,6 @@ impl Encoder for Events {
         self.0.finish(out);
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -559,7 +559,7 @@ fn one_choice_is_cached_more_than_one_is_not() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_stored_by_one_worker_is_found_by_another_through_redis() {
-    let server = crate::health::redis_store::test_redis::TestRedis::start();
+    let server = crate::health::redis_store::test_redis::RedisServer::start();
     let names = crate::health::redis_store::test_redis::fresh_names();
     let worker = || {
         let metrics = Arc::new(Metrics::new().unwrap());

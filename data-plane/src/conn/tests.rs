@@ -80,7 +80,7 @@ async fn http2_pings_between_requests_are_not_a_slow_head() {
 
 #[test]
 fn limits_come_from_the_environment_and_zero_is_refused() {
-    use crate::config::Source;
+    use crate::settings::Source;
     let source = |pairs: &[(&str, &str)]| {
         Source::from_map(
             pairs

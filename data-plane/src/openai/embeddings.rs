@@ -4,7 +4,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::error::ApiError;
+use super::error::RequestError;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct EmbeddingsRequest {
@@ -49,13 +49,11 @@ impl EmbeddingInput {
     }
 
     /// The texts, or a 400 for providers that cannot take token ids.
-    pub fn texts(&self) -> Result<&[String], crate::providers::UpstreamError> {
+    pub fn texts(&self) -> Result<&[String], super::TokenIdsNotText> {
         match self {
             EmbeddingInput::Texts(t) => Ok(t),
             // A limit of the provider: an alias moves on to an entry that takes token ids.
-            EmbeddingInput::Tokens(_) => Err(crate::providers::UpstreamError::Capability(
-                "this provider only embeds text input, not token ids (input)".to_owned(),
-            )),
+            EmbeddingInput::Tokens(_) => Err(super::TokenIdsNotText),
         }
     }
 }
@@ -87,13 +85,13 @@ fn input<'de, D: Deserializer<'de>>(d: D) -> Result<EmbeddingInput, D::Error> {
 }
 
 impl EmbeddingsRequest {
-    pub fn validate(&self) -> Result<(), ApiError> {
+    pub fn validate(&self) -> Result<(), RequestError> {
         if self.input.is_empty() {
-            return Err(ApiError::invalid("input must not be empty", "input"));
+            return Err(RequestError::invalid("input must not be empty", "input"));
         }
         match self.encoding_format.as_deref() {
             None | Some("float") | Some("base64") => Ok(()),
-            Some(other) => Err(ApiError::invalid(
+            Some(other) => Err(RequestError::invalid(
                 format!("encoding_format must be 'float' or 'base64', got '{other}'"),
                 "encoding_format",
             )),

@@ -19,8 +19,8 @@ mod tests;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use super::error::RequestError;
 use super::ChatRequest;
-use crate::error::ApiError;
 
 pub use events::ResponseEvents;
 pub use output::{Echo, OutputItem, ResponseObject};
@@ -89,10 +89,10 @@ impl ResponsesRequest {
     }
 
     /// The chat request that asks the same, or a 400 naming what cannot be asked statelessly.
-    pub fn to_chat(&self) -> Result<ChatRequest, ApiError> {
+    pub fn to_chat(&self) -> Result<ChatRequest, RequestError> {
         self.refuse_state()?;
         if self.max_output_tokens == Some(0) {
-            return Err(ApiError::invalid(
+            return Err(RequestError::invalid(
                 "max_output_tokens must be at least 1",
                 "max_output_tokens",
             ));
@@ -102,7 +102,7 @@ impl ResponsesRequest {
             .as_ref()
             .filter(|v| !v.is_null())
             .ok_or_else(|| {
-                ApiError::invalid(
+                RequestError::invalid(
                     "input is required: a string, or a list of input items",
                     "input",
                 )
@@ -113,7 +113,7 @@ impl ResponsesRequest {
         }
         input::messages(input, &mut messages)?;
         if !messages.iter().any(|m| m["role"] != "system") {
-            return Err(ApiError::invalid(
+            return Err(RequestError::invalid(
                 "input must contain at least one message or function call output",
                 "input",
             ));
@@ -155,7 +155,7 @@ impl ResponsesRequest {
             set("stream", Some(json!(true)));
             set("stream_options", Some(json!({"include_usage": true})));
         }
-        serde_json::from_value(Value::Object(chat)).map_err(|e| ApiError::InvalidRequest {
+        serde_json::from_value(Value::Object(chat)).map_err(|e| RequestError {
             message: format!("the request cannot be expressed as a chat request: {e}"),
             param: None,
             code: "invalid_request",
@@ -181,7 +181,7 @@ impl ResponsesRequest {
         }
     }
 
-    fn refuse_state(&self) -> Result<(), ApiError> {
+    fn refuse_state(&self) -> Result<(), RequestError> {
         if self.store == Some(true) {
             return Err(stateful(
                 "store",
@@ -204,7 +204,7 @@ impl ResponsesRequest {
 
     /// Function tools in chat form; hosted tools (web search, file search, …) run on OpenAI's
     /// servers and have no meaning here.
-    fn chat_tools(&self) -> Result<Option<Value>, ApiError> {
+    fn chat_tools(&self) -> Result<Option<Value>, RequestError> {
         let Some(tools) = &self.tools else {
             return Ok(None);
         };
@@ -212,14 +212,14 @@ impl ResponsesRequest {
         for (i, tool) in tools.iter().enumerate() {
             let kind = tool.get("type").and_then(Value::as_str).unwrap_or("");
             if kind != "function" {
-                return Err(ApiError::invalid(
+                return Err(RequestError::invalid(
                     format!("tools[{i}].type '{kind}' is not supported: mana-llm forwards function tools only"),
                     format!("tools[{i}].type"),
                 ));
             }
             let name = tool.get("name").and_then(Value::as_str).unwrap_or("");
             if name.trim().is_empty() {
-                return Err(ApiError::invalid(
+                return Err(RequestError::invalid(
                     format!("tools[{i}].name must be a non-empty string"),
                     format!("tools[{i}].name"),
                 ));
@@ -235,9 +235,9 @@ impl ResponsesRequest {
         Ok(Some(Value::Array(out)))
     }
 
-    fn chat_tool_choice(&self) -> Result<Option<Value>, ApiError> {
+    fn chat_tool_choice(&self) -> Result<Option<Value>, RequestError> {
         let invalid = || {
-            ApiError::invalid(
+            RequestError::invalid(
                 "tool_choice must be 'auto', 'none', 'required' or {\"type\": \"function\", \"name\": …}",
                 "tool_choice",
             )
@@ -260,7 +260,7 @@ impl ResponsesRequest {
     }
 
     /// `text.format` as a chat `response_format`.
-    fn chat_response_format(&self) -> Result<Option<Value>, ApiError> {
+    fn chat_response_format(&self) -> Result<Option<Value>, RequestError> {
         let Some(format) = self.text.as_ref().and_then(|t| t.get("format")) else {
             return Ok(None);
         };
@@ -270,7 +270,7 @@ impl ResponsesRequest {
             "json_object" => Ok(Some(json!({"type": "json_object"}))),
             "json_schema" => {
                 let Some(schema) = format.get("schema").filter(|s| s.is_object()) else {
-                    return Err(ApiError::invalid(
+                    return Err(RequestError::invalid(
                         "text.format.schema must be a JSON schema object",
                         "text.format.schema",
                     ));
@@ -286,7 +286,7 @@ impl ResponsesRequest {
                 }
                 Ok(Some(json!({"type": "json_schema", "json_schema": spec})))
             }
-            other => Err(ApiError::invalid(
+            other => Err(RequestError::invalid(
                 format!("text.format.type must be 'text', 'json_object' or 'json_schema', got '{other}'"),
                 "text.format.type",
             )),
@@ -294,8 +294,8 @@ impl ResponsesRequest {
     }
 }
 
-fn stateful(field: &str, message: &str) -> ApiError {
-    ApiError::InvalidRequest {
+fn stateful(field: &str, message: &str) -> RequestError {
+    RequestError {
         message: message.to_owned(),
         param: Some(field.to_owned()),
         code: "unsupported_stateful_feature",

@@ -14,8 +14,8 @@ use super::scrubbed::Scrubbed;
 use super::{
     echo::Echo, google::Google, ollama::Ollama, openai::OpenAiCompatible, Provider, UpstreamError,
 };
-use crate::config::{ConfigError, Source};
 use crate::scrub::{redact_url, Scrubber};
+use crate::settings::{ConfigError, Source};
 
 /// A credential. Its `Debug` never shows the value, so it cannot leak through a log line.
 #[derive(Clone, PartialEq, Eq)]

@@ -1,11 +1,10 @@
 //! Resolving a requested model into a chain of targets.
 
-use mana_llm_shared::registry::ChainEntry;
 use mana_llm_shared::{AliasName, ModelRef, Target};
 
 use crate::error::ApiError;
 use crate::providers::Lookup;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Chain, Snapshot};
 
 /// What to try, in order.
 #[derive(Debug, Clone)]
@@ -14,7 +13,8 @@ pub struct Plan {
     pub requested: String,
     /// Set when the request named (or defaulted to) an alias.
     pub alias: Option<AliasName>,
-    pub entries: Vec<ChainEntry>,
+    /// The chain, resolved by the snapshot (shared, not copied, per request).
+    pub steps: Chain,
 }
 
 impl Plan {
@@ -41,14 +41,21 @@ pub fn plan(snapshot: &Snapshot, model: Option<&str>) -> Result<Plan, ApiError> 
     };
     match ModelRef::parse(model) {
         ModelRef::Alias(name) => {
-            let alias = registry.resolve(&name).map_err(|e| ApiError::NotFound {
-                message: e.to_string(),
-                code: "model_not_found",
-            })?;
+            let Some((alias, steps)) = snapshot.routes.alias(&name) else {
+                // The registry's own lookup says what is known.
+                let message = match registry.resolve(&name) {
+                    Err(e) => e.to_string(),
+                    Ok(_) => format!("alias '{name}' has no route"),
+                };
+                return Err(ApiError::NotFound {
+                    message,
+                    code: "model_not_found",
+                });
+            };
             Ok(Plan {
                 requested: name,
-                alias: Some(alias.name.clone()),
-                entries: alias.chain.clone(),
+                alias: Some(alias.clone()),
+                steps: steps.clone(),
             })
         }
         ModelRef::Direct(target) => {
@@ -58,10 +65,7 @@ pub fn plan(snapshot: &Snapshot, model: Option<&str>) -> Result<Plan, ApiError> 
             Ok(Plan {
                 requested: model.to_owned(),
                 alias: None,
-                entries: vec![ChainEntry {
-                    target,
-                    first_token_timeout: None,
-                }],
+                steps: snapshot.routes.direct(target, &snapshot.providers),
             })
         }
     }

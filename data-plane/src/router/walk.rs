@@ -4,28 +4,25 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mana_llm_shared::Target;
-use serde::Serialize;
-
 use super::Plan;
-use crate::error::ApiError;
-use crate::health::{Admission, Report};
+use crate::error::{ApiError, Attempt};
+use crate::health::{Admission, Health, Report};
 use crate::providers::{Lookup, Provider, UpstreamError};
-use crate::server::AppState;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Snapshot, Step};
 
-/// One chain entry that did not answer, and why (a bounded code).
-#[derive(Debug, Clone, Serialize)]
-pub struct Attempt {
-    pub target: String,
-    pub reason: &'static str,
-    pub status: Option<u16>,
+/// What a walk needs besides its plan: the breakers and the deadlines.
+pub struct WalkContext<'a> {
+    pub health: &'a Health,
+    /// The whole chain's deadline.
+    pub request_timeout: Duration,
+    /// The first-token deadline of entries without their own.
+    pub first_token_timeout: Option<Duration>,
 }
 
 /// The entry that answered.
 pub struct Outcome<T> {
     pub value: T,
-    pub target: Target,
+    pub step: Arc<Step>,
     /// Time spent in the call that answered.
     pub upstream: Duration,
     pub attempts: Vec<Attempt>,
@@ -33,42 +30,36 @@ pub struct Outcome<T> {
 
 /// Calls `call` for each usable entry of `plan` until one succeeds.
 ///
-/// `call` gets the provider and target and must return once the entry has produced its first
-/// output (a whole answer, or a stream's first chunk): that is what the first-token deadline
-/// bounds.
-pub async fn walk<T, F, Fut>(
-    state: &AppState,
+/// `call` gets the provider and the step and must return once the entry has produced its
+/// first output (a whole answer, or a stream's first chunk): that is what the first-token
+/// deadline bounds.
+pub async fn walk<'p, T, F, Fut>(
+    context: &WalkContext<'_>,
     snapshot: &Snapshot,
-    plan: &Plan,
+    plan: &'p Plan,
     needs_tools: bool,
     mut call: F,
 ) -> Result<Outcome<T>, ApiError>
 where
-    F: FnMut(Arc<dyn Provider>, Target) -> Fut,
+    F: FnMut(Arc<dyn Provider>, &'p Step) -> Fut,
     Fut: Future<Output = Result<T, UpstreamError>>,
 {
     let started = Instant::now();
-    let deadline = state.config.request_timeout;
+    let health = context.health;
     let mut attempts: Vec<Attempt> = Vec::new();
-    let mut last_error: Option<(Target, UpstreamError)> = None;
+    let mut last_error: Option<(&str, UpstreamError)> = None;
     // Entries that cannot take this request at all, with why.
     let mut unable: Vec<String> = Vec::new();
     // The soonest an entry refused for a rate limit or an open breaker takes calls again.
     let mut usable_again: Option<Duration> = None;
-    let entries = &plan.entries;
 
-    for (i, entry) in entries.iter().enumerate() {
-        let target = &entry.target;
-        let next = entries
-            .get(i + 1)
-            .map(|e| e.target.to_string())
-            .unwrap_or_default();
+    for step in plan.steps.iter() {
+        let target = step.target();
+        let name = step.name.as_str();
         let skip = |attempts: &mut Vec<Attempt>, reason: &'static str, status: Option<u16>| {
-            state
-                .metrics
-                .record_fallback(snapshot, &target.to_string(), &next, reason);
+            step.record_fallback(reason);
             attempts.push(Attempt {
-                target: target.to_string(),
+                target: name.to_owned(),
                 reason,
                 status,
             });
@@ -77,7 +68,7 @@ where
         let provider = match snapshot.providers.get(&target.provider) {
             Ok(p) => p.clone(),
             Err(Lookup::NotConfigured(e)) if !plan.is_alias() => {
-                return Err(ApiError::upstream(target, e))
+                return Err(ApiError::upstream(name, e))
             }
             Err(_) => {
                 skip(&mut attempts, "unconfigured", None);
@@ -86,33 +77,34 @@ where
         };
         if needs_tools && !provider.supports_tools(&target.model) {
             let e = UpstreamError::Capability(format!(
-                "{target} does not support tool calling; choose a tool-capable model"
+                "{name} does not support tool calling; choose a tool-capable model"
             ));
             if !plan.is_alias() {
-                return Err(ApiError::upstream(target, e));
+                return Err(ApiError::upstream(name, e));
             }
             skip(&mut attempts, "capability_mismatch", None);
-            unable.push(format!("{target}: {e}"));
+            unable.push(format!("{name}: {e}"));
             continue;
         }
-        let remaining = deadline.saturating_sub(started.elapsed());
+        let remaining = context.request_timeout.saturating_sub(started.elapsed());
         if remaining.is_zero() {
             skip(&mut attempts, "request_deadline", None);
             break;
         }
-        let admission = state.health.admit(&target.provider).await;
+        let admission = health.admit(&target.provider).await;
         if admission == Admission::Reject {
             skip(&mut attempts, "breaker_open", None);
-            usable_again = soonest(usable_again, state.health.reopens_in(&target.provider));
+            usable_again = soonest(usable_again, health.reopens_in(&target.provider));
             continue;
         }
 
-        let first_token = entry
+        let first_token = step
+            .entry
             .first_token_timeout
-            .or(state.config.first_token_timeout);
+            .or(context.first_token_timeout);
         let budget = first_token.map_or(remaining, |f| f.min(remaining));
         let call_started = Instant::now();
-        let result = match tokio::time::timeout(budget, call(provider, target.clone())).await {
+        let result = match tokio::time::timeout(budget, call(provider, step)).await {
             Ok(result) => result,
             Err(_) => Err(UpstreamError::Timeout(format!(
                 "no first token within {:.1}s",
@@ -121,15 +113,11 @@ where
         };
         match result {
             Ok(value) => {
-                state.health.report(&target.provider, Report::Success).await;
-                if let Some(alias) = &plan.alias {
-                    state
-                        .metrics
-                        .record_alias(snapshot, alias.as_str(), &target.to_string());
-                }
+                health.report(&target.provider, Report::Success).await;
+                step.record_resolved();
                 return Ok(Outcome {
                     value,
-                    target: target.clone(),
+                    step: step.clone(),
                     upstream: call_started.elapsed(),
                     attempts,
                 });
@@ -138,13 +126,13 @@ where
             // failing, so no breaker hears of it, and an alias moves on.
             Err(e @ UpstreamError::Capability(_)) => {
                 if !plan.is_alias() {
-                    return Err(ApiError::upstream(target, e));
+                    return Err(ApiError::upstream(name, e));
                 }
                 skip(&mut attempts, "capability_mismatch", None);
-                unable.push(format!("{target}: {e}"));
+                unable.push(format!("{name}: {e}"));
             }
             Err(e) if e.is_retryable() => {
-                state.metrics.record_error(snapshot, target, e.code());
+                step.metrics.error(e.code());
                 let reason = e.to_string();
                 let report = match &e {
                     UpstreamError::Status {
@@ -152,31 +140,31 @@ where
                         retry_after,
                         ..
                     } => {
-                        let after = retry_after.unwrap_or(state.health.config().rate_limited_for);
+                        let after = retry_after.unwrap_or(health.config().rate_limited_for);
                         usable_again = soonest(usable_again, Some(after));
                         Report::RateLimited(*retry_after)
                     }
                     _ => Report::Failure(&reason),
                 };
-                state.health.report(&target.provider, report).await;
-                tracing::warn!(target = %target, error = %e, "chain entry failed; trying the next");
+                health.report(&target.provider, report).await;
+                tracing::warn!(target = %name, error = %e, "chain entry failed; trying the next");
                 let status = match &e {
                     UpstreamError::Status { status, .. } => Some(*status),
                     _ => None,
                 };
                 skip(&mut attempts, e.code(), status);
-                last_error = Some((target.clone(), e));
+                last_error = Some((name, e));
             }
             Err(e) => {
-                state.metrics.record_error(snapshot, target, e.code());
+                step.metrics.error(e.code());
                 // The upstream answered (it is alive) but refused this request: no fallback.
                 if matches!(
                     e,
                     UpstreamError::Status { .. } | UpstreamError::Blocked { .. }
                 ) {
-                    state.health.report(&target.provider, Report::Success).await;
+                    health.report(&target.provider, Report::Success).await;
                 }
-                return Err(ApiError::upstream(target, e));
+                return Err(ApiError::upstream(name, e));
             }
         }
     }
@@ -184,7 +172,7 @@ where
     // A direct model has nothing to fall back to: its own error says the most.
     if !plan.is_alias() {
         if let Some((target, e)) = last_error {
-            return Err(ApiError::upstream(&target, e));
+            return Err(ApiError::upstream(target, e));
         }
     }
     // No entry could take the request at all: that is the client's to change, not an outage.

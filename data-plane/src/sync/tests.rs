@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::config::{GatewayConfig, Source};
-use crate::health::redis_store::test_redis::{eventually, fresh_names, TestRedis};
+use crate::health::redis_store::test_redis::{eventually, fresh_names, RedisServer};
 use crate::providers::Providers;
 use crate::redis::SharedRedis;
 
@@ -207,7 +207,7 @@ fn a_redis_assignment_must_carry_the_fleet_key_and_a_valid_candidate() {
     assert_eq!(installed(&app), 3);
 }
 
-async fn set_current(redis: &TestRedis, names: &BusNames, raw: &str) {
+async fn set_current(redis: &RedisServer, names: &BusNames, raw: &str) {
     let client = redis::Client::open(redis.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let _: () = redis::cmd("SET")
@@ -224,7 +224,7 @@ fn announcement(n: u64) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_redis_follower_reads_current_only_when_it_may_have_missed_something() {
-    let redis = TestRedis::start();
+    let redis = RedisServer::start();
     let names = fresh_names();
     let app = app();
     let follower = Registry::new(
@@ -263,7 +263,7 @@ async fn the_redis_follower_reads_current_only_when_it_may_have_missed_something
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_slow_timer_reads_when_due_and_an_unreadable_value_is_refused_once() {
-    let redis = TestRedis::start();
+    let redis = RedisServer::start();
     let names = fresh_names();
     let app = app();
     let follower = Registry::new(

@@ -8,7 +8,7 @@ use mana_llm_shared::bus::BusNames;
 use mana_llm_shared::ProviderId;
 use tokio_util::sync::CancellationToken;
 
-use super::test_redis::{eventually, fresh_names, shared_redis, TestRedis};
+use super::test_redis::{eventually, fresh_names, shared_redis, RedisServer};
 use super::{wire, RedisStore};
 use crate::health::{Admission, Breaker, BreakerConfig, HealthStore, Report, Status, Transition};
 
@@ -16,7 +16,7 @@ use crate::health::{Admission, Breaker, BreakerConfig, HealthStore, Report, Stat
 const T: f64 = 1_712_345_678.123;
 const SOON: Duration = Duration::from_secs(5);
 
-fn store(redis: &TestRedis, names: &BusNames, worker: &str) -> Arc<RedisStore> {
+fn store(redis: &RedisServer, names: &BusNames, worker: &str) -> Arc<RedisStore> {
     start(&redis.url(), names, BreakerConfig::default(), worker)
 }
 
@@ -117,7 +117,7 @@ async fn the_lua_script_and_breaker_rs_agree() {
         ],
         &[(ProbeOk, 0.0), (Success, 1.0), (Failure, 2.0)],
     ];
-    let redis = TestRedis::start();
+    let redis = RedisServer::start();
     let configs = [
         BreakerConfig::default(),
         BreakerConfig::new(
@@ -156,7 +156,7 @@ async fn the_lua_script_and_breaker_rs_agree() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trip_through_one_worker_reaches_the_others_mirror() {
-    let redis = TestRedis::start();
+    let redis = RedisServer::start();
     let names = fresh_names();
     let (a, b) = (store(&redis, &names, "a"), store(&redis, &names, "b"));
     eventually("both subscribed", SOON, || a.shared() && b.shared()).await;
@@ -181,7 +181,7 @@ async fn a_trip_through_one_worker_reaches_the_others_mirror() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_one_worker_gets_the_half_open_trial() {
-    let redis = TestRedis::start();
+    let redis = RedisServer::start();
     let names = fresh_names();
     let (a, b) = (store(&redis, &names, "a"), store(&redis, &names, "b"));
     eventually("both subscribed", SOON, || a.shared() && b.shared()).await;
@@ -228,7 +228,7 @@ async fn exactly_one_worker_gets_the_half_open_trial() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_worker_leads_until_the_lock_expires() {
-    let redis = TestRedis::start();
+    let redis = RedisServer::start();
     let names = fresh_names();
     let (a, b) = (store(&redis, &names, "a"), store(&redis, &names, "b"));
     // A lock no test run outlives for the exclusivity checks: nothing here races its expiry.
@@ -255,12 +255,12 @@ async fn one_worker_leads_until_the_lock_expires() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_falls_back_to_local_breakers_and_a_return_resyncs() {
-    let mut redis = TestRedis::start();
+    let mut redis = RedisServer::start();
     let names = fresh_names();
     let (a, b) = (store(&redis, &names, "a"), store(&redis, &names, "b"));
     eventually("both subscribed", SOON, || a.shared() && b.shared()).await;
 
-    redis.kill();
+    redis.stop();
     let p = ProviderId::new("groq");
     assert_eq!(a.report(&p, Report::Failure("down"), T).await, None);
     assert_eq!(
@@ -275,7 +275,7 @@ async fn an_outage_falls_back_to_local_breakers_and_a_return_resyncs() {
     eventually("nobody is shared", SOON, || !a.shared() && !b.shared()).await;
 
     // Back, but locked until a third worker has written a state nobody else saw published.
-    redis.restart(Some("pw"));
+    redis.restart_locked("pw");
     let url = redis.url().replace("redis://", "redis://:pw@");
     let c = start(&url, &names, BreakerConfig::default(), "c");
     connected(&c).await;

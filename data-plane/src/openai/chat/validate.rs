@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use super::{ChatRequest, Content, Message};
-use crate::error::ApiError;
+use crate::openai::error::RequestError;
 
 impl ChatRequest {
     /// Whether the client asked for a final usage chunk in a stream.
@@ -28,9 +28,9 @@ impl ChatRequest {
     }
 
     /// Checks what serde cannot: ranges, non-empty lists, shapes of free-form fields.
-    pub fn validate(&self) -> Result<(), ApiError> {
+    pub fn validate(&self) -> Result<(), RequestError> {
         if self.messages.is_empty() {
-            return Err(ApiError::invalid(
+            return Err(RequestError::invalid(
                 "messages must contain at least one message",
                 "messages",
             ));
@@ -40,19 +40,19 @@ impl ChatRequest {
         range("frequency_penalty", self.frequency_penalty, -2.0, 2.0)?;
         range("presence_penalty", self.presence_penalty, -2.0, 2.0)?;
         if self.max_tokens == Some(0) {
-            return Err(ApiError::invalid(
+            return Err(RequestError::invalid(
                 "max_tokens must be at least 1",
                 "max_tokens",
             ));
         }
         if self.max_completion_tokens == Some(0) {
-            return Err(ApiError::invalid(
+            return Err(RequestError::invalid(
                 "max_completion_tokens must be at least 1",
                 "max_completion_tokens",
             ));
         }
         if self.n == Some(0) {
-            return Err(ApiError::invalid("n must be at least 1", "n"));
+            return Err(RequestError::invalid("n must be at least 1", "n"));
         }
         for (i, message) in self.messages.iter().enumerate() {
             message.validate(i)?;
@@ -60,7 +60,7 @@ impl ChatRequest {
         if let Some(tools) = &self.tools {
             for (i, tool) in tools.iter().enumerate() {
                 if tool.function.name.trim().is_empty() {
-                    return Err(ApiError::invalid(
+                    return Err(RequestError::invalid(
                         format!("tools[{i}].function.name must not be empty"),
                         format!("tools[{i}].function.name"),
                     ));
@@ -72,7 +72,7 @@ impl ChatRequest {
         }
         if let Some(format) = &self.response_format {
             if !matches!(format.kind.as_str(), "text" | "json_object" | "json_schema") {
-                return Err(ApiError::invalid(
+                return Err(RequestError::invalid(
                     format!(
                         "response_format.type must be one of 'text', 'json_object', 'json_schema', got '{}'",
                         format.kind
@@ -86,7 +86,7 @@ impl ChatRequest {
 }
 
 impl Message {
-    fn validate(&self, i: usize) -> Result<(), ApiError> {
+    fn validate(&self, i: usize) -> Result<(), RequestError> {
         let Some(Content::Parts(parts)) = &self.content else {
             return Ok(());
         };
@@ -94,13 +94,13 @@ impl Message {
             let param = format!("messages[{i}].content[{j}]");
             match part.kind.as_str() {
                 "text" if part.text.is_none() => {
-                    return Err(ApiError::invalid(
+                    return Err(RequestError::invalid(
                         format!("{param}: a text part needs a 'text' string"),
                         param,
                     ))
                 }
                 "image_url" if part.image_url.is_none() => {
-                    return Err(ApiError::invalid(
+                    return Err(RequestError::invalid(
                         format!("{param}: an image_url part needs 'image_url.url'"),
                         param,
                     ))
@@ -112,9 +112,9 @@ impl Message {
     }
 }
 
-fn range(name: &str, value: Option<f64>, min: f64, max: f64) -> Result<(), ApiError> {
+fn range(name: &str, value: Option<f64>, min: f64, max: f64) -> Result<(), RequestError> {
     match value {
-        Some(v) if !(min..=max).contains(&v) => Err(ApiError::invalid(
+        Some(v) if !(min..=max).contains(&v) => Err(RequestError::invalid(
             format!("{name} must be between {min} and {max}, got {v}"),
             name,
         )),
@@ -122,7 +122,7 @@ fn range(name: &str, value: Option<f64>, min: f64, max: f64) -> Result<(), ApiEr
     }
 }
 
-pub(super) fn validate_tool_choice(choice: &Value) -> Result<(), ApiError> {
+pub(super) fn validate_tool_choice(choice: &Value) -> Result<(), RequestError> {
     let ok = match choice {
         Value::String(s) => matches!(s.as_str(), "auto" | "none" | "required"),
         Value::Object(o) => o
@@ -135,7 +135,7 @@ pub(super) fn validate_tool_choice(choice: &Value) -> Result<(), ApiError> {
     if ok {
         Ok(())
     } else {
-        Err(ApiError::invalid(
+        Err(RequestError::invalid(
             "tool_choice must be 'auto', 'none', 'required' or {\"type\":\"function\",\"function\":{\"name\":…}}",
             "tool_choice",
         ))

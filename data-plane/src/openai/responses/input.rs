@@ -9,10 +9,10 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::error::ApiError;
+use crate::openai::error::RequestError;
 
 /// Appends the chat messages `input` stands for.
-pub(super) fn messages(input: &Value, out: &mut Vec<Value>) -> Result<(), ApiError> {
+pub(super) fn messages(input: &Value, out: &mut Vec<Value>) -> Result<(), RequestError> {
     let items = match input {
         Value::String(text) => {
             out.push(json!({"role": "user", "content": text}));
@@ -20,7 +20,7 @@ pub(super) fn messages(input: &Value, out: &mut Vec<Value>) -> Result<(), ApiErr
         }
         Value::Array(items) => items,
         _ => {
-            return Err(ApiError::invalid(
+            return Err(RequestError::invalid(
                 "input must be a string or a list of input items",
                 "input",
             ))
@@ -29,7 +29,7 @@ pub(super) fn messages(input: &Value, out: &mut Vec<Value>) -> Result<(), ApiErr
     for (i, item) in items.iter().enumerate() {
         let param = format!("input[{i}]");
         let Some(item) = item.as_object() else {
-            return Err(ApiError::invalid(
+            return Err(RequestError::invalid(
                 format!("{param} must be an object"),
                 param,
             ));
@@ -40,7 +40,7 @@ pub(super) fn messages(input: &Value, out: &mut Vec<Value>) -> Result<(), ApiErr
             Some("function_call_output") => out.push(function_output(item, &param)?),
             Some("reasoning") => {}
             Some("item_reference") => {
-                return Err(ApiError::InvalidRequest {
+                return Err(RequestError {
                     message: format!(
                         "{param} is an item_reference, which points at an item stored on the server; mana-llm's /v1/responses is stateless: send the item itself (Vercel AI SDK: providerOptions.openai.store = false)"
                     ),
@@ -49,7 +49,7 @@ pub(super) fn messages(input: &Value, out: &mut Vec<Value>) -> Result<(), ApiErr
                 })
             }
             Some(other) => {
-                return Err(ApiError::invalid(
+                return Err(RequestError::invalid(
                     format!("{param}.type '{other}' is not supported: mana-llm takes messages, function_call and function_call_output items"),
                     format!("{param}.type"),
                 ))
@@ -59,10 +59,10 @@ pub(super) fn messages(input: &Value, out: &mut Vec<Value>) -> Result<(), ApiErr
     Ok(())
 }
 
-fn message(item: &Map<String, Value>, param: &str) -> Result<Value, ApiError> {
+fn message(item: &Map<String, Value>, param: &str) -> Result<Value, RequestError> {
     let role = item.get("role").and_then(Value::as_str).unwrap_or("");
     if !matches!(role, "user" | "system" | "developer" | "assistant") {
-        return Err(ApiError::invalid(
+        return Err(RequestError::invalid(
             format!(
                 "{param}.role must be 'user', 'system', 'developer' or 'assistant', got '{role}'"
             ),
@@ -86,7 +86,7 @@ fn message(item: &Map<String, Value>, param: &str) -> Result<Value, ApiError> {
             }
         }
         _ => {
-            return Err(ApiError::invalid(
+            return Err(RequestError::invalid(
                 format!("{param}.content must be a string or a list of content parts"),
                 format!("{param}.content"),
             ))
@@ -95,11 +95,11 @@ fn message(item: &Map<String, Value>, param: &str) -> Result<Value, ApiError> {
     Ok(json!({"role": role, "content": content}))
 }
 
-fn content_part(part: &Value, param: &str) -> Result<Value, ApiError> {
+fn content_part(part: &Value, param: &str) -> Result<Value, RequestError> {
     let kind = part.get("type").and_then(Value::as_str).unwrap_or("");
     let text = |field: &str| {
         part.get(field).and_then(Value::as_str).ok_or_else(|| {
-            ApiError::invalid(
+            RequestError::invalid(
                 format!("{param}: a {kind} part needs a '{field}' string"),
                 param.to_owned(),
             )
@@ -115,7 +115,7 @@ fn content_part(part: &Value, param: &str) -> Result<Value, ApiError> {
                 } else {
                     "it has none"
                 };
-                return Err(ApiError::invalid(
+                return Err(RequestError::invalid(
                     format!("{param}: an input_image part needs 'image_url' (an https: or data: URL); {why}"),
                     format!("{param}.image_url"),
                 ));
@@ -127,7 +127,7 @@ fn content_part(part: &Value, param: &str) -> Result<Value, ApiError> {
             }
             Ok(json!({"type": "image_url", "image_url": image}))
         }
-        other => Err(ApiError::invalid(
+        other => Err(RequestError::invalid(
             format!("{param}.type '{other}' is not supported: mana-llm takes input_text, input_image and output_text parts"),
             format!("{param}.type"),
         )),
@@ -138,12 +138,12 @@ fn required_str<'a>(
     item: &'a Map<String, Value>,
     field: &str,
     param: &str,
-) -> Result<&'a str, ApiError> {
+) -> Result<&'a str, RequestError> {
     item.get(field)
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
         .ok_or_else(|| {
-            ApiError::invalid(
+            RequestError::invalid(
                 format!("{param}.{field} must be a non-empty string"),
                 format!("{param}.{field}"),
             )
@@ -155,14 +155,14 @@ fn function_call(
     item: &Map<String, Value>,
     param: &str,
     out: &mut Vec<Value>,
-) -> Result<(), ApiError> {
+) -> Result<(), RequestError> {
     let call_id = required_str(item, "call_id", param)?;
     let name = required_str(item, "name", param)?;
     let arguments = match item.get("arguments") {
         None | Some(Value::Null) => "{}".to_owned(),
         Some(Value::String(s)) => s.clone(),
         Some(_) => {
-            return Err(ApiError::invalid(
+            return Err(RequestError::invalid(
                 format!("{param}.arguments must be a JSON-encoded string"),
                 format!("{param}.arguments"),
             ))
@@ -185,7 +185,7 @@ fn function_call(
     Ok(())
 }
 
-fn function_output(item: &Map<String, Value>, param: &str) -> Result<Value, ApiError> {
+fn function_output(item: &Map<String, Value>, param: &str) -> Result<Value, RequestError> {
     let call_id = required_str(item, "call_id", param)?;
     let output = match item.get("output") {
         Some(Value::String(s)) => s.clone(),
@@ -196,7 +196,7 @@ fn function_output(item: &Map<String, Value>, param: &str) -> Result<Value, ApiE
             .collect::<Vec<_>>()
             .concat(),
         _ => {
-            return Err(ApiError::invalid(
+            return Err(RequestError::invalid(
                 format!("{param}.output must be a string or a list of content parts"),
                 format!("{param}.output"),
             ))

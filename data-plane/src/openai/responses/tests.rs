@@ -11,10 +11,6 @@ fn chat(body: Value) -> Value {
     serde_json::to_value(request(body).to_chat().unwrap()).unwrap()
 }
 
-fn error(body: Value) -> Value {
-    request(body).to_chat().unwrap_err().body()["error"].clone()
-}
-
 #[test]
 fn a_string_input_is_one_user_message_after_the_instructions() {
     let c = chat(
@@ -86,84 +82,6 @@ fn a_stream_asks_every_provider_for_usage() {
         .to_chat()
         .unwrap();
     assert!(r.stream && r.include_usage());
-}
-
-#[test]
-fn stateful_features_are_400s_naming_the_field() {
-    for (body, param) in [
-        (json!({"input": "x", "store": true}), "store"),
-        (
-            json!({"input": "x", "previous_response_id": "resp_1"}),
-            "previous_response_id",
-        ),
-        (
-            json!({"input": "x", "conversation": "conv_1"}),
-            "conversation",
-        ),
-        (json!({"input": "x", "background": true}), "background"),
-        (
-            json!({"input": [{"type": "item_reference", "id": "msg_1"}]}),
-            "input[0]",
-        ),
-    ] {
-        let e = error(body);
-        assert_eq!(e["param"], param, "{e}");
-        assert_eq!(e["code"], "unsupported_stateful_feature", "{e}");
-        assert!(e["message"].as_str().unwrap().contains("stateless"), "{e}");
-    }
-    // store: false is what a stateless gateway does anyway.
-    request(json!({"input": "x", "store": false}))
-        .to_chat()
-        .unwrap();
-}
-
-#[test]
-fn bad_input_names_the_offending_field() {
-    for (body, param) in [
-        (json!({"model": "m"}), "input"),
-        (json!({"input": 3}), "input"),
-        (json!({"input": []}), "input"),
-        (
-            json!({"input": [{"role": "wizard", "content": "x"}]}),
-            "input[0].role",
-        ),
-        (
-            json!({"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]}),
-            "input[0].content[0].type",
-        ),
-        (
-            json!({"input": [{"role": "user", "content": [{"type": "input_image", "file_id": "f"}]}]}),
-            "input[0].content[0].image_url",
-        ),
-        (
-            json!({"input": [{"type": "function_call", "name": "f"}]}),
-            "input[0].call_id",
-        ),
-        (
-            json!({"input": [{"type": "computer_call_output"}]}),
-            "input[0].type",
-        ),
-        (
-            json!({"input": "x", "tools": [{"type": "web_search"}]}),
-            "tools[0].type",
-        ),
-        (
-            json!({"input": "x", "tool_choice": {"type": "web_search"}}),
-            "tool_choice",
-        ),
-        (
-            json!({"input": "x", "text": {"format": {"type": "yaml"}}}),
-            "text.format.type",
-        ),
-        (
-            json!({"input": "x", "max_output_tokens": 0}),
-            "max_output_tokens",
-        ),
-    ] {
-        let e = error(body.clone());
-        assert_eq!(e["param"], param, "{body}: {e}");
-        assert_eq!(e["type"], "invalid_request_error");
-    }
 }
 
 fn text_chunk(text: &str) -> ChatChunk {

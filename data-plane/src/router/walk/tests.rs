@@ -10,12 +10,14 @@ use mana_llm_shared::{ProviderId, Registry, RegistryVersion};
 
 use super::*;
 use crate::config::{GatewayConfig, Source};
+use crate::health::{Health, MemoryStore, SystemClock};
+use crate::metrics::Metrics;
 use crate::openai::ModelInfo;
 use crate::openai::{ChatCompletion, ChatRequest};
 use crate::openai::{Embeddings, EmbeddingsRequest};
 use crate::providers::{ChunkStream, Providers};
 use crate::router::plan;
-use crate::server::App;
+use crate::snapshot::Snapshots;
 
 const REGISTRY: &str = "
 aliases:
@@ -57,7 +59,29 @@ impl Provider for Fake {
     }
 }
 
-fn app(env: &[(&str, &str)]) -> App {
+/// What a walk reads: the snapshot, and the breakers and deadlines of its context, built as
+/// the gateway builds them from `env` (no `App`, no router).
+struct World {
+    config: GatewayConfig,
+    health: Arc<Health>,
+    snapshots: Snapshots,
+}
+
+impl World {
+    fn state(&self) -> &Self {
+        self
+    }
+
+    fn context(&self) -> WalkContext<'_> {
+        WalkContext {
+            health: &self.health,
+            request_timeout: self.config.request_timeout,
+            first_token_timeout: self.config.first_token_timeout,
+        }
+    }
+}
+
+fn app(env: &[(&str, &str)]) -> World {
     let source = Source::from_map(
         env.iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -69,7 +93,17 @@ fn app(env: &[(&str, &str)]) -> App {
         providers.insert(Arc::new(Fake(ProviderId::new(id))));
     }
     let registry = Registry::parse(REGISTRY, "test", RegistryVersion(1)).unwrap();
-    App::with_providers(config, providers, registry, source).unwrap()
+    let store = Arc::new(MemoryStore::new(config.breaker));
+    let health =
+        Health::new(store, Arc::new(SystemClock)).with_scrubber(config.providers.scrubber.clone());
+    let metrics = Arc::new(Metrics::new().unwrap());
+    let policy = config.registry_policy.clone();
+    let snapshots = Snapshots::new(providers, registry, source, policy, metrics);
+    World {
+        config,
+        health: Arc::new(health),
+        snapshots,
+    }
 }
 
 /// What a target does when called.
@@ -90,7 +124,7 @@ fn status(code: u16) -> UpstreamError {
 
 /// Walks `model` with `scripts` per target; returns the outcome and the targets called.
 async fn run(
-    app: &App,
+    app: &World,
     model: &str,
     needs_tools: bool,
     scripts: &[(&str, Script)],
@@ -104,29 +138,35 @@ async fn run(
         .collect();
     let called = Arc::new(Mutex::new(Vec::new()));
     let log = called.clone();
-    let result = walk(state, &snapshot, &plan, needs_tools, |_provider, target| {
-        let script = scripts
-            .get(&target.to_string())
-            .cloned()
-            .unwrap_or(Script::Answer);
-        log.lock().unwrap().push(target.to_string());
-        async move {
-            match script {
-                Script::Answer => Ok(target.to_string()),
-                Script::Fail(e) => Err(e),
-                Script::Sleep(d) => {
-                    tokio::time::sleep(d).await;
-                    Ok(target.to_string())
+    let result = walk(
+        &state.context(),
+        &snapshot,
+        &plan,
+        needs_tools,
+        |_provider, target| {
+            let script = scripts
+                .get(&target.to_string())
+                .cloned()
+                .unwrap_or(Script::Answer);
+            log.lock().unwrap().push(target.to_string());
+            async move {
+                match script {
+                    Script::Answer => Ok(target.to_string()),
+                    Script::Fail(e) => Err(e),
+                    Script::Sleep(d) => {
+                        tokio::time::sleep(d).await;
+                        Ok(target.to_string())
+                    }
                 }
             }
-        }
-    })
+        },
+    )
     .await;
     let called = called.lock().unwrap().clone();
     (result, called)
 }
 
-fn failures(app: &App, provider: &str) -> u32 {
+fn failures(app: &World, provider: &str) -> u32 {
     let id = ProviderId::new(provider);
     app.state().health.snapshot([&id])[&id].consecutive_failures
 }
@@ -155,7 +195,7 @@ async fn a_retryable_failure_moves_on_and_is_counted_against_the_provider() {
         .await;
         let outcome = result.unwrap();
         assert_eq!(outcome.value, "groq/second");
-        assert_eq!(outcome.target.to_string(), "groq/second");
+        assert_eq!(outcome.step.name, "groq/second");
         assert_eq!(called, ["ollama/first", "groq/second"]);
         assert_eq!(outcome.attempts.len(), 1);
         assert_eq!(outcome.attempts[0].target, "ollama/first");

@@ -14,7 +14,7 @@ use tower::ServiceExt;
 use crate::api::{router, AdminState};
 use crate::domain::tests::FAST;
 use crate::service::RegistryService;
-use crate::testutil::TempDir;
+use crate::store::testutil::TempDir;
 
 const TOKEN: &str = "console-admin-token-for-tests";
 const V2: &str = "aliases:\n  mana/fast:\n    chain: [ollama/v2]\ndefault: mana/fast\n";

@@ -21,7 +21,7 @@ macro_rules! asset {
         Asset {
             name: $name,
             content_type: $content_type,
-            body: include_str!(concat!("../../console/", $name)),
+            body: include_str!(concat!("../../../console/", $name)),
         }
     };
 }
@@ -40,8 +40,8 @@ const ASSETS: &[Asset] = &[
     asset!("audit.js", JS),
 ];
 
-const SHELL: &str = include_str!("../../console/index.html");
-const SIGN_IN: &str = include_str!("../../console/sign-in.html");
+const SHELL: &str = include_str!("../../../console/index.html");
+const SIGN_IN: &str = include_str!("../../../console/sign-in.html");
 
 /// `GET /admin/assets/{name}`. Revalidated on every load (`no-cache`), so a new binary's
 /// files are used at once.
