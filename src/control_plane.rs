@@ -45,16 +45,12 @@ pub struct ControlPlaneArgs {
     /// Prefix of the Redis keys and channels, so several deployments can share one Redis.
     #[arg(long, env = "MANA_LLM_REDIS_PREFIX", default_value = mana_llm_shared::bus::DEFAULT_PREFIX)]
     redis_prefix: String,
-    /// Log filter: error, warn, info, debug, trace (or an env-filter directive).
-    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
-    log_level: String,
-    /// Log format: text or json.
-    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
-    log_format: String,
+    #[command(flatten)]
+    log: logging::LogArgs,
 }
 
 pub async fn control_plane(args: ControlPlaneArgs) -> Result<(), String> {
-    logging::init(&args.log_level, &args.log_format)?;
+    args.log.init()?;
     let shutdown = signals::shutdown();
     let source = Source::from_env();
     let lookup = |k: &str| source.get(k);

@@ -5,6 +5,24 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
+/// The logging arguments every role takes.
+#[derive(clap::Args)]
+pub struct LogArgs {
+    /// Log filter: error, warn, info, debug, trace (or an env-filter directive).
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    log_level: String,
+    /// Log format: text or json.
+    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
+    log_format: String,
+}
+
+impl LogArgs {
+    /// Installs the process's log subscriber.
+    pub fn init(&self) -> Result<(), String> {
+        init(&self.log_level, &self.log_format)
+    }
+}
+
 pub fn init(level: &str, format: &str) -> Result<(), String> {
     let level = level.trim().to_ascii_lowercase();
     let filter = EnvFilter::try_new(if level.is_empty() { "info" } else { &level })

@@ -38,16 +38,12 @@ pub struct WorkerArgs {
     /// How long in-flight requests and streams may run after SIGTERM before the process exits.
     #[arg(long, env = "MANA_LLM_DRAIN_SECONDS", default_value_t = 30)]
     drain_seconds: u64,
-    /// Log filter: error, warn, info, debug, trace (or an env-filter directive).
-    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
-    log_level: String,
-    /// Log format: text or json.
-    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
-    log_format: String,
+    #[command(flatten)]
+    log: logging::LogArgs,
 }
 
 pub async fn worker(args: WorkerArgs) -> Result<(), String> {
-    logging::init(&args.log_level, &args.log_format)?;
+    args.log.init()?;
     let shutdown = signals::shutdown();
     let mut source = Source::from_env().with("REDIS_URL", args.redis.clone());
     if let Some(id) = &args.worker_id {

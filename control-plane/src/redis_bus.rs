@@ -234,45 +234,23 @@ impl Publish for RedisBus {
 mod tests {
     //! The two scripts' branches against a real `redis-server`.
 
-    use std::process::{Child, Command, Stdio};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
+
+    use mana_llm_shared::testing::RedisServer;
 
     use mana_llm_shared::{Registry, RegistryVersion};
 
     use super::*;
 
-    struct Server(Child, u16);
+    struct Server(RedisServer);
 
     impl Server {
         fn start() -> Self {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .unwrap()
-                .port();
-            let child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("redis-server must be installed for these tests");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-                assert!(Instant::now() < deadline, "redis-server did not come up");
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Self(child, port)
+            Self(RedisServer::start())
         }
 
         fn client(&self) -> redis::Client {
-            redis::Client::open(format!("redis://127.0.0.1:{}/", self.1)).unwrap()
-        }
-    }
-
-    impl Drop for Server {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
+            redis::Client::open(self.0.url()).unwrap()
         }
     }
 

@@ -18,10 +18,8 @@ pub mod openai;
 /// The process's secret values, replaced in any upstream text we pass on.
 pub mod scrub;
 
-/// Test support: a throwaway `redis-server` and port checks (this crate's tests and, with
-/// feature `testing`, the end-to-end suite).
 #[cfg(any(test, feature = "testing"))]
-pub mod testing;
+pub use mana_llm_shared::testing;
 
 // Parts: what a request is served with.
 /// One module per upstream API behind one trait.

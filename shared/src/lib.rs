@@ -25,6 +25,10 @@ pub mod redis_conn;
 pub mod registry;
 pub mod rollout;
 pub mod target;
+/// Test support: a throwaway `redis-server` and port checks (every crate's tests and, with
+/// feature `testing`, the end-to-end suite).
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use registry::{
     Alias, AliasName, ChainEntry, ContentHash, DocumentFormat, DocumentLimits, Registry,
