@@ -63,12 +63,12 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
 
     app.spawn_background();
     let bus = LocalBus::default();
-    sync::follow_local(
+    app.track(sync::follow_local(
         app.clone(),
         bus.subscribe(),
         bus.subscribe_canary(),
         app.background(),
-    );
+    ));
     // With REDIS_URL the embedded control plane also publishes for standalone workers.
     let metrics = &app.state().metrics;
     let publish: Arc<dyn Publish> = match &app.state().config.redis {
@@ -125,8 +125,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     }
 
     // Phases: stop being ready and stop background work → refuse new connections and let
-    // in-flight work finish → wait for the control plane's tasks and close the event log,
-    // at the latest when the drain deadline passes → exit.
+    // in-flight work finish → wait for the worker's and the control plane's background tasks
+    // and close the event log, at the latest when the drain deadline passes → exit.
     let drain = Duration::from_secs(args.drain_seconds);
     let limits = app.state().config.connections.clone();
     let stop = || {
@@ -141,7 +141,13 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         shutdown,
         drain,
         stop,
-        |deadline| plane.close(deadline),
+        |deadline| {
+            let (app, plane) = (&app, &plane);
+            async move {
+                app.finish_background(deadline).await;
+                plane.close(deadline).await;
+            }
+        },
     )
     .await
 }

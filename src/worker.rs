@@ -70,7 +70,8 @@ pub async fn worker(args: WorkerArgs) -> Result<(), String> {
     tracing::info!(%local, worker_id, "mana-llm worker serving (ready once a registry version is loaded)");
 
     // Phases: stop being ready and stop background work → refuse new connections and let
-    // in-flight work finish → exit, at the latest when the drain deadline passes.
+    // in-flight work finish → wait for the background tasks → exit, at the latest when the
+    // drain deadline passes.
     let drain = Duration::from_secs(args.drain_seconds);
     let limits = app.state().config.connections.clone();
     let stop = || {
@@ -84,7 +85,7 @@ pub async fn worker(args: WorkerArgs) -> Result<(), String> {
         shutdown,
         drain,
         stop,
-        |_| async {},
+        |deadline| app.finish_background(deadline),
     )
     .await
 }

@@ -1,6 +1,7 @@
 //! The background work of a running worker: following the control plane's versions and the
 //! shared breakers (with Redis), the heartbeat, the model listing for metric labels and the
-//! probe. Every task stops on the app's cancellation token.
+//! probe. Every task stops on the app's cancellation token and is tracked, so the process
+//! waits for them (until its drain deadline) before it exits.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,31 +28,35 @@ impl App {
                 self.state.config.sync_interval,
             )];
             followers.extend(self.state.breakers.clone());
-            crate::redis::subscriber::spawn(redis.clone(), followers, cancel.clone());
+            self.track(crate::redis::subscriber::spawn(
+                redis.clone(),
+                followers,
+                cancel.clone(),
+            ));
         }
-        spawn_heartbeat(
+        self.track(spawn_heartbeat(
             self.state.clone(),
             self.state.beats.clone(),
             self.state.config.heartbeat_interval,
             cancel.clone(),
-        );
+        ));
         let Some(config) = self.state.config.probe else {
             return;
         };
         // Each worker lists for its own metric labels (the probe runs on one leader only).
-        crate::metrics::listed::spawn(
+        self.track(crate::metrics::listed::spawn(
             self.state.metrics.listed.clone(),
             configured_providers(self.state.clone()),
             config.interval,
             config.timeout,
             cancel.clone(),
-        );
-        probe::spawn(
+        ));
+        self.track(probe::spawn(
             self.state.health.clone(),
             configured_providers(self.state.clone()),
             config,
             cancel,
-        );
+        ));
     }
 }
 
@@ -79,7 +84,7 @@ pub fn spawn_heartbeat(
     beats: Arc<dyn Beats>,
     interval: Duration,
     cancel: CancellationToken,
-) {
+) -> tokio::task::JoinHandle<()> {
     let started_at = unix_now();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
@@ -109,5 +114,5 @@ pub fn spawn_heartbeat(
                 tracing::debug!("heartbeat not written (fleet store unavailable)");
             }
         }
-    });
+    })
 }

@@ -164,6 +164,7 @@ impl App {
             names,
             draining: AtomicBool::new(false),
             background,
+            tasks: tokio_util::task::TaskTracker::new(),
         });
         let app = Self { state };
         app.observe_snapshot();
@@ -190,6 +191,28 @@ impl App {
 
     pub fn stop_background(&self) {
         self.state.background.cancel();
+    }
+
+    /// Counts `task` among the background work [`App::finish_background`] waits for.
+    pub fn track(&self, task: tokio::task::JoinHandle<()>) {
+        self.state.tasks.spawn(async move {
+            let _ = task.await;
+        });
+    }
+
+    /// Waits, until `deadline` at the latest, for every background task to end (they stop on
+    /// [`App::stop_background`]); says so if one did not.
+    pub async fn finish_background(&self, deadline: tokio::time::Instant) {
+        self.state.tasks.close();
+        if tokio::time::timeout_at(deadline, self.state.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                left = self.state.tasks.len(),
+                "background tasks still running at the drain deadline"
+            );
+        }
     }
 
     /// Serves a version the control plane published, unless this worker already has it or a

@@ -47,6 +47,8 @@ pub struct AppState {
     pub(crate) draining: AtomicBool,
     /// Stops every background task (probe, followers, subscribers).
     pub(crate) background: CancellationToken,
+    /// Every background task, awaited (up to the drain deadline) when the process stops.
+    pub(crate) tasks: tokio_util::task::TaskTracker,
 }
 
 impl AppState {

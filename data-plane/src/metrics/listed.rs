@@ -70,7 +70,8 @@ pub fn spawn<P>(
     interval: Duration,
     timeout: Duration,
     cancel: CancellationToken,
-) where
+) -> tokio::task::JoinHandle<()>
+where
     P: Fn() -> Vec<Arc<dyn Provider>> + Send + 'static,
 {
     tokio::spawn(async move {
@@ -81,5 +82,5 @@ pub fn spawn<P>(
                 _ = tokio::time::sleep(interval) => {}
             }
         }
-    });
+    })
 }
