@@ -9,6 +9,8 @@
 //! - [`redis_client`], [`redis_conn`], [`backoff`]: the one way every process reaches Redis: building
 //!   the client (credentials, TLS), the connection holder no caller ever waits on, the retry rhythm.
 //! - [`fleet`]: what each worker reports about itself (heartbeats).
+//! - [`settings`]: where settings come from (`Source`, the environment or a map) and the error
+//!   naming a bad one.
 //! - [`rollout`]: staged rollouts: the cohort rule and the judge of a candidate version.
 //! - [`fleet_key`]: HMAC-SHA256 signatures over what the fleet shares through Redis.
 //! - [`redis_client`]: the Redis client of every process: password, ACL user, TLS.
@@ -24,6 +26,7 @@ pub mod redis_client;
 pub mod redis_conn;
 pub mod registry;
 pub mod rollout;
+pub mod settings;
 pub mod target;
 /// Test support: a throwaway `redis-server` and port checks (every crate's tests and, with
 /// feature `testing`, the end-to-end suite).
