@@ -11,9 +11,9 @@ use mana_llm_control_plane::ops::Ops;
 use mana_llm_control_plane::plane::{self, ControlPlane, Exposure, Settings, Wiring};
 use mana_llm_control_plane::registry_log;
 use mana_llm_data_plane::conn::ConnLimits;
-use mana_llm_shared::settings::Source;
 use mana_llm_shared::fleet::{Beats, RedisBeats};
 use mana_llm_shared::fleet_key::{FleetKey, FLEET_KEY_ENV};
+use mana_llm_shared::settings::Source;
 use mana_llm_shared::RegistryPolicy;
 use tokio::net::TcpListener;
 

@@ -49,10 +49,10 @@ pub async fn drain_once(service: &RegistryService, bus: &dyn Publish) -> bool {
                     tracing::error!(id = row.id, error = %e, "published but not marked sent; it will be sent again");
                     return false;
                 }
-                tracing::info!(version = published.version, "registry version published");
+                tracing::info!(version = published.version.0, "registry version published");
             }
             Err(e) => {
-                tracing::warn!(version = published.version, error = %e, "publish failed; will retry");
+                tracing::warn!(version = published.version.0, error = %e, "publish failed; will retry");
                 let _ = store.mark_failed(row.id, &e.to_string()).await;
                 return false;
             }
@@ -82,9 +82,9 @@ pub async fn reconcile_once(service: &RegistryService, bus: &dyn Publish) -> boo
     let Some(head) = service.current().await else {
         return true;
     };
-    let head = PublishedVersion::new(head.version.0, head.hash.into(), head.document);
+    let head = PublishedVersion::new(head.version, head.hash, head.document);
     if let Err(e) = bus.reconcile(&head).await {
-        tracing::warn!(version = head.version, error = %e, "cannot check the published version; will retry");
+        tracing::warn!(version = head.version.0, error = %e, "cannot check the published version; will retry");
         return false;
     }
     // After `current`: a promoted candidate is everyone's version before the assignment that
@@ -94,7 +94,7 @@ pub async fn reconcile_once(service: &RegistryService, bus: &dyn Publish) -> boo
         Ok(written) => {
             if written {
                 tracing::info!(
-                    candidate = canary.as_ref().map(|c| c.candidate.version),
+                    candidate = canary.as_ref().map(|c| c.candidate.version.0),
                     "rollout assignment published"
                 );
             }
@@ -158,7 +158,10 @@ mod tests {
             if self.down {
                 return Err(BusError("down".to_owned()));
             }
-            self.published.lock().unwrap().push((version.version, head));
+            self.published
+                .lock()
+                .unwrap()
+                .push((version.version.0, head));
             Ok(())
         }
 

@@ -161,20 +161,20 @@ impl RedisBus {
     async fn publish_under(&self, version: &PublishedVersion, head: u64) -> Result<(), BusError> {
         let (document, announcement) = self.encode(version)?;
         let mut call = self.publish.key(self.names.current_key());
-        call.arg(version.version)
+        call.arg(version.version.0)
             .arg(document)
             .arg(self.names.versions_channel())
             .arg(announcement)
             .arg(head);
         match self.run(call).await? {
             0 => tracing::debug!(
-                version = version.version,
+                version = version.version.0,
                 "Redis already holds a newer version"
             ),
             2 => {
                 self.repairs.inc();
                 tracing::error!(
-                    version = version.version,
+                    version = version.version.0,
                     "Redis held a registry version the control plane never wrote; overwritten"
                 );
             }
@@ -187,7 +187,8 @@ impl RedisBus {
 #[async_trait]
 impl Publish for RedisBus {
     async fn publish(&self, version: &PublishedVersion, head: u64) -> Result<(), BusError> {
-        self.publish_under(version, head.max(version.version)).await
+        self.publish_under(version, head.max(version.version.0))
+            .await
     }
 
     async fn reconcile(&self, head: &PublishedVersion) -> Result<Reconciled, BusError> {
@@ -201,7 +202,7 @@ impl Publish for RedisBus {
         }
         self.repairs.inc();
         tracing::warn!(
-            version = head.version,
+            version = head.version.0,
             "Redis did not hold the control plane's current registry version (lost, older or foreign); written again"
         );
         Ok(Reconciled::Repaired)
@@ -219,7 +220,7 @@ impl Publish for RedisBus {
             }
         };
         let announcement = serde_json::to_string(&CanaryAnnouncement {
-            canary: canary.map_or(0, |c| c.candidate.version),
+            canary: canary.map_or(0, |c| c.candidate.version.0),
         })
         .map_err(|e| BusError(e.to_string()))?;
         let mut call = self.canary.key(self.names.canary_key());
@@ -257,7 +258,11 @@ mod tests {
     fn version(n: u64) -> PublishedVersion {
         let yaml = format!("aliases:\n  mana/a: {{chain: [echo/v{n}]}}\n");
         let registry = Registry::parse(&yaml, "test", RegistryVersion(n)).unwrap();
-        PublishedVersion::new(n, registry.hash().to_owned(), registry.document().clone())
+        PublishedVersion::new(
+            RegistryVersion(n),
+            registry.hash().to_owned().into(),
+            registry.document().clone(),
+        )
     }
 
     async fn current(server: &Server, names: &BusNames) -> Option<PublishedVersion> {
@@ -300,7 +305,10 @@ mod tests {
         bus.publish(&version(3), 3).await.unwrap();
         // A late outbox row (another control plane on the same log published 3 first).
         bus.publish(&version(2), 3).await.unwrap();
-        assert_eq!(current(&server, &names).await.unwrap().version, 3);
+        assert_eq!(
+            current(&server, &names).await.unwrap().version,
+            RegistryVersion(3)
+        );
         assert_eq!(bus.repairs().get(), 0, "nothing foreign was there");
         // The same version again is left alone too.
         bus.publish(&version(3), 3).await.unwrap();
@@ -320,7 +328,10 @@ mod tests {
         )
         .await;
         bus.publish(&version(2), 2).await.unwrap();
-        assert_eq!(current(&server, &names).await.unwrap().version, 2);
+        assert_eq!(
+            current(&server, &names).await.unwrap().version,
+            RegistryVersion(2)
+        );
         assert_eq!(bus.repairs().get(), 1);
         // Our version number with other content: planted too.
         let mut forged = version(2);
@@ -332,7 +343,10 @@ mod tests {
         // Not even a version.
         set(&server, &names, "garbage").await;
         bus.publish(&version(2), 2).await.unwrap();
-        assert_eq!(current(&server, &names).await.unwrap().version, 2);
+        assert_eq!(
+            current(&server, &names).await.unwrap().version,
+            RegistryVersion(2)
+        );
         assert_eq!(bus.repairs().get(), 3);
     }
 
@@ -349,7 +363,7 @@ mod tests {
             Reconciled::Repaired
         );
         let written = current(&server, &names).await.unwrap();
-        assert_eq!(written.version, 4);
+        assert_eq!(written.version, RegistryVersion(4));
         assert!(written.signature.is_some(), "written signed");
         assert_eq!(
             bus.reconcile(&version(4)).await.unwrap(),

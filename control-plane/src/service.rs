@@ -247,11 +247,11 @@ impl RegistryService {
         let rollout = state.aggregate.rollout()?;
         let candidate = state.aggregate.version(rollout.candidate_version)?;
         Some(CanaryAssignment::new(
-            rollout.stable_version.0,
+            rollout.stable_version,
             rollout.threshold,
             PublishedVersion::new(
-                candidate.version.0,
-                candidate.hash.to_string(),
+                candidate.version,
+                candidate.hash.clone(),
                 candidate.document.clone(),
             ),
         ))

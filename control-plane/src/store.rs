@@ -333,7 +333,7 @@ async fn append_on(
             }
         })?;
         if let Some((version, hash, document)) = version {
-            let published = PublishedVersion::new(version.0, hash.to_string(), document.clone());
+            let published = PublishedVersion::new(version, hash.clone(), document.clone());
             let json =
                 serde_json::to_string(&published).map_err(|e| StoreError::Encode(e.to_string()))?;
             sqlx::query(

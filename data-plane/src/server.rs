@@ -224,7 +224,7 @@ impl App {
     /// who reaches Redis can write there). A refusal is logged at ERROR and counted in
     /// `mana_llm_registry_rejected_total{reason}`; the worker keeps its last good version.
     pub fn install(&self, published: PublishedVersion, origin: Origin) -> Result<bool, Rejected> {
-        let version = published.version;
+        let version = published.version.0;
         if origin == Origin::Redis {
             if let Some(key) = &self.state.config.fleet_key {
                 match published.check_signature(key) {
@@ -253,7 +253,7 @@ impl App {
         let registry = Registry::verified(
             published.document,
             RegistryVersion(version),
-            &published.hash,
+            published.hash.as_str(),
             &self.state.config.registry_policy,
         )
         .map_err(|e| self.reject(version, Rejected::new("invalid", e.to_string())))?;

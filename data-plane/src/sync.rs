@@ -103,7 +103,7 @@ impl Follower for Registry {
         // version, a rollout's assignment changing) does.
         let announced = serde_json::from_str::<VersionAnnouncement>(payload).ok();
         match announced {
-            Some(a) if a.version <= self.app.state().snapshots.stable_version().0 => {}
+            Some(a) if a.version <= self.app.state().snapshots.stable_version() => {}
             _ => self.read().await,
         }
     }
@@ -185,7 +185,7 @@ fn install_current(app: &App, raw: &str, refused: &mut Refused) {
         return;
     }
     let outcome = match serde_json::from_str::<PublishedVersion>(raw) {
-        Ok(published) if published.version <= app.state().snapshots.stable_version().0 => Ok(false),
+        Ok(published) if published.version <= app.state().snapshots.stable_version() => Ok(false),
         Ok(published) => app.install(published, Origin::Redis),
         Err(e) => Err(app.reject(
             0,

@@ -10,20 +10,20 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::fleet_key::FleetKey;
-use crate::registry::RegistryDocument;
+use crate::registry::{ContentHash, RegistryDocument, RegistryVersion};
 
 /// Announced on the versions channel after a version commits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VersionAnnouncement {
-    pub version: u64,
-    pub hash: String,
+    pub version: RegistryVersion,
+    pub hash: ContentHash,
 }
 
 /// The value of the `current` key: a whole version, enough to serve it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PublishedVersion {
-    pub version: u64,
-    pub hash: String,
+    pub version: RegistryVersion,
+    pub hash: ContentHash,
     pub document: RegistryDocument,
     /// The fleet key's HMAC over version, hash and canonical document (see [`FleetKey`]);
     /// absent when the control plane has no fleet key.
@@ -44,7 +44,7 @@ pub enum SignatureCheck {
 
 impl PublishedVersion {
     /// An unsigned version of `document`.
-    pub fn new(version: u64, hash: String, document: RegistryDocument) -> Self {
+    pub fn new(version: RegistryVersion, hash: ContentHash, document: RegistryDocument) -> Self {
         Self {
             version,
             hash,
@@ -63,7 +63,11 @@ impl PublishedVersion {
         let (version, canonical) = self.signed_parts();
         self.signature = Some(key.sign(
             REGISTRY_DOMAIN,
-            &[version.as_bytes(), self.hash.as_bytes(), &canonical],
+            &[
+                version.as_bytes(),
+                self.hash.as_str().as_bytes(),
+                &canonical,
+            ],
         ));
         self
     }
@@ -76,7 +80,11 @@ impl PublishedVersion {
         let (version, canonical) = self.signed_parts();
         if key.verify(
             REGISTRY_DOMAIN,
-            &[version.as_bytes(), self.hash.as_bytes(), &canonical],
+            &[
+                version.as_bytes(),
+                self.hash.as_str().as_bytes(),
+                &canonical,
+            ],
             signature,
         ) {
             SignatureCheck::Valid
@@ -99,7 +107,7 @@ impl PublishedVersion {
 /// `stable_version` is the stable version the worker holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CanaryAssignment {
-    pub stable_version: u64,
+    pub stable_version: RegistryVersion,
     pub threshold: u64,
     /// Signed like any published version.
     pub candidate: PublishedVersion,
@@ -112,7 +120,11 @@ pub struct CanaryAssignment {
 const CANARY_DOMAIN: &str = "mana-llm canary v1";
 
 impl CanaryAssignment {
-    pub fn new(stable_version: u64, threshold: u64, candidate: PublishedVersion) -> Self {
+    pub fn new(
+        stable_version: RegistryVersion,
+        threshold: u64,
+        candidate: PublishedVersion,
+    ) -> Self {
         Self {
             stable_version,
             threshold,
@@ -139,7 +151,7 @@ impl CanaryAssignment {
                 stable.as_bytes(),
                 threshold.as_bytes(),
                 version.as_bytes(),
-                self.candidate.hash.as_bytes(),
+                self.candidate.hash.as_str().as_bytes(),
             ],
         ));
         self
@@ -157,7 +169,7 @@ impl CanaryAssignment {
                 stable.as_bytes(),
                 threshold.as_bytes(),
                 version.as_bytes(),
-                self.candidate.hash.as_bytes(),
+                self.candidate.hash.as_str().as_bytes(),
             ],
             signature,
         );
@@ -170,7 +182,7 @@ impl CanaryAssignment {
 
     /// Whether the worker with fleet id `worker_id` serves the candidate.
     pub fn includes(&self, worker_id: &str) -> bool {
-        crate::rollout::in_candidate_cohort(self.candidate.version, self.threshold, worker_id)
+        crate::rollout::in_candidate_cohort(self.candidate.version.0, self.threshold, worker_id)
     }
 }
 
@@ -296,7 +308,7 @@ pub trait Publish: Send + Sync {
     /// holds now: the control plane is the source of truth, and a bus that lost its state
     /// (a restarted Redis) or holds state it did not write (a planted version) is repaired.
     async fn reconcile(&self, head: &PublishedVersion) -> Result<Reconciled, BusError> {
-        self.publish(head, head.version)
+        self.publish(head, head.version.0)
             .await
             .map(|()| Reconciled::InSync)
     }
@@ -465,7 +477,11 @@ mod tests {
 
     #[tokio::test]
     async fn fan_out_publishes_to_all_and_fails_if_one_fails() {
-        let version = PublishedVersion::new(1, "h".to_owned(), RegistryDocument::default());
+        let version = PublishedVersion::new(
+            RegistryVersion(1),
+            "h".to_owned().into(),
+            RegistryDocument::default(),
+        );
         let (a, b) = (
             Counting::new(Reconciled::InSync, false),
             Counting::new(Reconciled::InSync, false),
@@ -480,7 +496,11 @@ mod tests {
 
     #[tokio::test]
     async fn fan_out_reconcile_reports_a_repair_by_any_bus() {
-        let version = PublishedVersion::new(1, "h".to_owned(), RegistryDocument::default());
+        let version = PublishedVersion::new(
+            RegistryVersion(1),
+            "h".to_owned().into(),
+            RegistryDocument::default(),
+        );
         let in_sync = || Counting::new(Reconciled::InSync, false);
         let repaired = || Counting::new(Reconciled::Repaired, false);
         let fan = |buses: Vec<std::sync::Arc<Counting>>| {
@@ -520,7 +540,11 @@ mod local_bus_tests {
     use super::*;
 
     fn version(v: u64) -> PublishedVersion {
-        PublishedVersion::new(v, format!("h{v}"), RegistryDocument::default())
+        PublishedVersion::new(
+            RegistryVersion(v),
+            format!("h{v}").into(),
+            RegistryDocument::default(),
+        )
     }
 
     #[test]
@@ -536,10 +560,10 @@ mod local_bus_tests {
         assert_eq!(signed.check_signature(&other), SignatureCheck::Wrong);
         assert_eq!(version(3).check_signature(&key), SignatureCheck::Missing);
         let mut higher = signed.clone();
-        higher.version = u64::MAX;
+        higher.version = RegistryVersion(u64::MAX);
         assert_eq!(higher.check_signature(&key), SignatureCheck::Wrong);
         let mut rehashed = signed.clone();
-        rehashed.hash = "h4".to_owned();
+        rehashed.hash = "h4".to_owned().into();
         assert_eq!(rehashed.check_signature(&key), SignatureCheck::Wrong);
         let mut edited = signed;
         edited.document.default = Some(serde_json::from_str("\"mana/x\"").unwrap());
@@ -566,7 +590,10 @@ mod local_bus_tests {
         let mut rx = bus.subscribe();
         bus.publish(&version(2), 2).await.unwrap();
         assert!(rx.has_changed().unwrap());
-        assert_eq!(rx.borrow_and_update().as_ref().map(|v| v.version), Some(2));
+        assert_eq!(
+            rx.borrow_and_update().as_ref().map(|v| v.version.0),
+            Some(2)
+        );
         bus.publish(&version(1), 2).await.unwrap();
         assert!(!rx.has_changed().unwrap(), "an older version is ignored");
     }

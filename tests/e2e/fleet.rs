@@ -283,7 +283,7 @@ async fn a_version_written_without_announcement_is_found_by_the_slow_timer() {
         .await
         .unwrap();
     let mut published: PublishedVersion = serde_json::from_str(&current).unwrap();
-    published.version = 7;
+    published.version = mana_llm_shared::RegistryVersion(7);
     let published = published.signed(&fleet_key());
     let _: () = redis::cmd("SET")
         .arg("mana-llm:registry:current")
@@ -536,7 +536,7 @@ async fn redis_down_and_back() {
                 .await
                 .unwrap();
             raw.and_then(|r| serde_json::from_str::<PublishedVersion>(&r).ok())
-                .is_some_and(|p| p.version == version)
+                .is_some_and(|p| p.version.0 == version)
         })
         .await,
         "the control plane republished version {version} into the restarted Redis"

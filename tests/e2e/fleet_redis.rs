@@ -20,8 +20,8 @@ const ALIASES: &str = "aliases:\n  mana/echo: {chain: [echo/v1]}\ndefault: mana/
 async fn publish(redis: &RedisServer, version: u64, yaml: &str) {
     let registry = Registry::parse(yaml, "test", RegistryVersion(version)).unwrap();
     let published = PublishedVersion::new(
-        version,
-        registry.hash().to_owned(),
+        mana_llm_shared::RegistryVersion(version),
+        registry.hash().to_owned().into(),
         registry.document().clone(),
     )
     .signed(&fleet_key());
@@ -241,7 +241,7 @@ async fn a_redis_restarted_empty_gets_the_current_version_back() {
                 .await
                 .unwrap();
             raw.and_then(|r| serde_json::from_str::<PublishedVersion>(&r).ok())
-                .is_some_and(|p| p.version == version && p.signature.is_some())
+                .is_some_and(|p| p.version.0 == version && p.signature.is_some())
         })
         .await,
         "the control plane re-published its version into the empty Redis"

@@ -290,8 +290,8 @@ fn planted(canary: &Canary, version: u64) -> PublishedVersion {
     )
     .unwrap();
     PublishedVersion::new(
-        version,
-        registry.hash().to_owned(),
+        mana_llm_shared::RegistryVersion(version),
+        registry.hash().to_owned().into(),
         registry.document().clone(),
     )
 }
@@ -345,7 +345,7 @@ async fn versions_planted_in_redis_are_refused_and_the_control_plane_repairs_the
             eventually_async(Duration::from_secs(15), || async {
                 current_in_redis(&cluster.redis)
                     .await
-                    .is_some_and(|c| c.version == 1 && c.signature.is_some())
+                    .is_some_and(|c| c.version.0 == 1 && c.signature.is_some())
             })
             .await,
             "the control plane repaired Redis after the {reason} version"
@@ -382,16 +382,26 @@ async fn a_signed_but_invalid_version_is_still_refused() {
     let empty_chain: mana_llm_shared::RegistryDocument = serde_json::from_value(doc).unwrap();
     let cases = [
         // A valid document under a hash that is not its own.
-        PublishedVersion::new(5, "whatever".to_owned(), good).signed(&fleet_key()),
+        PublishedVersion::new(
+            mana_llm_shared::RegistryVersion(5),
+            "whatever".to_owned().into(),
+            good,
+        )
+        .signed(&fleet_key()),
         // A document no parser would produce, under its true hash.
-        PublishedVersion::new(6, empty_chain.content_hash(), empty_chain).signed(&fleet_key()),
+        PublishedVersion::new(
+            mana_llm_shared::RegistryVersion(6),
+            empty_chain.content_hash().into(),
+            empty_chain,
+        )
+        .signed(&fleet_key()),
     ];
     let worker = &cluster.workers[0];
     for (i, version) in cases.iter().enumerate() {
         redis_set_and_publish(
             &cluster.redis,
             &serde_json::to_string(version).unwrap(),
-            version.version,
+            version.version.0,
         )
         .await;
         assert!(

@@ -206,12 +206,12 @@ async fn version_events_get_outbox_rows_and_rejections_do_not() {
     assert_eq!(outbox[0].event_sequence, stored[0].sequence);
     assert_eq!(outbox[1].event_sequence, stored[2].sequence);
     let first = outbox[0].published().unwrap();
-    assert_eq!(first.version, 1);
+    assert_eq!(first.version.0, 1);
     assert_eq!(
         Some(first.hash.as_str()),
         stored[0].content_hash.as_ref().map(ContentHash::as_str)
     );
-    assert_eq!(outbox[0].hash, first.hash);
+    assert_eq!(outbox[0].hash, first.hash.as_str());
     assert_eq!(outbox[1].version, 2);
     assert_eq!(
         (outbox[0].attempts, outbox[0].sent_at.as_deref()),

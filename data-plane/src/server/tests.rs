@@ -86,8 +86,11 @@ async fn ready_is_503_without_a_version_200_with_one_and_503_while_draining() {
     assert_eq!(call(&router, get("/health")).await.status, StatusCode::OK);
 
     let registry = Registry::parse(ALIASES, "test", RegistryVersion(3)).unwrap();
-    let published =
-        PublishedVersion::new(3, registry.hash().to_owned(), registry.document().clone());
+    let published = PublishedVersion::new(
+        RegistryVersion(3),
+        registry.hash().to_owned().into(),
+        registry.document().clone(),
+    );
     assert!(app.install(published, Origin::Local).unwrap());
     let r = call(&router, get("/ready")).await;
     assert_eq!(r.status, StatusCode::OK);

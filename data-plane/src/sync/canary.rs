@@ -35,7 +35,7 @@ pub fn follow(
     let Some(canary) = canary else {
         return Ok(back_to_stable(app));
     };
-    let candidate = canary.candidate.version;
+    let candidate = canary.candidate.version.0;
     // A promoted candidate is the stable version by now; one older than an assignment already
     // taken is left over.
     if candidate <= stable || candidate < memory.assigned {
@@ -43,7 +43,7 @@ pub fn follow(
     }
     // Written for another stable version: this worker has not caught up with it yet (or it
     // is left over); the next read after `current` moves settles it.
-    if canary.stable_version != stable {
+    if canary.stable_version.0 != stable {
         return Ok(back_to_stable(app));
     }
     if origin == Origin::Redis {
@@ -75,7 +75,7 @@ pub fn follow(
     let registry = Registry::verified(
         canary.candidate.document,
         RegistryVersion(candidate),
-        &canary.candidate.hash,
+        canary.candidate.hash.as_str(),
         &app.state().config.registry_policy,
     )
     .map_err(|e| {

@@ -39,7 +39,11 @@ fn patient_redis(url: &str, names: &BusNames) -> Arc<SharedRedis> {
 fn version(n: u64) -> PublishedVersion {
     let yaml = format!("aliases:\n  mana/a: {{chain: [echo/v{n}]}}\n");
     let registry = Parsed::parse(&yaml, "test", RegistryVersion(n)).unwrap();
-    PublishedVersion::new(n, registry.hash().to_owned(), registry.document().clone())
+    PublishedVersion::new(
+        RegistryVersion(n),
+        registry.hash().to_owned().into(),
+        registry.document().clone(),
+    )
 }
 
 fn installed(app: &App) -> u64 {
@@ -92,7 +96,7 @@ fn assignment(app: &App, stable: u64, candidate: u64, included: bool) -> CanaryA
     } else {
         0
     };
-    CanaryAssignment::new(stable, threshold, version(candidate))
+    CanaryAssignment::new(RegistryVersion(stable), threshold, version(candidate))
 }
 
 #[tokio::test]
@@ -187,7 +191,7 @@ fn a_redis_assignment_must_carry_the_fleet_key_and_a_valid_candidate() {
         "the threshold is signed"
     );
     let mut forged = unsigned.clone();
-    forged.candidate.hash = "0".repeat(64);
+    forged.candidate.hash = "0".repeat(64).into();
     assert_eq!(
         canary::follow(&app, Some(forged.signed(&key)), Origin::Redis, &mut memory)
             .map_err(|r| r.reason),
@@ -295,5 +299,5 @@ async fn the_slow_timer_reads_when_due_and_an_unreadable_value_is_refused_once()
 #[test]
 fn announcements_decode_as_the_follower_expects() {
     let a: VersionAnnouncement = serde_json::from_str(&announcement(9)).unwrap();
-    assert_eq!(a.version, 9);
+    assert_eq!(a.version, RegistryVersion(9));
 }
