@@ -111,14 +111,14 @@ async fn observe_fleet(ops: &Ops, workers: &[Beat]) {
     ops.fleet_workers.reset();
     let mut per_version: std::collections::BTreeMap<u64, i64> = Default::default();
     for w in workers {
-        *per_version.entry(w.registry_version).or_default() += 1;
+        *per_version.entry(w.registry_version.0).or_default() += 1;
     }
     for (version, n) in per_version {
         ops.fleet_workers
             .with_label_values(&[&version.to_string()])
             .set(n);
     }
-    let lagging = workers.iter().any(|w| w.registry_version < current.0);
+    let lagging = workers.iter().any(|w| w.registry_version < current);
     let lag = if lagging {
         crate::api::committed_at(&ops.service, current)
             .await

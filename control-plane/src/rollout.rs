@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mana_llm_shared::clock::unix_now;
-use mana_llm_shared::fleet::{Beat, Beats, Window};
+use mana_llm_shared::fleet::{Beat, Beats, Window, WorkerId};
 use mana_llm_shared::rollout::{
     in_candidate_cohort, judge, Cohorts, Figures, JudgeSettings, Verdict,
 };
@@ -74,7 +74,7 @@ struct State {
     candidate_sums: Sums,
     stable_sums: Sums,
     /// Each worker's last beat already counted.
-    counted: HashMap<String, f64>,
+    counted: HashMap<WorkerId, f64>,
     stable_workers: bool,
     /// Why figures are not arriving, while they are not.
     paused: Option<String>,
@@ -137,7 +137,7 @@ impl Watch {
                     !in_candidate_cohort(
                         rollout.candidate_version.0,
                         rollout.threshold,
-                        &b.worker_id,
+                        b.worker_id.as_str(),
                     )
                 });
                 for beat in beats {
@@ -146,10 +146,10 @@ impl Watch {
                         continue;
                     }
                     state.counted.insert(beat.worker_id.clone(), beat.beat_at);
-                    if let Some(w) = beat.windows.get(&rollout.candidate_version.0) {
+                    if let Some(w) = beat.windows.get(&rollout.candidate_version) {
                         state.candidate_sums.add(w);
                     }
-                    if let Some(w) = beat.windows.get(&rollout.stable_version.0) {
+                    if let Some(w) = beat.windows.get(&rollout.stable_version) {
                         state.stable_sums.add(w);
                     }
                 }
@@ -344,15 +344,15 @@ mod tests {
             ..Window::default()
         };
         Beat {
-            worker_id: id.to_owned(),
+            worker_id: id.to_owned().into(),
             listen: "127.0.0.1:1".to_owned(),
             binary_version: "0".to_owned(),
-            registry_version: version,
+            registry_version: mana_llm_shared::RegistryVersion(version),
             started_at: 0.0,
             beat_at: at,
             ttl: 15.0,
             in_flight: 0,
-            windows: BTreeMap::from([(version, window)]),
+            windows: BTreeMap::from([(mana_llm_shared::RegistryVersion(version), window)]),
             breakers: BTreeMap::new(),
         }
     }

@@ -99,10 +99,10 @@ pub fn spawn_heartbeat(
             };
             let ttl = interval * 3;
             let beat = Beat {
-                worker_id: fleet_id(&state.config.worker_id),
+                worker_id: fleet_id(&state.config.worker_id).into(),
                 listen: listen.to_string(),
                 binary_version: env!("CARGO_PKG_VERSION").to_owned(),
-                registry_version: state.snapshots.version().0,
+                registry_version: state.snapshots.version(),
                 started_at,
                 beat_at: unix_now(),
                 ttl: ttl.as_secs_f64(),

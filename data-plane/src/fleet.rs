@@ -7,6 +7,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use mana_llm_shared::fleet::{is_worker_id, Latency, Window};
+use mana_llm_shared::RegistryVersion;
 use sha2::{Digest, Sha256};
 
 /// Latency bucket bounds in milliseconds: a p99 is reported as the bound it falls under.
@@ -109,10 +110,12 @@ impl FleetStats {
     }
 
     /// The windows since the last call, emptied (the newest versions if there are many).
-    pub(crate) fn take(&self) -> BTreeMap<u64, Window> {
+    pub(crate) fn take(&self) -> BTreeMap<RegistryVersion, Window> {
         let windows = std::mem::take(&mut *self.windows.lock().unwrap_or_else(|e| e.into_inner()));
-        let mut out: BTreeMap<u64, Window> =
-            windows.iter().map(|(v, c)| (*v, c.window())).collect();
+        let mut out: BTreeMap<RegistryVersion, Window> = windows
+            .iter()
+            .map(|(v, c)| (RegistryVersion(*v), c.window()))
+            .collect();
         while out.len() > mana_llm_shared::fleet::MAX_VERSIONS_PER_BEAT {
             out.pop_first();
         }
@@ -170,12 +173,16 @@ mod tests {
             },
         );
         let w = stats.take();
-        assert_eq!(w[&2].requests, 5);
-        assert_eq!(w[&2].latency_ms.p50, 5.0);
-        assert_eq!(w[&2].latency_ms.p99, 1000.0);
-        assert_eq!(w[&2].latency_ms.max, 900.0);
+        assert_eq!(w[&RegistryVersion(2)].requests, 5);
+        assert_eq!(w[&RegistryVersion(2)].latency_ms.p50, 5.0);
+        assert_eq!(w[&RegistryVersion(2)].latency_ms.p99, 1000.0);
+        assert_eq!(w[&RegistryVersion(2)].latency_ms.max, 900.0);
         assert_eq!(
-            (w[&3].upstream_errors, w[&3].fallbacks, w[&3].exhausted),
+            (
+                w[&RegistryVersion(3)].upstream_errors,
+                w[&RegistryVersion(3)].fallbacks,
+                w[&RegistryVersion(3)].exhausted
+            ),
             (1, 1, 1)
         );
         assert!(stats.take().is_empty());

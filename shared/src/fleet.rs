@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::registry::RegistryVersion;
+
 pub use store::{Beats, MemoryBeats, RedisBeats};
 
 /// Largest beat accepted when read back; a real one is well under 2 KiB.
@@ -57,13 +59,13 @@ impl std::fmt::Display for WorkerId {
 /// One worker's report of itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Beat {
-    pub worker_id: String,
+    pub worker_id: WorkerId,
     /// Where it listens (`ip:port`).
     pub listen: String,
     /// The `mana-llm` binary version.
     pub binary_version: String,
     /// The registry version it serves (0: none yet).
-    pub registry_version: u64,
+    pub registry_version: RegistryVersion,
     /// Unix seconds.
     pub started_at: f64,
     pub beat_at: f64,
@@ -71,7 +73,7 @@ pub struct Beat {
     pub ttl: f64,
     pub in_flight: u64,
     /// Figures since the previous beat, per registry version served.
-    pub windows: BTreeMap<u64, Window>,
+    pub windows: BTreeMap<RegistryVersion, Window>,
     /// Each configured provider's circuit breaker as this worker sees it: `healthy`,
     /// `half_open` or `open`.
     #[serde(default)]
@@ -109,7 +111,7 @@ impl Beat {
     /// Whether every field is something a worker could have written: a bounded id of safe
     /// characters, an address, bounded counts. A beat that is not is ignored by readers.
     pub fn is_plausible(&self) -> bool {
-        is_worker_id(&self.worker_id)
+        is_worker_id(self.worker_id.as_str())
             && self.listen.len() <= 64
             && self.listen.parse::<std::net::SocketAddr>().is_ok()
             && self.binary_version.len() <= 32
@@ -147,7 +149,7 @@ mod tests {
             worker_id: "w-1".into(),
             listen: "127.0.0.1:3025".into(),
             binary_version: "0.1.0".into(),
-            registry_version: 3,
+            registry_version: RegistryVersion(3),
             started_at: 1.0,
             beat_at: 2.0,
             ttl: 15.0,
@@ -170,7 +172,7 @@ mod tests {
                 ..beat()
             },
             Beat {
-                worker_id: "x".repeat(65),
+                worker_id: "x".repeat(65).into(),
                 ..beat()
             },
             Beat {
@@ -194,7 +196,9 @@ mod tests {
                 ..beat()
             },
             Beat {
-                windows: (0..9).map(|v| (v, Window::default())).collect(),
+                windows: (0..9)
+                    .map(|v| (RegistryVersion(v), Window::default()))
+                    .collect(),
                 ..beat()
             },
             Beat {

@@ -217,10 +217,10 @@ async fn with_fleet(dir: &TempDir) -> (axum::Router, RegistryService) {
     let beats = std::sync::Arc::new(MemoryBeats::default());
     for (id, version, breaker) in [("w1", 1, "healthy"), ("w2", 0, "open")] {
         let beat = Beat {
-            worker_id: id.to_owned(),
+            worker_id: id.to_owned().into(),
             listen: "127.0.0.1:1".to_owned(),
             binary_version: "test".to_owned(),
-            registry_version: version,
+            registry_version: mana_llm_shared::RegistryVersion(version),
             started_at: 1.0,
             beat_at: 2.0,
             ttl: 60.0,

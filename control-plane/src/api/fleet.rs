@@ -70,13 +70,13 @@ impl Expected<'_> {
 
 /// One worker as the fleet view shows it.
 fn worker_view(beat: &Beat, expected: &Expected<'_>, now: f64) -> WorkerView {
-    let (should_serve, lag_since, cohort) = expected.of(&beat.worker_id);
-    let lagging = beat.registry_version != should_serve.0;
+    let (should_serve, lag_since, cohort) = expected.of(beat.worker_id.as_str());
+    let lagging = beat.registry_version != should_serve;
     WorkerView {
         worker_id: WorkerId::from(beat.worker_id.as_str()),
         listen: beat.listen.clone(),
         binary_version: beat.binary_version.clone(),
-        registry_version: RegistryVersion(beat.registry_version),
+        registry_version: beat.registry_version,
         started_at: beat.started_at,
         last_beat_at: beat.beat_at,
         in_flight: beat.in_flight,
@@ -125,7 +125,7 @@ pub async fn fleet(State(state): State<Arc<AdminState>>) -> Result<Json<Value>, 
     let now = unix_now();
     let serving = workers
         .iter()
-        .filter(|b| b.registry_version == current.0)
+        .filter(|b| b.registry_version == current)
         .count();
     body(&FleetView {
         current_version: current,
@@ -146,7 +146,7 @@ pub async fn fleet(State(state): State<Arc<AdminState>>) -> Result<Json<Value>, 
 
 /// How far version `v` has reached: who serves it, who does not yet.
 pub(super) fn progress(workers: &[Beat], v: RegistryVersion) -> Progress {
-    let serving = workers.iter().filter(|b| b.registry_version >= v.0).count();
+    let serving = workers.iter().filter(|b| b.registry_version >= v).count();
     Progress {
         version: v,
         live: workers.len() as u64,
@@ -156,8 +156,8 @@ pub(super) fn progress(workers: &[Beat], v: RegistryVersion) -> Progress {
             .iter()
             .map(|b| ProgressWorker {
                 worker_id: WorkerId::from(b.worker_id.as_str()),
-                registry_version: RegistryVersion(b.registry_version),
-                serving: b.registry_version >= v.0,
+                registry_version: b.registry_version,
+                serving: b.registry_version >= v,
             })
             .collect(),
     }

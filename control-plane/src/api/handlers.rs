@@ -87,7 +87,7 @@ async fn reach(state: &AdminState, version: RegistryVersion) -> Option<Reach> {
     let workers = state.fleet.as_ref()?.list().await?;
     let serving = workers
         .iter()
-        .filter(|w| w.registry_version >= version.0)
+        .filter(|w| w.registry_version >= version)
         .count();
     Some(Reach {
         live: workers.len() as u64,

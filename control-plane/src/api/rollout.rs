@@ -156,7 +156,7 @@ async fn active_view(state: &AdminState, r: &ActiveRollout, live: Option<&[Beat]
         };
         cohort.push(Member {
             worker_id: WorkerId::from(id),
-            registry_version: RegistryVersion(beat.registry_version),
+            registry_version: beat.registry_version,
         });
     }
     Active {

@@ -58,7 +58,7 @@ pub struct WorkerView {
     #[serde(default)]
     pub lag_seconds: Option<f64>,
     #[serde(default)]
-    pub windows: BTreeMap<u64, Window>,
+    pub windows: BTreeMap<RegistryVersion, Window>,
     #[serde(default)]
     pub breakers: BTreeMap<String, String>,
 }

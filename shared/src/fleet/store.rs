@@ -29,7 +29,10 @@ pub struct MemoryBeats {
 impl Beats for MemoryBeats {
     async fn write(&self, beat: &Beat, ttl: Duration) -> bool {
         let mut beats = self.beats.lock().unwrap_or_else(|e| e.into_inner());
-        beats.insert(beat.worker_id.clone(), (beat.clone(), Instant::now() + ttl));
+        beats.insert(
+            beat.worker_id.as_str().to_owned(),
+            (beat.clone(), Instant::now() + ttl),
+        );
         true
     }
 
@@ -63,7 +66,7 @@ impl Beats for RedisBeats {
         let Ok(json) = serde_json::to_string(beat) else {
             return false;
         };
-        let key = self.redis.names().worker_key(&beat.worker_id);
+        let key = self.redis.names().worker_key(beat.worker_id.as_str());
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         self.redis
             .call_patient("heartbeat", |mut conn| async move {
