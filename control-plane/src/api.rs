@@ -20,7 +20,7 @@ mod fleet;
 mod handlers;
 mod rollout;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod validate;
 
 use std::path::PathBuf;

@@ -19,7 +19,7 @@ use crate::store::testutil::TempDir;
 const TOKEN: &str = "admin-token-for-tests";
 
 /// The admin router over a fresh log holding one version, so an admitted request gets 200.
-pub(super) async fn admin(dir: &TempDir, token: Option<&str>) -> Router {
+pub(crate) async fn admin(dir: &TempDir, token: Option<&str>) -> Router {
     let service = RegistryService::open(dir.store().await).await.unwrap();
     service.seed_if_empty(FAST, "test").await.unwrap();
     router(Arc::new(AdminState {

@@ -2,7 +2,6 @@
 //! socket (the peer address is put into each request as axum's connect-info would).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use axum::body::{to_bytes, Body};
 use axum::extract::ConnectInfo;
@@ -11,25 +10,16 @@ use axum::Router;
 use serde_json::Value;
 use tower::ServiceExt;
 
-use crate::api::{router, AdminState};
 use crate::domain::tests::FAST;
-use crate::service::RegistryService;
 use crate::store::testutil::TempDir;
 
 const TOKEN: &str = "console-admin-token-for-tests";
 const V2: &str = "aliases:\n  mana/fast:\n    chain: [ollama/v2]\ndefault: mana/fast\n";
 const INVALID: &str = "aliases:\n  mana/fast:\n    chain: []\n  mana/other:\n    description: 7\n    chain: [x/y]\ndefault: mana/missing\n";
 
+/// The admin router (console included) over a fresh log holding one version.
 async fn app(dir: &TempDir, token: Option<&str>) -> Router {
-    let service = RegistryService::open(dir.store().await).await.unwrap();
-    service.seed_if_empty(FAST, "test").await.unwrap();
-    router(Arc::new(AdminState {
-        service,
-        token: token.map(str::to_owned),
-        aliases_path: None,
-        fleet: None,
-        rollouts: crate::rollout::Watch::new(Default::default()),
-    }))
+    crate::api::tests::admin(dir, token).await
 }
 
 struct Answer {
