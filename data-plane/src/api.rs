@@ -28,7 +28,7 @@ use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub use request_log::{RequestId, RouteLog};
+pub use request_log::{logged, RequestId, RouteLog};
 
 pub use crate::headers;
 

@@ -9,7 +9,7 @@ use axum::Extension;
 use axum::Json;
 
 use super::body::JsonBody;
-use super::{headers, RouteLog};
+use super::{headers, logged, RouteLog};
 use crate::cache::{replay_chunks, Cached, Tenant};
 use crate::error::ApiError;
 use crate::openai::ChatRequest;
@@ -25,11 +25,8 @@ pub async fn completions(
 ) -> Response {
     let mut log = RouteLog::new(request.model.as_deref().unwrap_or(""));
     let tenant = tenant.map(|Extension(t)| t);
-    let mut response = serve(&state, tenant.as_ref(), &request_headers, request, &mut log)
-        .await
-        .unwrap_or_else(IntoResponse::into_response);
-    response.extensions_mut().insert(log);
-    response
+    let answer = serve(&state, tenant.as_ref(), &request_headers, request, &mut log).await;
+    logged(answer, log)
 }
 
 async fn serve(

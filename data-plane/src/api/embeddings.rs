@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::body::JsonBody;
-use super::{headers, RouteLog};
+use super::{headers, logged, RouteLog};
 use crate::openai::EmbeddingsRequest;
 use crate::state::AppState;
 use crate::usecase::embeddings::run;
@@ -17,8 +17,9 @@ pub async fn create(
     JsonBody(request): JsonBody<EmbeddingsRequest>,
 ) -> Response {
     let mut log = RouteLog::new(request.model.as_deref().unwrap_or(""));
-    let mut response = match run(&state.usecase(), &request, &mut log).await {
-        Ok(embedded) => {
+    let answer = run(&state.usecase(), &request, &mut log)
+        .await
+        .map(|embedded| {
             let name = &embedded.step.name;
             let body = embedded
                 .embeddings
@@ -26,9 +27,6 @@ pub async fn create(
             let mut response = Json(body).into_response();
             headers::set_resolved(response.headers_mut(), name);
             response
-        }
-        Err(e) => e.into_response(),
-    };
-    response.extensions_mut().insert(log);
-    response
+        });
+    logged(answer, log)
 }

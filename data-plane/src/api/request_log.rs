@@ -13,6 +13,13 @@ use crate::error::ErrorCode;
 use crate::state::AppState;
 pub use crate::usecase::RouteLog;
 
+/// A handler's answer (or its error's), carrying `log` to the request log below.
+pub fn logged(answer: Result<Response, crate::error::ApiError>, log: RouteLog) -> Response {
+    let mut response = answer.unwrap_or_else(axum::response::IntoResponse::into_response);
+    response.extensions_mut().insert(log);
+    response
+}
+
 /// This request's id, for handlers that want to log it.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);

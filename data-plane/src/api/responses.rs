@@ -12,7 +12,7 @@ use axum::{Extension, Json};
 
 use super::body::JsonBody;
 use super::chat::with_cache_header;
-use super::{headers, RouteLog};
+use super::{headers, logged, RouteLog};
 use crate::cache::{replay_chunks, Tenant};
 use crate::error::ApiError;
 use crate::openai::responses::{Echo, ResponseEvents, ResponseObject};
@@ -29,11 +29,8 @@ pub async fn create(
 ) -> Response {
     let mut log = RouteLog::new(request.model.as_deref().unwrap_or(""));
     let tenant = tenant.map(|Extension(t)| t);
-    let mut response = serve(&state, tenant.as_ref(), &request_headers, request, &mut log)
-        .await
-        .unwrap_or_else(IntoResponse::into_response);
-    response.extensions_mut().insert(log);
-    response
+    let answer = serve(&state, tenant.as_ref(), &request_headers, request, &mut log).await;
+    logged(answer, log)
 }
 
 /// `GET`, `DELETE` `/v1/responses/{id}` and the rest: they need stored responses.
