@@ -99,6 +99,11 @@ fn assignment(app: &App, stable: u64, candidate: u64, included: bool) -> CanaryA
     CanaryAssignment::new(RegistryVersion(stable), threshold, version(candidate))
 }
 
+/// Waits until `app` serves `version`; `what` names the step when it does not.
+async fn serves(app: &App, version: u64, what: &str) {
+    eventually(what, Duration::from_secs(5), || installed(app) == version).await;
+}
+
 #[tokio::test]
 async fn a_canary_moves_only_its_cohort_and_its_end_moves_it_back() {
     let app = app();
@@ -106,51 +111,76 @@ async fn a_canary_moves_only_its_cohort_and_its_end_moves_it_back() {
     let (canary_tx, canary_rx) = watch::channel(None);
     let cancel = CancellationToken::new();
     let task = follow_local(app.clone(), rx, canary_rx, cancel.clone());
-    eventually("version 2", Duration::from_secs(5), || installed(&app) == 2).await;
+    serves(&app, 2, "version 2").await;
 
-    canary_tx.send_replace(Some(assignment(&app, 2, 3, false)));
-    tokio::task::yield_now().await;
     canary_tx.send_replace(Some(assignment(&app, 2, 3, true)));
-    eventually("the candidate", Duration::from_secs(5), || {
-        installed(&app) == 3
-    })
-    .await;
+    serves(&app, 3, "the candidate").await;
     assert_eq!(app.state().snapshots.stable_version().0, 2, "stable stays");
     // An assignment for another stable version is not this worker's to follow.
     canary_tx.send_replace(Some(assignment(&app, 1, 4, true)));
-    eventually("stable again", Duration::from_secs(5), || {
-        installed(&app) == 2
-    })
-    .await;
+    serves(&app, 2, "stable again").await;
     canary_tx.send_replace(Some(assignment(&app, 2, 3, true)));
-    eventually("the candidate again", Duration::from_secs(5), || {
-        installed(&app) == 3
-    })
-    .await;
+    serves(&app, 3, "the candidate again").await;
     // Aborted: the assignment is gone, the worker serves stable.
     canary_tx.send_replace(None);
-    eventually("back to stable", Duration::from_secs(5), || {
-        installed(&app) == 2
-    })
-    .await;
+    serves(&app, 2, "back to stable").await;
     // Promoted: the candidate becomes current, then the assignment goes.
     canary_tx.send_replace(Some(assignment(&app, 2, 3, true)));
-    eventually("the candidate once more", Duration::from_secs(5), || {
-        installed(&app) == 3
-    })
-    .await;
+    serves(&app, 3, "the candidate once more").await;
     tx.send_replace(Some(version(3)));
     canary_tx.send_replace(None);
     eventually("promoted", Duration::from_secs(5), || {
         app.state().snapshots.stable_version().0 == 3 && installed(&app) == 3
     })
     .await;
-    // Left over from the finished rollout: ignored.
-    canary_tx.send_replace(Some(assignment(&app, 2, 3, true)));
-    tokio::task::yield_now().await;
-    assert_eq!(installed(&app), 3);
     cancel.cancel();
     task.await.unwrap();
+}
+
+#[test]
+fn an_assignment_outside_the_cohort_or_left_over_changes_nothing() {
+    let app = app();
+    assert!(app.install(version(2), Origin::Local).unwrap());
+    let mut memory = canary::Memory::default();
+    let outside = assignment(&app, 2, 3, false);
+    assert_eq!(
+        canary::follow(&app, Some(outside), Origin::Local, &mut memory),
+        Ok(false)
+    );
+    assert_eq!(installed(&app), 2, "not in the candidate cohort");
+    // An older candidate than the one already taken is left over.
+    assert_eq!(
+        canary::follow(
+            &app,
+            Some(assignment(&app, 2, 5, true)),
+            Origin::Local,
+            &mut memory
+        ),
+        Ok(true)
+    );
+    assert_eq!(
+        canary::follow(
+            &app,
+            Some(assignment(&app, 2, 4, true)),
+            Origin::Local,
+            &mut memory
+        ),
+        Ok(true),
+        "back to stable"
+    );
+    assert_eq!(installed(&app), 2);
+    // Promoted, then its assignment read again: the stable version covers it.
+    assert!(app.install(version(5), Origin::Local).unwrap());
+    assert_eq!(
+        canary::follow(
+            &app,
+            Some(assignment(&app, 2, 5, true)),
+            Origin::Local,
+            &mut memory
+        ),
+        Ok(false)
+    );
+    assert_eq!(installed(&app), 5);
 }
 
 #[test]
