@@ -257,12 +257,7 @@ mod tests {
 
     fn version(n: u64) -> PublishedVersion {
         let yaml = format!("aliases:\n  mana/a: {{chain: [echo/v{n}]}}\n");
-        let registry = Registry::parse(&yaml, "test", RegistryVersion(n)).unwrap();
-        PublishedVersion::new(
-            RegistryVersion(n),
-            registry.hash().to_owned().into(),
-            registry.document().clone(),
-        )
+        PublishedVersion::of(&Registry::parse(&yaml, "test", RegistryVersion(n)).unwrap())
     }
 
     async fn current(server: &Server, names: &BusNames) -> Option<PublishedVersion> {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::fleet_key::FleetKey;
-use crate::registry::{ContentHash, RegistryDocument, RegistryVersion};
+use crate::registry::{ContentHash, Registry, RegistryDocument, RegistryVersion};
 
 /// Announced on the versions channel after a version commits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +51,15 @@ impl PublishedVersion {
             document,
             signature: None,
         }
+    }
+
+    /// An unsigned version of `registry`: its number, hash and document.
+    pub fn of(registry: &Registry) -> Self {
+        Self::new(
+            registry.version(),
+            registry.hash().to_owned().into(),
+            registry.document().clone(),
+        )
     }
 
     fn signed_parts(&self) -> (String, Vec<u8>) {

@@ -19,12 +19,7 @@ const ALIASES: &str = "aliases:\n  mana/echo: {chain: [echo/v1]}\ndefault: mana/
 /// Writes a signed version to `current` and announces it, as the control plane would.
 async fn publish(redis: &RedisServer, version: u64, yaml: &str) {
     let registry = Registry::parse(yaml, "test", RegistryVersion(version)).unwrap();
-    let published = PublishedVersion::new(
-        mana_llm_shared::RegistryVersion(version),
-        registry.hash().to_owned().into(),
-        registry.document().clone(),
-    )
-    .signed(&fleet_key());
+    let published = PublishedVersion::of(&registry).signed(&fleet_key());
     let mut conn = redis.conn().await;
     let _: () = redis::cmd("SET")
         .arg("mana-llm:registry:current")

@@ -289,11 +289,7 @@ fn planted(canary: &Canary, version: u64) -> PublishedVersion {
         mana_llm_shared::RegistryVersion(version),
     )
     .unwrap();
-    PublishedVersion::new(
-        mana_llm_shared::RegistryVersion(version),
-        registry.hash().to_owned().into(),
-        registry.document().clone(),
-    )
+    PublishedVersion::of(&registry)
 }
 
 #[tokio::test]

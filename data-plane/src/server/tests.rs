@@ -86,12 +86,9 @@ async fn ready_is_503_without_a_version_200_with_one_and_503_while_draining() {
     assert_eq!(call(&router, get("/health")).await.status, StatusCode::OK);
 
     let registry = Registry::parse(ALIASES, "test", RegistryVersion(3)).unwrap();
-    let published = PublishedVersion::new(
-        RegistryVersion(3),
-        registry.hash().to_owned().into(),
-        registry.document().clone(),
-    );
-    assert!(app.install(published, Origin::Local).unwrap());
+    assert!(app
+        .install(PublishedVersion::of(&registry), Origin::Local)
+        .unwrap());
     let r = call(&router, get("/ready")).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json["registry_version"], 3);

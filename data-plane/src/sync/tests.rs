@@ -38,12 +38,7 @@ fn patient_redis(url: &str, names: &BusNames) -> Arc<SharedRedis> {
 
 fn version(n: u64) -> PublishedVersion {
     let yaml = format!("aliases:\n  mana/a: {{chain: [echo/v{n}]}}\n");
-    let registry = Parsed::parse(&yaml, "test", RegistryVersion(n)).unwrap();
-    PublishedVersion::new(
-        RegistryVersion(n),
-        registry.hash().to_owned().into(),
-        registry.document().clone(),
-    )
+    PublishedVersion::of(&Parsed::parse(&yaml, "test", RegistryVersion(n)).unwrap())
 }
 
 fn installed(app: &App) -> u64 {
