@@ -50,12 +50,7 @@ async fn start() -> Result<Fleet, String> {
         control_plane,
         workers,
     };
-    for w in &fleet.workers {
-        wait_for(Duration::from_secs(15), || async {
-            get(&format!("{}/ready", w.url)).await.0 == 200
-        })
-        .await?;
-    }
+    all_ready(&fleet.workers).await?;
     Ok(fleet)
 }
 
@@ -89,6 +84,17 @@ where
         tokio::time::sleep(Duration::from_micros(500)).await;
     }
     Err("timed out waiting for the fleet".into())
+}
+
+/// Waits until every worker answers `/ready` with 200 (it serves a registry version).
+pub(crate) async fn all_ready(workers: &[Proc]) -> Result<(), String> {
+    for w in workers {
+        wait_for(Duration::from_secs(15), || async {
+            get(&format!("{}/ready", w.url)).await.0 == 200
+        })
+        .await?;
+    }
+    Ok(())
 }
 
 /// Push → every worker's /ready reports the version.

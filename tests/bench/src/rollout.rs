@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use crate::fleet::{client, get, wait_for};
+use crate::fleet::{all_ready, client, get, wait_for};
 use crate::procs::{self, Proc};
 use crate::stats::summary;
 use crate::Settings;
@@ -48,12 +48,7 @@ async fn start() -> Result<Fleet, String> {
         control_plane,
         workers,
     };
-    for w in &fleet.workers {
-        wait_for(Duration::from_secs(15), || async {
-            get(&format!("{}/ready", w.url)).await.0 == 200
-        })
-        .await?;
-    }
+    all_ready(&fleet.workers).await?;
     let fleet_url = format!("{}/admin/v1/fleet", fleet.control_plane.url);
     wait_for(Duration::from_secs(15), || async {
         get(&fleet_url).await.1["live"] == WORKERS
