@@ -60,6 +60,23 @@ fn census(versions: &[u64]) -> BTreeMap<u64, usize> {
     out
 }
 
+/// Waits until the versions the workers answer with (by worker index) satisfy `expected`.
+async fn until_served(cluster: &Cluster, what: &str, expected: impl Fn(&[u64]) -> bool) {
+    assert!(
+        eventually_async(Duration::from_secs(10), || async {
+            expected(&versions_served(cluster).await)
+        })
+        .await,
+        "{what}: {:?}",
+        versions_served(cluster).await
+    );
+}
+
+/// Two workers on the stable version 1, two on the candidate version 2.
+fn split_in_half(served: &[u64]) -> bool {
+    census(served) == BTreeMap::from([(1, 2), (2, 2)])
+}
+
 async fn four_workers_beating(cluster: &Cluster) {
     assert!(
         eventually_async(Duration::from_secs(10), || async {
@@ -121,14 +138,7 @@ async fn a_failing_candidate_on_half_the_fleet_is_aborted_by_the_judge() {
     );
 
     // Exactly two workers answer from the candidate, two from stable.
-    assert!(
-        eventually_async(Duration::from_secs(10), || async {
-            census(&versions_served(&cluster).await) == BTreeMap::from([(1, 2), (2, 2)])
-        })
-        .await,
-        "{:?}",
-        versions_served(&cluster).await
-    );
+    until_served(&cluster, "two workers on each version", split_in_half).await;
     let status = rollout(&cluster).await;
     let cohort = |name: &str| -> Vec<String> {
         status["active"]["cohorts"][name]
@@ -177,14 +187,10 @@ async fn a_failing_candidate_on_half_the_fleet_is_aborted_by_the_judge() {
         "{status}"
     );
     // Every worker is back on stable.
-    assert!(
-        eventually_async(Duration::from_secs(10), || async {
-            versions_served(&cluster).await == [1, 1, 1, 1]
-        })
-        .await,
-        "{:?}",
-        versions_served(&cluster).await
-    );
+    until_served(&cluster, "every worker back on stable", |v| {
+        v == [1, 1, 1, 1]
+    })
+    .await;
 
     // The audit log has both events, the abort with the figures that decided it.
     let audit = cluster.control_plane.get("/admin/v1/audit").await.json;
@@ -243,14 +249,7 @@ async fn a_healthy_candidate_is_promoted_to_every_worker() {
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.json["version"], 2);
     assert_eq!(r.json["rollout"]["share"], "2 worker(s)");
-    assert!(
-        eventually_async(Duration::from_secs(10), || async {
-            census(&versions_served(&cluster).await) == BTreeMap::from([(1, 2), (2, 2)])
-        })
-        .await,
-        "{:?}",
-        versions_served(&cluster).await
-    );
+    until_served(&cluster, "two workers on each version", split_in_half).await;
     // A worker that joins during the rollout takes its cohort by the same rule: it serves the
     // candidate exactly when the control plane counts it in the candidate cohort.
     let mut cluster = cluster;
@@ -321,13 +320,7 @@ async fn a_rollout_survives_a_killed_control_plane_and_a_frozen_redis() {
     .await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains("judge: manual"), "{}", text(&out));
-    let split = BTreeMap::from([(1, 2), (2, 2)]);
-    assert!(
-        eventually_async(Duration::from_secs(10), || async {
-            census(&versions_served(&cluster).await) == split
-        })
-        .await
-    );
+    until_served(&cluster, "two workers on each version", split_in_half).await;
     let before = versions_served(&cluster).await;
     // The fleet view shows each worker's cohort and the version it should serve (once their
     // next heartbeats report the versions they switched to).
@@ -414,12 +407,10 @@ async fn a_rollout_survives_a_killed_control_plane_and_a_frozen_redis() {
         "{}",
         text(&out)
     );
-    assert!(
-        eventually_async(Duration::from_secs(10), || async {
-            versions_served(&cluster).await == [1, 1, 1, 1]
-        })
-        .await
-    );
+    until_served(&cluster, "every worker back on stable", |v| {
+        v == [1, 1, 1, 1]
+    })
+    .await;
     let out = cli(&cluster, &["aliases", "abort"]).await;
     assert_eq!(out.status.code(), Some(5), "{}", text(&out));
     assert!(
