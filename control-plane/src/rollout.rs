@@ -13,9 +13,7 @@ use std::time::Duration;
 
 use mana_llm_shared::clock::unix_now;
 use mana_llm_shared::fleet::{Beat, Beats, Window, WorkerId};
-use mana_llm_shared::rollout::{
-    in_candidate_cohort, judge, Cohorts, Figures, JudgeSettings, Verdict,
-};
+use mana_llm_shared::rollout::{judge, Cohorts, Figures, JudgeSettings, Verdict};
 use mana_llm_shared::RegistryVersion;
 use tokio_util::sync::CancellationToken;
 
@@ -133,13 +131,9 @@ impl Watch {
             }
             Some(beats) => {
                 state.paused = None;
-                state.stable_workers = beats.iter().any(|b| {
-                    !in_candidate_cohort(
-                        rollout.candidate_version.0,
-                        rollout.threshold,
-                        b.worker_id.as_str(),
-                    )
-                });
+                state.stable_workers = beats
+                    .iter()
+                    .any(|b| !rollout.includes(b.worker_id.as_str()));
                 for beat in beats {
                     let counted = state.counted.get(&beat.worker_id).copied();
                     if counted.is_some_and(|at| at >= beat.beat_at) {

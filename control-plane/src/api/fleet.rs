@@ -7,8 +7,7 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::Json;
 use mana_llm_shared::clock::unix_now;
-use mana_llm_shared::fleet::{Beat, WorkerId};
-use mana_llm_shared::rollout::in_candidate_cohort;
+use mana_llm_shared::fleet::Beat;
 use mana_llm_shared::RegistryVersion;
 use serde_json::Value;
 
@@ -59,7 +58,7 @@ impl Expected<'_> {
     /// The version `worker_id` should serve, since when, and its cohort during a rollout.
     fn of(&self, worker_id: &str) -> (RegistryVersion, Option<f64>, Option<&'static str>) {
         match self.rollout {
-            Some(r) if in_candidate_cohort(r.candidate_version.0, r.threshold, worker_id) => {
+            Some(r) if r.includes(worker_id) => {
                 (r.candidate_version, self.rollout_since, Some("candidate"))
             }
             Some(_) => (self.current, self.current_since, Some("stable")),
@@ -73,7 +72,7 @@ fn worker_view(beat: &Beat, expected: &Expected<'_>, now: f64) -> WorkerView {
     let (should_serve, lag_since, cohort) = expected.of(beat.worker_id.as_str());
     let lagging = beat.registry_version != should_serve;
     WorkerView {
-        worker_id: WorkerId::from(beat.worker_id.as_str()),
+        worker_id: beat.worker_id.clone(),
         listen: beat.listen.clone(),
         binary_version: beat.binary_version.clone(),
         registry_version: beat.registry_version,
@@ -155,7 +154,7 @@ pub(super) fn progress(workers: &[Beat], v: RegistryVersion) -> Progress {
         workers: workers
             .iter()
             .map(|b| ProgressWorker {
-                worker_id: WorkerId::from(b.worker_id.as_str()),
+                worker_id: b.worker_id.clone(),
                 registry_version: b.registry_version,
                 serving: b.registry_version >= v,
             })

@@ -85,13 +85,10 @@ pub(super) async fn fail(state: &AdminState, e: ServiceError) -> AdminError {
 /// answer says how far it has reached.
 async fn reach(state: &AdminState, version: RegistryVersion) -> Option<Reach> {
     let workers = state.fleet.as_ref()?.list().await?;
-    let serving = workers
-        .iter()
-        .filter(|w| w.registry_version >= version)
-        .count();
+    let progress = super::fleet::progress(&workers, version);
     Some(Reach {
-        live: workers.len() as u64,
-        serving: serving as u64,
+        live: progress.live,
+        serving: progress.serving,
     })
 }
 

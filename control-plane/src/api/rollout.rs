@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use mana_llm_shared::fleet::{Beat, WorkerId};
+use mana_llm_shared::fleet::Beat;
 use mana_llm_shared::rollout::{parse_seconds, CanaryShare, Cohorts, Figures, JudgeSettings};
 use mana_llm_shared::{DocumentFormat, RegistryVersion};
 use serde_json::Value;
@@ -84,10 +84,7 @@ pub(super) async fn start(
         origin: "admin API".to_owned(),
         expected_version,
         share,
-        live_workers: live
-            .iter()
-            .map(|b| WorkerId::from(b.worker_id.as_str()))
-            .collect(),
+        live_workers: live.iter().map(|b| b.worker_id.clone()).collect(),
         judge,
     };
     if let Err(e) = state.service.execute(command, &actor(headers)).await {
@@ -144,18 +141,13 @@ async fn active_view(state: &AdminState, r: &ActiveRollout, live: Option<&[Beat]
     } = state.rollouts.seen(r.candidate_version);
     let mut members = CohortsView::default();
     for beat in live.unwrap_or_default() {
-        let id = beat.worker_id.as_str();
-        let cohort = if mana_llm_shared::rollout::in_candidate_cohort(
-            r.candidate_version.0,
-            r.threshold,
-            id,
-        ) {
+        let cohort = if r.includes(beat.worker_id.as_str()) {
             &mut members.candidate
         } else {
             &mut members.stable
         };
         cohort.push(Member {
-            worker_id: WorkerId::from(id),
+            worker_id: beat.worker_id.clone(),
             registry_version: beat.registry_version,
         });
     }

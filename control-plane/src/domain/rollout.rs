@@ -42,6 +42,18 @@ pub struct ActiveRollout {
     pub judge: JudgeSettings,
 }
 
+impl ActiveRollout {
+    /// Whether the worker `worker_id` serves the candidate (the rule every worker applies to
+    /// itself, see [`mana_llm_shared::rollout`]).
+    pub fn includes(&self, worker_id: &str) -> bool {
+        mana_llm_shared::rollout::in_candidate_cohort(
+            self.candidate_version.0,
+            self.threshold,
+            worker_id,
+        )
+    }
+}
+
 /// How the last rollout ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FinishedRollout {

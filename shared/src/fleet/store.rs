@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::{Beat, MAX_BEAT_BYTES};
+use super::{Beat, WorkerId, MAX_BEAT_BYTES};
 use crate::redis_conn::SharedRedis;
 
 #[async_trait]
@@ -22,17 +22,14 @@ pub trait Beats: Send + Sync {
 /// The beats of one process (`serve` without Redis).
 #[derive(Default)]
 pub struct MemoryBeats {
-    beats: Mutex<HashMap<String, (Beat, Instant)>>,
+    beats: Mutex<HashMap<WorkerId, (Beat, Instant)>>,
 }
 
 #[async_trait]
 impl Beats for MemoryBeats {
     async fn write(&self, beat: &Beat, ttl: Duration) -> bool {
         let mut beats = self.beats.lock().unwrap_or_else(|e| e.into_inner());
-        beats.insert(
-            beat.worker_id.as_str().to_owned(),
-            (beat.clone(), Instant::now() + ttl),
-        );
+        beats.insert(beat.worker_id.clone(), (beat.clone(), Instant::now() + ttl));
         true
     }
 
