@@ -256,6 +256,8 @@ pub async fn judge_loop(
 ) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // When the running rollout started (read from the log once per rollout, not every tick).
+    let mut started: Option<(RegistryVersion, f64)> = None;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
@@ -272,8 +274,15 @@ pub async fn judge_loop(
         let Some(verdict) = seen.verdict.filter(|_| seen.paused.is_none()) else {
             continue;
         };
-        let started = service.rollout_started_at().await.unwrap_or(0.0);
-        let soak_over = unix_now() >= started + rollout.judge.soak_seconds as f64;
+        if started.is_none_or(|(candidate, _)| candidate != rollout.candidate_version) {
+            started = service
+                .rollout_started_at()
+                .await
+                .map(|at| (rollout.candidate_version, at));
+        }
+        // A start time the log could not give means the soak is not known to be over.
+        let soak_over =
+            started.is_some_and(|(_, at)| unix_now() >= at + rollout.judge.soak_seconds as f64);
         let Some((promote, reason)) = decision(&rollout, &verdict, soak_over) else {
             continue;
         };
