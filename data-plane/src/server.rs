@@ -51,6 +51,22 @@ impl Rejected {
             detail: detail.into(),
         }
     }
+
+    /// The refusal a signature check calls for (`None` when it is valid); `what` names what
+    /// was checked.
+    pub fn for_signature(check: SignatureCheck, what: &str) -> Option<Self> {
+        match check {
+            SignatureCheck::Valid => None,
+            SignatureCheck::Missing => Some(Self::new(
+                "unsigned",
+                format!("{what} has no signature, but this worker has a fleet key"),
+            )),
+            SignatureCheck::Wrong => Some(Self::new(
+                "bad_signature",
+                format!("the signature of {what} does not match the fleet key"),
+            )),
+        }
+    }
 }
 
 /// A built gateway, ready to be served.
@@ -227,26 +243,9 @@ impl App {
         let version = published.version.0;
         if origin == Origin::Redis {
             if let Some(key) = &self.state.config.fleet_key {
-                match published.check_signature(key) {
-                    SignatureCheck::Valid => {}
-                    SignatureCheck::Missing => {
-                        return Err(self.reject(
-                            version,
-                            Rejected::new(
-                                "unsigned",
-                                "no signature, but this worker has a fleet key",
-                            ),
-                        ));
-                    }
-                    SignatureCheck::Wrong => {
-                        return Err(self.reject(
-                            version,
-                            Rejected::new(
-                                "bad_signature",
-                                "the signature does not match the fleet key",
-                            ),
-                        ));
-                    }
+                let check = published.check_signature(key);
+                if let Some(refused) = Rejected::for_signature(check, "the published version") {
+                    return Err(self.reject(version, refused));
                 }
             }
         }

@@ -9,7 +9,7 @@
 //! reconcile, at most a few seconds, and only ever moves a worker between two versions the
 //! control plane signed for this stable version.
 
-use mana_llm_shared::bus::{CanaryAssignment, SignatureCheck};
+use mana_llm_shared::bus::CanaryAssignment;
 use mana_llm_shared::{Registry, RegistryVersion};
 
 use crate::fleet::fleet_id;
@@ -48,18 +48,8 @@ pub fn follow(
     }
     if origin == Origin::Redis {
         if let Some(key) = &app.state().config.fleet_key {
-            let refused = match canary.check_signature(key) {
-                SignatureCheck::Valid => None,
-                SignatureCheck::Missing => Some(Rejected::new(
-                    "unsigned",
-                    "a rollout assignment without a signature, but this worker has a fleet key",
-                )),
-                SignatureCheck::Wrong => Some(Rejected::new(
-                    "bad_signature",
-                    "the rollout assignment's signature does not match the fleet key",
-                )),
-            };
-            if let Some(refused) = refused {
+            let check = canary.check_signature(key);
+            if let Some(refused) = Rejected::for_signature(check, "the rollout assignment") {
                 back_to_stable(app);
                 return Err(app.reject(candidate, refused));
             }
